@@ -1,0 +1,22 @@
+"""Test settings: the real PostgreSQL and Redis on 127.0.0.1 unless told otherwise."""
+
+import os
+
+import dj_database_url
+
+from .base import *  # noqa: F403
+from .base import VAR_DIR
+
+SECRET_KEY = "prefloop-test-key"
+DEBUG = False
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+    )
+}
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_TASK_ALWAYS_EAGER = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ARTIFACT_ROOT = VAR_DIR / "test-artifacts"

@@ -1,0 +1,50 @@
+"""`manage.py create_rater USERNAME --role labeler --password ...`"""
+
+from __future__ import annotations
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.accounts.services import rater_create
+from apps.core.errors import InvalidInput
+from apps.core.roles import Role
+
+
+class Command(BaseCommand):
+    help = "Create a user with one or more PrefLoop roles (labeler, reviewer, researcher)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("username")
+        parser.add_argument(
+            "--role",
+            action="append",
+            choices=[role.value for role in Role],
+            help="Repeat for several roles; default labeler.",
+        )
+        parser.add_argument("--password", help="Prompted for when omitted.")
+        parser.add_argument("--email", default="")
+        parser.add_argument("--staff", action="store_true", help="May log into the admin.")
+        parser.add_argument("--token", action="store_true", help="Print an API token.")
+
+    def handle(self, *args, **options) -> None:
+        password = options["password"] or getpass.getpass("Password: ")
+        roles = [Role(r) for r in (options["role"] or [Role.LABELER.value])]
+        try:
+            user = rater_create(
+                username=options["username"],
+                password=password,
+                roles=roles,
+                email=options["email"],
+                is_staff=options["staff"],
+            )
+        except InvalidInput as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(
+            f"Created {user.username} with roles {', '.join(sorted(r.value for r in roles))}."
+        )
+        if options["token"]:
+            from rest_framework.authtoken.models import Token
+
+            token, _ = Token.objects.get_or_create(user=user)
+            self.stdout.write(f"API token: {token.key}")

@@ -1,0 +1,167 @@
+"""REST endpoints for raters: parse, check access, call one service, serialize."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.collection import leasing, selectors, services
+from apps.collection.models import Project
+from apps.core.permissions import IsLabeler
+
+
+class ProjectListApi(APIView):
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Project
+            fields = [
+                "id",
+                "name",
+                "slug",
+                "description",
+                "k",
+                "overlap",
+                "lease_seconds",
+                "flag_set",
+                "likert_enabled",
+                "rationale_max_length",
+                "guidelines_version",
+            ]
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request):
+        projects = selectors.projects_for_user(user=request.user)
+        return Response(self.OutputSerializer(projects, many=True).data)
+
+
+class _PromptSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class _CompletionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class AssignmentOutputSerializer(serializers.Serializer):
+    assignment_id = serializers.IntegerField()
+    task_id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["ranking", "demonstration", "evaluation"])
+    prompt = _PromptSerializer()
+    completions = _CompletionSerializer(many=True)
+    lease_expires_at = serializers.DateTimeField()
+    status = serializers.CharField()
+
+
+class AssignmentNextApi(APIView):
+    permission_classes = [IsLabeler]
+
+    @extend_schema(
+        request=None,
+        responses={200: AssignmentOutputSerializer, 204: OpenApiResponse(description="No task")},
+    )
+    def post(self, request, project_id: int):
+        project = selectors.project_for_labeler(project_id=project_id, user=request.user)
+        assignment = leasing.assignment_next(project=project, rater=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(
+            AssignmentOutputSerializer(selectors.assignment_view(assignment=assignment)).data
+        )
+
+
+class AssignmentDetailApi(APIView):
+    permission_classes = [IsLabeler]
+
+    @extend_schema(responses=AssignmentOutputSerializer)
+    def get(self, request, assignment_id: int):
+        assignment = services._assignment_for_rater(assignment_id=assignment_id, rater=request.user)
+        return Response(
+            AssignmentOutputSerializer(selectors.assignment_view(assignment=assignment)).data
+        )
+
+
+class _SubmitOutputSerializer(serializers.Serializer):
+    judgment_id = serializers.IntegerField()
+
+
+class JudgmentSubmitApi(APIView):
+    permission_classes = [IsLabeler]
+
+    class InputSerializer(serializers.Serializer):
+        ranking = serializers.JSONField(help_text="Best-first groups of completion ids.")
+        likert = serializers.JSONField(required=False, default=dict)
+        flags = serializers.JSONField(required=False, default=dict)
+        rationale = serializers.CharField(
+            required=False, allow_blank=True, default="", trim_whitespace=False
+        )
+        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
+        both_bad = serializers.BooleanField(required=False, default=False)
+        client_key = serializers.UUIDField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: _SubmitOutputSerializer, 201: _SubmitOutputSerializer},
+    )
+    def post(self, request, assignment_id: int):
+        data = _valid(self.InputSerializer, request)
+        judgment, created = services.judgment_submit(
+            assignment_id=assignment_id, rater=request.user, **data
+        )
+        return Response(
+            {"judgment_id": judgment.pk},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class DemonstrationSubmitApi(APIView):
+    permission_classes = [IsLabeler]
+
+    class InputSerializer(serializers.Serializer):
+        text = serializers.CharField(allow_blank=True, trim_whitespace=False)
+        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
+        client_key = serializers.UUIDField()
+
+    class OutputSerializer(serializers.Serializer):
+        demonstration_id = serializers.IntegerField()
+
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer}
+    )
+    def post(self, request, assignment_id: int):
+        data = _valid(self.InputSerializer, request)
+        demonstration, created = services.demonstration_submit(
+            assignment_id=assignment_id, rater=request.user, **data
+        )
+        return Response(
+            {"demonstration_id": demonstration.pk},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class AssignmentSkipApi(APIView):
+    permission_classes = [IsLabeler]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(allow_blank=True)
+
+    class OutputSerializer(serializers.Serializer):
+        assignment_id = serializers.IntegerField()
+        status = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request, assignment_id: int):
+        data = _valid(self.InputSerializer, request)
+        assignment = services.assignment_skip(
+            assignment_id=assignment_id, rater=request.user, reason=data["reason"]
+        )
+        return Response({"assignment_id": assignment.pk, "status": assignment.status})
+
+
+def _valid(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -1,0 +1,149 @@
+"""The assignment engine: which task a rater gets next, and the slot rules behind it.
+
+Invariants (checked by tests on PostgreSQL under concurrency):
+  (a) a rater never gets the same task twice (also a unique constraint on (task, rater));
+  (b) a task never has more live + submitted assignments than its overlap;
+  (c) an expired lease no longer holds a slot;
+  (d) a rater asking again while holding a live lease gets that lease back;
+  (e) higher priority first, then oldest; gold tasks at the project's gold rate.
+
+How it stays correct under concurrency: every write that can *add* to a task's taken slots
+(a new lease, or accepting a judgment on an expired lease) holds that task's row lock while it
+counts and writes. `next` takes candidate rows with FOR UPDATE SKIP LOCKED, so it never waits
+on a task another rater is taking, and recounts the slots in a fresh statement once it holds
+the lock (READ COMMITTED gives each statement a new snapshot). Calls of one rater are
+serialised by a lock on their profile row, so a rater cannot race themself into two leases.
+SQLite (the embedded default) runs each write transaction alone (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.accounts.models import RaterProfile
+from apps.collection.models import Assignment, Project, Task, TaskCompletion
+from apps.core.errors import NotPermitted
+
+CANDIDATES_PER_QUERY = 4
+MAX_QUERY_ROUNDS = 4
+_rng = random.SystemRandom()
+
+
+def slot_holding(now: datetime) -> Q:
+    """Assignments that occupy one of a task's overlap slots at `now`."""
+    return Q(status=Assignment.Status.SUBMITTED) | Q(
+        status=Assignment.Status.LEASED, expires_at__gt=now
+    )
+
+
+def task_taken_slots(*, task_id: int, now: datetime, excluding: int | None = None) -> int:
+    assignments = Assignment.objects.filter(slot_holding(now), task_id=task_id)
+    if excluding is not None:
+        assignments = assignments.exclude(pk=excluding)
+    return assignments.count()
+
+
+def live_assignment_for_rater(*, project: Project, rater, now: datetime) -> Assignment | None:
+    return (
+        Assignment.objects.filter(
+            rater=rater,
+            task__project=project,
+            status=Assignment.Status.LEASED,
+            expires_at__gt=now,
+        )
+        .order_by("leased_at")
+        .first()
+    )
+
+
+def _candidate_tasks(
+    *, project: Project, rater, now: datetime, gold: bool, kinds: list[str], skip_ids: set[int]
+):
+    done_by_rater = Assignment.objects.filter(task_id=OuterRef("pk"), rater=rater)
+    taken = (
+        Assignment.objects.filter(slot_holding(now), task_id=OuterRef("pk"))
+        .order_by()
+        .values("task_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    queryset = (
+        Task.objects.filter(project=project, status=Task.Status.OPEN, is_gold=gold, kind__in=kinds)
+        .exclude(pk__in=skip_ids)
+        .exclude(Exists(done_by_rater))
+        .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), 0))
+        .filter(taken__lt=F("overlap"))
+        .order_by("-priority", "pk")
+    )
+    return queryset.select_for_update(skip_locked=True, of=("self",))[:CANDIDATES_PER_QUERY]
+
+
+def _lease_first_free(
+    *, project: Project, rater, now: datetime, gold: bool, kinds: list[str]
+) -> Assignment | None:
+    checked: set[int] = set()
+    for _ in range(MAX_QUERY_ROUNDS):
+        candidates = list(
+            _candidate_tasks(
+                project=project, rater=rater, now=now, gold=gold, kinds=kinds, skip_ids=checked
+            )
+        )
+        if not candidates:
+            return None
+        for task in candidates:
+            checked.add(task.pk)
+            # The filter above used the statement's snapshot; now that the row is ours,
+            # count again so a lease committed meanwhile is seen.
+            if task_taken_slots(task_id=task.pk, now=now) < task.overlap:
+                return _lease(task=task, rater=rater, now=now, seconds=project.lease_seconds)
+    return None
+
+
+def _lease(*, task: Task, rater, now: datetime, seconds: int) -> Assignment:
+    order = list(TaskCompletion.objects.filter(task=task).values_list("completion_id", flat=True))
+    _rng.shuffle(order)
+    return Assignment.objects.create(
+        task=task,
+        rater=rater,
+        leased_at=now,
+        expires_at=now + timedelta(seconds=seconds),
+        display_order=order,
+    )
+
+
+def wants_gold(project: Project) -> bool:
+    return project.gold_rate > 0 and _rng.random() < project.gold_rate
+
+
+def assignment_next(
+    *,
+    project: Project,
+    rater: AbstractBaseUser,
+    kinds: list[str] | None = None,
+    now: datetime | None = None,
+) -> Assignment | None:
+    """Lease the next task of `project` to `rater`, or return their live lease, or None."""
+    now = now or timezone.now()
+    kinds = kinds or list(Task.Kind.values)
+    with transaction.atomic():
+        profile, _ = RaterProfile.objects.select_for_update().get_or_create(user=rater)
+        if profile.is_suspended:
+            raise NotPermitted("Your rater account is suspended; ask a reviewer.")
+        live = live_assignment_for_rater(project=project, rater=rater, now=now)
+        if live is not None:
+            return live
+        pools = [True, False] if wants_gold(project) else [False]
+        for gold in pools:
+            assignment = _lease_first_free(
+                project=project, rater=rater, now=now, gold=gold, kinds=kinds
+            )
+            if assignment is not None:
+                return assignment
+    return None

@@ -1,0 +1,79 @@
+"""Reads of the collection app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apps.collection.leasing import slot_holding
+from apps.collection.models import Assignment, Completion, Project, Task
+from apps.core.errors import NotFound
+from apps.core.roles import Role, user_has_role, user_roles
+
+
+def projects_for_user(*, user) -> QuerySet[Project]:
+    """Projects the user may work on: all for reviewers/researchers, open or joined for labelers."""
+    projects = Project.objects.filter(is_active=True).order_by("name")
+    roles = user_roles(user)
+    if roles & {Role.REVIEWER, Role.RESEARCHER}:
+        return projects
+    if Role.LABELER in roles:
+        return projects.filter(Q(open_to_all_labelers=True) | Q(members=user)).distinct()
+    return projects.none()
+
+
+def project_for_labeler(*, project_id: int, user) -> Project:
+    project = (
+        projects_for_user(user=user).filter(pk=project_id).first()
+        if user_has_role(user, Role.LABELER)
+        else None
+    )
+    if project is None:
+        raise NotFound("No such project, or you may not work on it.")
+    return project
+
+
+def assignment_view(*, assignment: Assignment) -> dict:
+    """What the rater sees: prompt and completions in their own display order."""
+    task = assignment.task
+    by_id = {
+        c.pk: c.text
+        for c in Completion.objects.filter(pk__in=assignment.display_order).only("pk", "text")
+    }
+    return {
+        "assignment_id": assignment.pk,
+        "task_id": task.pk,
+        "kind": task.kind,
+        "prompt": {"id": task.prompt_id, "text": task.prompt.text},
+        "completions": [{"id": cid, "text": by_id[cid]} for cid in assignment.display_order],
+        "lease_expires_at": assignment.expires_at,
+        "status": assignment.status,
+    }
+
+
+def rater_progress(*, project: Project, rater) -> dict[str, int]:
+    """Done today, done in total, and tasks this rater could still be given."""
+    now = timezone.now()
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    finished = Assignment.objects.filter(
+        rater=rater, task__project=project, status=Assignment.Status.SUBMITTED
+    )
+    open_tasks = Task.objects.filter(project=project, status=Task.Status.OPEN, is_gold=False)
+    left = open_tasks.exclude(assignments__rater=rater).count()
+    return {
+        "done_today": finished.filter(finished_at__gte=start_of_day).count(),
+        "done_total": finished.count(),
+        "tasks_left": left,
+    }
+
+
+def task_slot_usage(*, task: Task, now=None) -> int:
+    return task.assignments.filter(slot_holding(now or timezone.now())).count()
+
+
+def stale_leases(*, older_than: timedelta) -> QuerySet[Assignment]:
+    return Assignment.objects.filter(
+        status=Assignment.Status.LEASED, expires_at__lt=timezone.now() - older_than
+    )

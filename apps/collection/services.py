@@ -1,0 +1,371 @@
+"""Writes of the collection app: projects, prompts, tasks, and raters' answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.collection import validation
+from apps.collection.leasing import task_taken_slots
+from apps.collection.models import (
+    MAX_K,
+    MIN_K,
+    Assignment,
+    Completion,
+    Demonstration,
+    Judgment,
+    Project,
+    Prompt,
+    Task,
+    TaskCompletion,
+    text_digest,
+)
+from apps.core.errors import Conflict, InvalidInput, NotFound, NotPermitted
+
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+MAX_DEMONSTRATION_CHARS = 20_000
+
+
+def project_create(*, name: str, slug: str = "", created_by=None, **settings: Any) -> Project:
+    project = Project(
+        name=name, slug=slug or slugify(name)[:100], created_by=created_by, **settings
+    )
+    project.full_clean()
+    project.save()
+    return project
+
+
+def project_guidelines_update(*, project: Project, guidelines: str) -> Project:
+    """Change the guidelines; judgments keep the version their rater saw."""
+    if guidelines != project.guidelines:
+        project.guidelines = guidelines
+        project.guidelines_version += 1
+        project.save(update_fields=["guidelines", "guidelines_version", "updated_at"])
+    return project
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    text: str
+    category: str = "other"
+    split: str = "train"
+    external_id: str = ""
+    reference: str = ""
+
+
+@dataclass
+class PromptImportResult:
+    created: list[Prompt]
+    existing: list[Prompt]
+
+    @property
+    def prompts(self) -> list[Prompt]:
+        return self.created + self.existing
+
+
+@transaction.atomic
+def prompts_import(
+    *, project: Project, items: Sequence[PromptInput], source: str = Prompt.Source.IMPORTED
+) -> PromptImportResult:
+    """Add prompts; one already in the project (same text) is kept, not duplicated."""
+    digests = [text_digest(item.text) for item in items]
+    existing = {
+        p.text_sha256: p
+        for p in Prompt.objects.filter(project=project).filter(text_sha256__in=set(digests))
+    }
+    created: list[Prompt] = []
+    found: list[Prompt] = []
+    for item, digest in zip(items, digests, strict=True):
+        if digest in existing:
+            found.append(existing[digest])
+            continue
+        prompt = Prompt(
+            project=project,
+            text=item.text,
+            text_sha256=digest,
+            category=item.category,
+            split=item.split,
+            source=source,
+            external_id=item.external_id,
+            reference=item.reference,
+        )
+        existing[digest] = prompt
+        created.append(prompt)
+    Prompt.objects.bulk_create(created, batch_size=500)
+    return PromptImportResult(created=created, existing=found)
+
+
+def completion_create(
+    *,
+    prompt: Prompt,
+    text: str,
+    source: str,
+    policy_version=None,
+    sampling_params: dict | None = None,
+    seed: int | None = None,
+    round_number: int | None = None,
+) -> Completion:
+    return Completion.objects.create(
+        prompt=prompt,
+        text=text,
+        source=source,
+        policy_version=policy_version,
+        sampling_params=sampling_params or {},
+        seed=seed,
+        round_number=round_number,
+    )
+
+
+def task_create(
+    *,
+    project: Project,
+    prompt: Prompt,
+    completions: Sequence[Completion] = (),
+    kind: str = Task.Kind.RANKING,
+    overlap: int | None = None,
+    priority: int = 0,
+    is_gold: bool = False,
+    gold_ranking: list[list[int]] | None = None,
+    round_number: int | None = None,
+) -> Task:
+    """A task over `completions` (ranking: 2–9 of them, evaluation: exactly 2)."""
+    if prompt.project_id != project.pk:
+        raise InvalidInput("The prompt belongs to another project.")
+    if any(c.prompt_id != prompt.pk for c in completions):
+        raise InvalidInput("Every completion must answer the task's prompt.")
+    count = len(completions)
+    if kind == Task.Kind.RANKING and not MIN_K <= count <= MAX_K:
+        raise InvalidInput(f"A ranking task needs {MIN_K} to {MAX_K} completions, not {count}.")
+    if kind == Task.Kind.EVALUATION and count != 2:
+        raise InvalidInput("An A/B evaluation task needs exactly 2 completions.")
+    if kind == Task.Kind.DEMONSTRATION and count:
+        raise InvalidInput("A demonstration task has no completions.")
+    if gold_ranking is not None:
+        errors: validation.Errors = {}
+        gold_ranking = validation.clean_ranking(gold_ranking, [c.pk for c in completions], errors)
+        if errors:
+            raise InvalidInput(
+                "The gold ranking is not valid.", fields={"gold_ranking": errors["ranking"]}
+            )
+    with transaction.atomic():
+        task = Task.objects.create(
+            project=project,
+            prompt=prompt,
+            kind=kind,
+            overlap=overlap or project.overlap,
+            priority=priority,
+            is_gold=is_gold,
+            gold_ranking=gold_ranking,
+            round_number=round_number,
+        )
+        TaskCompletion.objects.bulk_create(
+            TaskCompletion(task=task, completion=c, position=i) for i, c in enumerate(completions)
+        )
+    return task
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+def _assignment_for_rater(*, assignment_id: int, rater) -> Assignment:
+    assignment = Assignment.objects.select_related("task__project").filter(pk=assignment_id).first()
+    if assignment is None:
+        raise NotFound("No such assignment.")
+    if assignment.rater_id != rater.pk:
+        raise NotPermitted("This assignment belongs to another rater.")
+    return assignment
+
+
+def _lock_for_answer(*, assignment: Assignment, now) -> tuple[Assignment, Task]:
+    """Lock the assignment and its task, and check the answer may still be taken."""
+    locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    task = Task.objects.select_for_update().get(pk=locked.task_id)
+    if locked.status == Assignment.Status.SUBMITTED:
+        raise Conflict("This assignment has already been answered.")
+    if locked.status == Assignment.Status.SKIPPED:
+        raise Conflict("This assignment was skipped.")
+    if locked.status == Assignment.Status.RELEASED:
+        raise Conflict("This assignment was withdrawn by a reviewer.")
+    if locked.expires_at <= now:
+        taken = task_taken_slots(task_id=task.pk, now=now, excluding=locked.pk)
+        if taken >= task.overlap:
+            raise Conflict("Your lease expired and the task has since been given to other raters.")
+    return locked, task
+
+
+def _finish(*, assignment: Assignment, task: Task, now) -> None:
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "finished_at"])
+    submitted = Assignment.objects.filter(task=task, status=Assignment.Status.SUBMITTED).count()
+    if submitted >= task.overlap and task.status == Task.Status.OPEN:
+        task.status = Task.Status.COMPLETE
+        task.save(update_fields=["status", "updated_at"])
+
+
+def _replayed(model, *, client_key: uuid.UUID, assignment: Assignment):
+    """The earlier answer with this client key, if the client is retrying."""
+    earlier = model.objects.filter(client_key=client_key).first()
+    if earlier is None:
+        return None
+    if earlier.assignment_id != assignment.pk:
+        raise InvalidInput(
+            "This client_key was already used for another answer.",
+            fields={"client_key": ["Already used for another assignment; send a new uuid."]},
+        )
+    return earlier
+
+
+def _clean_time_spent(value: Any, errors: validation.Errors) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIME_SPENT_MS:
+        errors.setdefault("time_spent_ms", []).append(
+            f"Expected whole milliseconds between 0 and {MAX_TIME_SPENT_MS}."
+        )
+        return None
+    return value
+
+
+def judgment_submit(
+    *,
+    assignment_id: int,
+    rater,
+    client_key: uuid.UUID,
+    ranking: Any,
+    likert: Any = None,
+    flags: Any = None,
+    rationale: Any = "",
+    time_spent_ms: Any = None,
+    both_bad: bool = False,
+) -> tuple[Judgment, bool]:
+    """Store a rater's ranking. Returns (judgment, created); a retried client_key replays."""
+    assignment = _assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    task = assignment.task
+    project = task.project
+    if task.kind == Task.Kind.DEMONSTRATION:
+        raise InvalidInput("This task asks for a demonstration, not a ranking.")
+    earlier = _replayed(Judgment, client_key=client_key, assignment=assignment)
+    if earlier is not None:
+        return earlier, False
+
+    shown = list(assignment.display_order)
+    errors: validation.Errors = {}
+    groups = validation.clean_ranking(ranking, shown, errors)
+    likert_clean = validation.clean_likert(likert, shown, project.likert_enabled, errors)
+    flags_clean = validation.clean_flags(flags, shown, project.flag_keys, errors)
+    rationale_clean = validation.clean_rationale(rationale, project.rationale_max_length, errors)
+    time_clean = _clean_time_spent(time_spent_ms, errors)
+    if both_bad and task.kind != Task.Kind.EVALUATION:
+        errors.setdefault("both_bad", []).append("Only A/B evaluation tasks take both_bad.")
+    if errors:
+        raise InvalidInput("The judgment is not valid; nothing was stored.", fields=errors)
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            locked, task = _lock_for_answer(assignment=assignment, now=now)
+            judgment = Judgment.objects.create(
+                assignment=locked,
+                task=task,
+                rater=rater,
+                ranking=groups,
+                likert=likert_clean,
+                flags=flags_clean,
+                rationale=rationale_clean,
+                both_bad=bool(both_bad),
+                time_spent_ms=time_clean,
+                display_order=shown,
+                guidelines_version=project.guidelines_version,
+                client_key=client_key,
+            )
+            _finish(assignment=locked, task=task, now=now)
+    except IntegrityError:
+        # Two copies of one retried request raced; the other stored it.
+        earlier = _replayed(Judgment, client_key=client_key, assignment=assignment)
+        if earlier is None:
+            raise
+        return earlier, False
+    return judgment, True
+
+
+def demonstration_submit(
+    *, assignment_id: int, rater, client_key: uuid.UUID, text: Any, time_spent_ms: Any = None
+) -> tuple[Demonstration, bool]:
+    """Store a rater's ideal answer for a demonstration task (idempotent by client_key)."""
+    assignment = _assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    task = assignment.task
+    if task.kind != Task.Kind.DEMONSTRATION:
+        raise InvalidInput("This task asks for a ranking, not a demonstration.")
+    earlier = _replayed(Demonstration, client_key=client_key, assignment=assignment)
+    if earlier is not None:
+        return earlier, False
+    errors: validation.Errors = {}
+    if not isinstance(text, str) or not text.strip():
+        errors.setdefault("text", []).append("Write the answer; it may not be empty.")
+    elif len(text) > MAX_DEMONSTRATION_CHARS:
+        errors.setdefault("text", []).append(
+            f"At most {MAX_DEMONSTRATION_CHARS} characters; this one has {len(text)}."
+        )
+    time_clean = _clean_time_spent(time_spent_ms, errors)
+    if errors:
+        raise InvalidInput("The demonstration is not valid; nothing was stored.", fields=errors)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            locked, task = _lock_for_answer(assignment=assignment, now=now)
+            demonstration = Demonstration.objects.create(
+                assignment=locked,
+                task=task,
+                prompt_id=task.prompt_id,
+                rater=rater,
+                text=text.strip(),
+                time_spent_ms=time_clean,
+                client_key=client_key,
+            )
+            _finish(assignment=locked, task=task, now=now)
+    except IntegrityError:
+        earlier = _replayed(Demonstration, client_key=client_key, assignment=assignment)
+        if earlier is None:
+            raise
+        return earlier, False
+    return demonstration, True
+
+
+MAX_SKIP_REASON = 500
+
+
+def assignment_skip(*, assignment_id: int, rater, reason: Any) -> Assignment:
+    """Give a task back; its slot frees at once and this rater will not see it again."""
+    assignment = _assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("Say why you skip.", fields={"reason": ["Required."]})
+    if len(reason) > MAX_SKIP_REASON:
+        raise InvalidInput(
+            "The reason is too long.", fields={"reason": [f"At most {MAX_SKIP_REASON} characters."]}
+        )
+    with transaction.atomic():
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if locked.status == Assignment.Status.SKIPPED:
+            return locked  # a retried skip
+        if locked.status != Assignment.Status.LEASED:
+            raise Conflict("Only a task you still hold can be skipped.")
+        locked.status = Assignment.Status.SKIPPED
+        locked.skip_reason = reason.strip()
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "skip_reason", "finished_at"])
+    return locked
+
+
+def assignments_release(*, rater, projects: Iterable[Project] | None = None) -> int:
+    """Withdraw a rater's open leases (suspension); their slots free at once."""
+    leases = Assignment.objects.filter(rater=rater, status=Assignment.Status.LEASED)
+    if projects is not None:
+        leases = leases.filter(task__project__in=list(projects))
+    return leases.update(status=Assignment.Status.RELEASED, finished_at=timezone.now())
