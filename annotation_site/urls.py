@@ -10,6 +10,8 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.collection.urls")),
+    path("", include("apps.quality.api_urls")),
+    path("", include("apps.loop.api_urls")),
 ]
 
 urlpatterns = [
@@ -17,4 +19,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/", include(api_patterns)),
+    path("review/", include("apps.quality.urls")),
+    path("research/", include("apps.loop.urls")),
+    path("", include("apps.collection.page_urls")),
 ]

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.collection",
+    "apps.quality",
+    "apps.loop",
 ]
 
 MIDDLEWARE = [

@@ -14,6 +14,10 @@ DATABASES = {
         os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
     )
 }
+# Several suites may run side by side on one server: each names its own test database.
+DATABASES["default"]["TEST"] = {
+    "NAME": "test_prefloop" + os.environ.get("PREFLOOP_TEST_DB_SUFFIX", "")
+}
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}

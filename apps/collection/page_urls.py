@@ -1,0 +1,3 @@
+"""Labeler pages (mounted at the site root)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Pages of this app (mounted by annotation_site/urls.py)."""
+
+urlpatterns: list = []
