@@ -51,3 +51,6 @@ def api_as():
 @pytest.fixture
 def client_key():
     return str(uuid.uuid4())
+
+
+pytest_plugins = ["tests.browser"]
