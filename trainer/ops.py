@@ -1,0 +1,131 @@
+"""Small tensor helpers: masking, whitening, padding, EOS handling, nucleus filtering.
+
+Plain functions on tensors, each tested against hand-computed values.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Log-probability written into padded positions so a bug that forgets the mask shows up loudly.
+INVALID_LOGPROB = 1.0
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() if dim is None else (values * mask).sum(dim)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``values`` over positions where ``mask`` is true (0 where nothing is valid)."""
+    mask = mask.to(values.dtype)
+    if dim is None:
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance over the valid positions (Bessel-corrected by default)."""
+    mean = masked_mean(values, mask)
+    centred = values - mean
+    variance = masked_mean(centred**2, mask)
+    if unbiased:
+        count = mask.sum().to(values.dtype)
+        if count < 2:
+            raise ValueError("masked_var needs two or more valid positions (unbiased)")
+        variance = variance * count / (count - 1)
+    return variance
+
+
+def masked_whiten(
+    values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """Scale to unit variance over valid positions; optionally shift to zero mean.
+
+    Invalid positions are returned as 0 so they cannot leak into later sums.
+    """
+    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    whitened = (values - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask.to(values.dtype)
+
+
+def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
+    """Index of the first True in each row; the row length where a row has none."""
+    length = bools.size(-1)
+    positions = torch.arange(length, device=bools.device).expand_as(bools)
+    return torch.where(bools, positions, torch.full_like(positions, length)).min(-1).values
+
+
+def truncate_after_eos(
+    responses: torch.Tensor, eos_token_id: int, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Apply the EOS rules to sampled responses (B, T).
+
+    Returns ``(truncated, lengths, contains_eos)``: tokens after the first EOS replaced by PAD,
+    the number of valid tokens per row (the EOS itself counts), and whether a row has an EOS.
+    """
+    is_eos = responses == eos_token_id
+    first_eos = first_true_indices(is_eos)
+    contains_eos = is_eos.any(-1)
+    full = torch.full_like(first_eos, responses.size(1))
+    lengths = torch.where(contains_eos, first_eos + 1, full)
+    positions = torch.arange(responses.size(1), device=responses.device).expand_as(responses)
+    truncated = responses.masked_fill(positions >= lengths.unsqueeze(1), pad_token_id)
+    return truncated, lengths, contains_eos
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    positions = torch.arange(max_length, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def pad_sequences(
+    sequences: list[list[int]], pad_value: int, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token-id lists into (ids, attention_mask) tensors, on the left or the right."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    width = max((len(s) for s in sequences), default=0)
+    ids = torch.full((len(sequences), width), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if not seq:
+            continue
+        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that start at 0 on each row's first real token (left padding safe)."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.clamp(min=0)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of tokens whose probability reaches ``top_p``.
+
+    The most likely token is always kept; removed logits become -inf.
+    """
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    # Remove a token when the mass strictly before it already reaches top_p.
+    remove_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
+    remove_sorted[..., 0] = False
+    remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(token) for each position: logits (B, T, V), tokens (B, T) -> (B, T)."""
+    return torch.gather(logits.log_softmax(-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    log_probs = logits.log_softmax(-1)
+    return -(log_probs.exp() * log_probs).sum(-1)

@@ -1,0 +1,530 @@
+"""PPO against a reward model, with a per-token KL penalty and optional PPO-ptx (InstructGPT
+section 3.5, "RL"; implementation details after Huang et al. 2024, "The N+ implementation
+details of RLHF with PPO").
+
+One step, top to bottom:
+ 1. take ``batch_size`` prompts and sample a response each from the policy (KV cache);
+ 2. apply the EOS rules: tokens after the first EOS become padding; a response without an EOS
+    gets ``missing_eos_penalty`` subtracted from its score;
+ 3. score prompt+response with the reward model (or a scoring function), read at the EOS;
+ 4. log-probabilities under the policy and the frozen reference at the sampling temperature,
+    values from the value model (initialised from the reward model);
+ 5. per-token rewards -beta * KL, plus the score at the last valid token; GAE; advantages
+    whitened over valid tokens;
+ 6. ``ppo_epochs`` passes over shuffled minibatches of the rollout: clipped policy loss, clipped
+    value loss and, with ``ptx_coef`` > 0, gamma * the LM loss on SFT/pretraining text;
+ 7. adapt beta (optional), log diagnostics, checkpoint.
+
+    python -m trainer ppo --policy SFT_DIR --reward-model RM_DIR --prompts prompts.jsonl --out DIR
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer import models
+from trainer.data import DataError, Prompt, read_prompts, read_texts
+from trainer.losses import (
+    AdaptiveKLController,
+    FixedKLController,
+    gae,
+    kl_penalized_rewards,
+    ppo_policy_loss,
+    ppo_value_loss,
+    sequence_logprob_loss,
+)
+from trainer.ops import (
+    INVALID_LOGPROB,
+    entropy_from_logits,
+    lengths_to_mask,
+    logprobs_from_logits,
+    masked_mean,
+    masked_whiten,
+    pad_sequences,
+    position_ids_from_mask,
+    truncate_after_eos,
+)
+from trainer.runlog import METRICS_JSONL, MetricsLog, derive_seed, progress, seed_everything
+from trainer.sampling import generate, make_generators
+
+ScoreFn = Callable[[list[str], list[str]], list[float]]
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class PPOConfig:
+    policy: str
+    """Initial policy and frozen KL reference: the SFT model directory (or a hub name)."""
+    prompts: str
+    """prompts.jsonl; rows of the chosen split are the RL prompts."""
+    out: str
+    """Output directory: the final policy (save_pretrained), value model, metrics, checkpoint."""
+    reward_model: str | None = None
+    """Reward model directory from `trainer rm`; the score is read at the response's EOS."""
+    score_fn: str | None = None
+    """Instead of a reward model: "module:function" taking (prompts, completions) -> scores."""
+    value_model: str | None = None
+    """Value model initialisation; default: the reward model (as in InstructGPT), else the
+    policy trunk with a zero head."""
+    split: str | None = "train"
+    """Prompt split to train on (None: every prompt)."""
+    total_steps: int = 20
+    """PPO iterations; each samples batch_size responses and updates on them."""
+    batch_size: int = 8
+    """Prompts (= responses) per rollout."""
+    mini_batch_size: int = 4
+    """Responses per gradient step inside an update."""
+    ppo_epochs: int = 4
+    """Passes over each rollout."""
+    lr: float = 1e-5
+    """AdamW learning rate for the policy."""
+    value_lr: float | None = None
+    """Learning rate of the value model; default: lr."""
+    max_new_tokens: int = 32
+    """Response length limit; a response cut here has no EOS and gets the penalty."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probabilities are computed at the same temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass for rollouts."""
+    max_prompt_tokens: int = 256
+    """Prompts longer than this keep their last tokens."""
+    kl_coef: float = 0.05
+    """beta: weight of the per-token KL penalty to the reference (initial value if adaptive)."""
+    adaptive_kl: bool = False
+    """Adapt beta towards kl_target (Ziegler et al. 2019)."""
+    kl_target: float = 6.0
+    """Target KL per response for the adaptive controller (nats)."""
+    kl_horizon: int = 10000
+    """Horizon of the adaptive controller (in responses)."""
+    gamma: float = 1.0
+    """Discount over response tokens."""
+    lam: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """PPO ratio clip epsilon."""
+    clip_range_value: float = 0.2
+    """Value clip range around the rollout values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (0 disables)."""
+    missing_eos_penalty: float | None = 1.0
+    """Subtracted from the score of a response with no EOS (None: no penalty)."""
+    whiten_rewards: bool = False
+    """Whiten the per-token rewards before GAE (without shifting the mean)."""
+    ptx: str | None = None
+    """PPO-ptx text: JSONL with "text" or demonstrations {"prompt", "completion"}."""
+    ptx_coef: float = 0.0
+    """gamma of PPO-ptx: weight of the LM loss on ptx text (0 disables)."""
+    ptx_batch_size: int = 4
+    """ptx texts per gradient step."""
+    ptx_max_length: int = 256
+    """Token limit of a ptx text."""
+    seed: int = 0
+    """Run seed; every step reseeds from (seed, step), so a resumed run matches."""
+    device: str = "auto"
+    """"auto", "cpu" or "cuda" (accelerate picks the device under `accelerate launch`)."""
+    lora_r: int = 0
+    """LoRA rank for policy and value; 0 trains every weight. With LoRA the reference is the
+    policy with its adapters switched off (no second copy in memory)."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator."""
+    save_every: int = 10
+    """Checkpoint every this many steps (and at the end); 0: only at the end."""
+    resume: bool = False
+    """Continue from OUT/checkpoint when it exists."""
+    stop_after: int | None = None
+    """Stop this invocation after this many steps (time-boxed jobs); --resume continues."""
+
+
+class ActorCritic(nn.Module):
+    """Policy and value model as one module, so one DDP wrapper covers both."""
+
+    def __init__(self, policy: nn.Module, value: nn.Module):
+        super().__init__()
+        self.policy = policy
+        self.value = value
+
+    def forward(self, input_ids, attention_mask):
+        positions = position_ids_from_mask(attention_mask)
+        logits = self.policy(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=positions, use_cache=False).logits
+        values = models.token_values(self.value, input_ids, attention_mask)
+        return logits, values
+
+    def lm_logits(self, input_ids, attention_mask):
+        return self.policy(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=position_ids_from_mask(attention_mask),
+                           use_cache=False).logits
+
+
+def load_score_fn(spec: str) -> ScoreFn:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise DataError(f"--score-fn must look like 'package.module:function', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise DataError(f"--score-fn {spec!r}: {exc}") from None
+
+
+def response_logprobs(logits: torch.Tensor, responses: torch.Tensor, context_length: int,
+                      temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(response token) at the sampling temperature, and the logits used, (B, N)."""
+    width = responses.size(1)
+    step_logits = logits[:, context_length - 1 : context_length - 1 + width].float()
+    if temperature > 0:
+        step_logits = step_logits / temperature
+    return logprobs_from_logits(step_logits, responses), step_logits
+
+
+def step_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int) -> list[Prompt]:
+    """Prompts of a step: shuffled epochs over the prompt set, a pure function of the step."""
+    chosen, n = [], len(prompts)
+    for position in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(position, n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(
+            derive_seed(seed, "epoch", epoch)))
+        chosen.append(prompts[int(order[offset])])
+    return chosen
+
+
+class RewardScorer:
+    """Scores prompt+response with a reward model, or with a Python function."""
+
+    def __init__(self, policy_tokenizer, reward_model=None, reward_tokenizer=None,
+                 score_fn: ScoreFn | None = None):
+        self.policy_tokenizer = policy_tokenizer
+        self.model = reward_model
+        self.tokenizer = reward_tokenizer
+        self.score_fn = score_fn
+        self.same_vocab = (
+            reward_tokenizer is not None
+            and reward_tokenizer.get_vocab() == policy_tokenizer.get_vocab()
+        )
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[Prompt], query_ids: list[list[int]],
+                 responses: torch.Tensor, lengths: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        if self.score_fn is not None:
+            scores = self.score_fn([p.prompt for p in prompts], texts)
+            return torch.tensor([float(s) for s in scores], dtype=torch.float32)
+        rows = []
+        for i, prompt in enumerate(prompts):
+            if self.same_vocab:
+                rows.append(query_ids[i] + responses[i, : int(lengths[i])].tolist())
+            else:
+                rows.append(models.encode_prompt(self.tokenizer, prompt.prompt)
+                            + models.encode_completion(self.tokenizer, texts[i]))
+        ids, mask = pad_sequences(rows, self.tokenizer.pad_token_id, side="right")
+        device = next(self.model.parameters()).device
+        return models.reward_scores(self.model, ids.to(device), mask.to(device)).float().cpu()
+
+
+def _load_weights(model: nn.Module, directory: Path) -> None:
+    from safetensors.torch import load_file
+
+    if models.is_peft(model):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
+        return
+    state = load_file(str(directory / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    if unexpected or any(k not in tied and "lm_head" not in k for k in missing):
+        raise DataError(f"{directory}: checkpoint does not match the model "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _rng_generator(*parts) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
+    """Python API and the ``ppo`` command; ``score_fn`` replaces the reward model."""
+    from accelerate import Accelerator
+
+    if config.batch_size % config.mini_batch_size:
+        raise DataError("--batch-size must be a multiple of --mini-batch-size")
+    if score_fn is None and config.score_fn:
+        score_fn = load_score_fn(config.score_fn)
+    if score_fn is None and not config.reward_model:
+        raise DataError("give --reward-model DIR or --score-fn module:function")
+    seed_everything(config.seed)
+    out = Path(config.out)
+    checkpoint = out / CHECKPOINT_DIR
+    prompts = read_prompts(config.prompts, split=config.split)
+    ptx_texts = read_texts(config.ptx) if config.ptx and config.ptx_coef > 0 else []
+    accelerator = Accelerator(cpu=config.device == "cpu")
+    device = accelerator.device
+
+    policy, tokenizer = models.load_policy(config.policy)
+    models.disable_dropout(policy)
+    reward_model = reward_tokenizer = None
+    if config.reward_model:
+        reward_model, reward_tokenizer = models.load_scalar_model(config.reward_model, device)
+        models.disable_dropout(reward_model)
+        reward_model.requires_grad_(False)
+    value_source = config.value_model or config.reward_model or config.policy
+    value, _ = models.load_scalar_model(value_source)
+    if value_source == config.policy:
+        models.zero_head(value)
+    value.config.reward_bias = 0.0
+    models.disable_dropout(value)
+    reference = None
+    if config.lora_r > 0:
+        policy = models.apply_lora(policy, config.lora_r, config.lora_alpha, 0.0, "CAUSAL_LM")
+        value = models.apply_lora(value, config.lora_r, config.lora_alpha, 0.0, "SEQ_CLS")
+    else:
+        reference, _ = models.load_policy(config.policy, device)
+        models.disable_dropout(reference)
+        reference.requires_grad_(False)
+    scorer = RewardScorer(tokenizer, reward_model, reward_tokenizer, score_fn)
+    actor_critic = ActorCritic(policy, value)
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},
+        {"params": [p for p in value.parameters() if p.requires_grad],
+         "lr": config.value_lr or config.lr},
+    ], eps=1e-5)
+    kl_controller = (
+        AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+        if config.adaptive_kl else FixedKLController(config.kl_coef)
+    )
+
+    start_step = 0
+    if config.resume and (checkpoint / "trainer_state.pt").is_file():
+        state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+        _load_weights(policy, checkpoint / "policy")
+        _load_weights(value, checkpoint / "value")
+        optimizer.load_state_dict(state["optimizer"])
+        kl_controller.value = state["kl_coef"]
+        start_step = state["step"]
+        _truncate_metrics(out / METRICS_JSONL, start_step)
+    actor_critic, optimizer = accelerator.prepare(actor_critic, optimizer)
+    log = MetricsLog(out, append=start_step > 0) if accelerator.is_main_process else None
+
+    encoded_prompts = {p.id: models.encode_prompt(tokenizer, p.prompt, config.max_prompt_tokens)
+                       for p in prompts}
+    ptx_encoded = [tokenizer(t, add_special_tokens=False)["input_ids"][: config.ptx_max_length]
+                   for t in ptx_texts]
+    last_step = config.total_steps
+    if config.stop_after is not None:
+        last_step = min(last_step, start_step + config.stop_after)
+    bar = progress(config.total_steps, "ppo", initial=start_step)
+    history: list[dict] = []
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    temperature = config.temperature
+
+    for step in range(start_step, last_step):
+        started = time.perf_counter()
+        seed_everything(derive_seed(config.seed, "step", step))
+        batch_prompts = step_prompts(prompts, step, config.batch_size, config.seed)
+        query_rows = [encoded_prompts[p.id] for p in batch_prompts]
+        queries, query_mask = pad_sequences(query_rows, pad, side="left")
+        queries, query_mask = queries.to(device), query_mask.to(device)
+        context_length = queries.size(1)
+        unwrapped = accelerator.unwrap_model(actor_critic)
+
+        # 1-3. rollout, EOS rules, scores
+        unwrapped.eval()
+        with torch.no_grad():
+            sampled, _ = generate(
+                unwrapped.policy, queries, query_mask, max_new_tokens=config.max_new_tokens,
+                eos_token_id=eos, pad_token_id=pad, temperature=temperature,
+                top_p=config.top_p, generators=make_generators(
+                    [derive_seed(config.seed, "rollout", step, i)
+                     for i in range(len(batch_prompts))]),
+            )
+            responses, lengths, contains_eos = truncate_after_eos(sampled, eos, pad)
+            response_mask = lengths_to_mask(lengths, responses.size(1))
+            texts = [tokenizer.decode(responses[i, : int(lengths[i])].tolist(),
+                                      skip_special_tokens=True) for i in range(len(lengths))]
+            scores = scorer(batch_prompts, query_rows, responses.cpu(), lengths.cpu(),
+                            texts).to(device)
+            raw_scores = scores.clone()
+            if config.missing_eos_penalty is not None:
+                scores = scores - config.missing_eos_penalty * (~contains_eos).float()
+
+            # 4. logprobs (policy, reference) and values on prompt+response
+            sequences = torch.cat([queries, responses], 1)
+            sequence_mask = torch.cat([query_mask, response_mask.long()], 1)
+            logits, full_values = unwrapped(sequences, sequence_mask)
+            logprobs, _ = response_logprobs(logits, responses, context_length, temperature)
+            if reference is not None:
+                ref_logits = reference(input_ids=sequences, attention_mask=sequence_mask,
+                                       position_ids=position_ids_from_mask(sequence_mask),
+                                       use_cache=False).logits
+            else:
+                with unwrapped.policy.disable_adapter():
+                    ref_logits = unwrapped.lm_logits(sequences, sequence_mask)
+            ref_logprobs, _ = response_logprobs(ref_logits, responses, context_length,
+                                                temperature)
+            del logits, ref_logits
+            values = full_values[:, context_length - 1 : -1].float()
+            logprobs = logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
+            ref_logprobs = ref_logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
+            values = values.masked_fill(~response_mask, 0.0)
+
+            # 5. per-token rewards, GAE, whitening
+            beta = kl_controller.value
+            rewards, non_score, kl = kl_penalized_rewards(logprobs, ref_logprobs, scores,
+                                                          lengths, beta)
+            if config.whiten_rewards:
+                rewards = masked_whiten(rewards, response_mask, shift_mean=False)
+            advantages, returns = gae(rewards, values, response_mask, config.gamma, config.lam)
+            advantages = masked_whiten(advantages, response_mask)
+
+        # 6. PPO epochs over shuffled minibatches
+        unwrapped.train()
+        stats: dict[str, list[float]] = {k: [] for k in (
+            "policy_loss", "value_loss", "approx_kl", "clip_fraction", "value_clip_fraction",
+            "entropy", "ratio", "ptx_loss")}
+        order_generator = _rng_generator(config.seed, "minibatch", step)
+        ptx_generator = _rng_generator(config.seed, "ptx", step)
+        for _ in range(config.ppo_epochs):
+            order = torch.randperm(config.batch_size, generator=order_generator).to(device)
+            for start in range(0, config.batch_size, config.mini_batch_size):
+                idx = order[start : start + config.mini_batch_size]
+                new_logits, new_full_values = actor_critic(sequences[idx], sequence_mask[idx])
+                new_logprobs, step_logits = response_logprobs(
+                    new_logits, responses[idx], context_length, temperature)
+                mb_mask = response_mask[idx]
+                new_logprobs = new_logprobs.masked_fill(~mb_mask, INVALID_LOGPROB)
+                new_values = new_full_values[:, context_length - 1 : -1].float()
+                policy_stats = ppo_policy_loss(new_logprobs, logprobs[idx], advantages[idx],
+                                               mb_mask, config.clip_range)
+                value_loss, value_clip = ppo_value_loss(new_values, values[idx], returns[idx],
+                                                        mb_mask, config.clip_range_value)
+                loss = policy_stats.loss + config.vf_coef * value_loss
+                if ptx_encoded:
+                    pick = torch.randint(len(ptx_encoded), (config.ptx_batch_size,),
+                                         generator=ptx_generator).tolist()
+                    ptx_ids, ptx_mask = pad_sequences([ptx_encoded[i] for i in pick], pad,
+                                                      side="right")
+                    ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
+                    ptx_logits = accelerator.unwrap_model(actor_critic).lm_logits(ptx_ids,
+                                                                                  ptx_mask)
+                    ptx_loss = sequence_logprob_loss(ptx_logits.float(), ptx_ids, ptx_mask)
+                    loss = loss + config.ptx_coef * ptx_loss
+                    stats["ptx_loss"].append(ptx_loss.item())
+                accelerator.backward(loss)
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(actor_critic.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    entropy = masked_mean(entropy_from_logits(step_logits), mb_mask)
+                stats["policy_loss"].append(policy_stats.loss.item())
+                stats["value_loss"].append(value_loss.item())
+                stats["approx_kl"].append(policy_stats.approx_kl.item())
+                stats["clip_fraction"].append(policy_stats.clip_fraction.item())
+                stats["value_clip_fraction"].append(value_clip.item())
+                stats["entropy"].append(entropy.item())
+                stats["ratio"].append(policy_stats.ratio_mean.item())
+
+        # 7. beta, diagnostics, checkpoint
+        mean_kl = float(kl.sum(1).mean())
+        kl_controller.update(mean_kl, config.batch_size)
+        row = {
+            "score": float(raw_scores.mean()),
+            "score_with_penalty": float(scores.mean()),
+            "non_score_reward": float(non_score.sum(1).mean()),
+            "reward_total": float(rewards.sum(1).mean()),
+            "kl": mean_kl,
+            "beta": beta,
+            "response_length": float(lengths.float().mean()),
+            "eos_fraction": float(contains_eos.float().mean()),
+            "advantage_mean_raw": float(masked_mean(returns - values, response_mask)),
+            "step_seconds": time.perf_counter() - started,
+            **{k: (sum(v) / len(v) if v else None) for k, v in stats.items()},
+        }
+        history.append(row)
+        if log:
+            log.log(step + 1, **row)
+        bar.update(1)
+        bar.set_postfix(score=f"{row['score']:.3f}", kl=f"{mean_kl:.3f}")
+        done = step + 1
+        if accelerator.is_main_process and (
+            done == last_step or (config.save_every and done % config.save_every == 0)
+        ):
+            _save_checkpoint(accelerator.unwrap_model(actor_critic), tokenizer, optimizer,
+                             kl_controller.value, done, checkpoint, config)
+    bar.close()
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return {}
+    finished = last_step >= config.total_steps
+    summary = _summarise(history)
+    if finished:
+        final = accelerator.unwrap_model(actor_critic)
+        models.save_model(models.merge_lora(_copy_if_peft(final.policy)), tokenizer, out,
+                          config)
+        models.save_model(models.merge_lora(_copy_if_peft(final.value)), tokenizer,
+                          out / "value_model", config)
+    return log.finish(
+        steps_done=last_step, finished=finished, start_step=start_step, **summary,
+        final_beta=kl_controller.value, config=asdict(config),
+    )
+
+
+def _copy_if_peft(model):
+    if models.is_peft(model):
+        import copy
+
+        return copy.deepcopy(model)
+    return model
+
+
+def _summarise(history: list[dict]) -> dict:
+    if not history:
+        return {}
+    window = max(1, math.ceil(len(history) / 4))
+    first, last = history[:window], history[-window:]
+
+    def mean(rows, key):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "score_first": mean(first, "score"), "score_last": mean(last, "score"),
+        "kl_last": mean(last, "kl"), "response_length_last": mean(last, "response_length"),
+        "eos_fraction_last": mean(last, "eos_fraction"),
+        "step_seconds_mean": mean(history, "step_seconds"),
+    }
+
+
+def _save_checkpoint(actor_critic: ActorCritic, tokenizer, optimizer, kl_coef: float,
+                     step: int, directory: Path, config: PPOConfig) -> None:
+    """policy/ and value/ in save_pretrained format (adapters only under LoRA), plus the
+    optimizer, beta and step needed to continue bit-for-bit."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    actor_critic.policy.save_pretrained(tmp / "policy")
+    tokenizer.save_pretrained(tmp / "policy")
+    actor_critic.value.save_pretrained(tmp / "value")
+    torch.save({"optimizer": optimizer.state_dict(), "kl_coef": kl_coef, "step": step},
+               tmp / "trainer_state.pt")
+    (tmp / models.TRAINER_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
+    if directory.exists():
+        import shutil
+
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric rows logged after the checkpoint we resume from."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))

@@ -1,0 +1,240 @@
+"""Sampling K completions per prompt: batched, left padded, with the KV cache.
+
+Each completion has its own seed (derived from the run seed, the prompt id and the index), and
+its own random generator, so a completion does not depend on which other rows shared its batch.
+``generate`` is also the rollout engine of PPO: it returns the log-probabilities of the sampled
+tokens at the sampling temperature.
+
+    python -m trainer sample --model DIR --prompts prompts.jsonl --k 4 --out OUTDIR
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from trainer import models
+from trainer.data import DataError, Prompt, read_prompts, write_jsonl
+from trainer.ops import pad_sequences, position_ids_from_mask, top_p_filter
+from trainer.runlog import METRICS_JSON, MetricsLog, derive_seed, progress
+
+
+@dataclass
+class SampleConfig:
+    model: str
+    """Policy to sample from: a save_pretrained directory or a hub name."""
+    prompts: str
+    """prompts.jsonl with {"id", "prompt", "category", "split"} per line."""
+    out: str
+    """Output directory: samples.jsonl, metrics.jsonl, metrics.json."""
+    k: int = 4
+    """Completions per prompt."""
+    max_new_tokens: int = 64
+    """Longest completion in tokens; a completion cut here has finish_reason "length"."""
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1.0 keeps every token)."""
+    seed: int = 0
+    """Run seed; each completion's own seed is derived from it, the prompt id and its index."""
+    batch_size: int = 16
+    """Rows (prompt x completion) generated together."""
+    max_prompt_tokens: int = 512
+    """Prompts longer than this keep their last tokens."""
+    split: str | None = None
+    """Only prompts of this split (train/valid/test); all when unset."""
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu" or "cuda:N"."""
+    reuse: bool = True
+    """Skip the work when OUTDIR already holds samples made with the same settings."""
+
+
+@torch.no_grad()
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generators: list[torch.Generator] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample continuations of left-padded prompts with the KV cache.
+
+    Returns ``(tokens, logprobs)``, both (B, N) with N <= max_new_tokens: the sampled tokens
+    (PAD after a row's EOS) and log pi(token) under ``logits / temperature`` (before nucleus
+    filtering, as PPO needs). Generation stops early once every row has emitted EOS.
+    """
+    batch = input_ids.size(0)
+    device = input_ids.device
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    positions = position_ids_from_mask(attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                use_cache=True)
+    cache_arg = _cache_argument(model)
+    past = out[cache_arg]
+    logits = out.logits[:, -1, :].float()
+    next_position = positions[:, -1:] + 1
+    tokens, logprobs = [], []
+    for _ in range(max_new_tokens):
+        scaled = logits / temperature if temperature > 0 else logits
+        log_probs = scaled.log_softmax(-1)
+        if temperature <= 0:
+            chosen = scaled.argmax(-1)
+        else:
+            probs = top_p_filter(scaled, top_p).softmax(-1)
+            if generators is None:
+                chosen = torch.multinomial(probs, 1).squeeze(-1)
+            else:
+                chosen = torch.stack([
+                    torch.multinomial(probs[i].cpu(), 1, generator=generators[i]).squeeze(0)
+                    for i in range(batch)
+                ]).to(device)
+        chosen = torch.where(finished, torch.full_like(chosen, pad_token_id), chosen)
+        tokens.append(chosen)
+        logprobs.append(log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1))
+        finished |= chosen == eos_token_id
+        if bool(finished.all()):
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], 1)
+        out = model(input_ids=chosen.unsqueeze(-1), attention_mask=attention_mask,
+                    position_ids=next_position, use_cache=True, **{cache_arg: past})
+        past = out[cache_arg]
+        logits = out.logits[:, -1, :].float()
+        next_position = next_position + 1
+    return torch.stack(tokens, 1), torch.stack(logprobs, 1)
+
+
+def _cache_argument(model) -> str:
+    """transformers >= 5.2x names the KV cache ``cache``; earlier releases ``past_key_values``."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def make_generators(seeds: list[int]) -> list[torch.Generator]:
+    generators = []
+    for seed in seeds:
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        generators.append(generator)
+    return generators
+
+
+def decode_completion(tokenizer, tokens: list[int]) -> tuple[str, str]:
+    """(text, finish_reason): text up to the first EOS, "eos" or "length"."""
+    eos = tokenizer.eos_token_id
+    if eos in tokens:
+        return tokenizer.decode(tokens[: tokens.index(eos)], skip_special_tokens=True), "eos"
+    pad = tokenizer.pad_token_id
+    return tokenizer.decode([t for t in tokens if t != pad], skip_special_tokens=True), "length"
+
+
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: list[Prompt],
+    *,
+    k: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_prompt_tokens: int = 512,
+    model_name: str = "",
+    on_batch=None,
+) -> tuple[list[dict], dict]:
+    """Python API: K completions per prompt as samples.jsonl rows, plus throughput stats."""
+    device = next(model.parameters()).device
+    jobs = [(p, i) for p in prompts for i in range(k)]
+    encoded = {p.id: models.encode_prompt(tokenizer, p.prompt, max_prompt_tokens) for p in prompts}
+    # Rows of similar prompt length share a batch: less padding, same results (per-row seeds).
+    order = sorted(range(len(jobs)), key=lambda j: len(encoded[jobs[j][0].id]))
+    rows: list[dict | None] = [None] * len(jobs)
+    sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
+    new_tokens = 0
+    started = time.perf_counter()
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        seeds = [derive_seed(seed, jobs[j][0].id, jobs[j][1]) for j in chunk]
+        ids, mask = pad_sequences([encoded[jobs[j][0].id] for j in chunk],
+                                  tokenizer.pad_token_id, side="left")
+        tokens, _ = generate(
+            model, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            temperature=temperature, top_p=top_p, generators=make_generators(seeds),
+        )
+        for row, j in enumerate(chunk):
+            prompt, index = jobs[j]
+            token_list = tokens[row].tolist()
+            text, reason = decode_completion(tokenizer, token_list)
+            produced = len(token_list) if reason == "length" else token_list.index(
+                tokenizer.eos_token_id) + 1
+            new_tokens += produced
+            rows[j] = {
+                "prompt_id": prompt.id, "prompt": prompt.prompt, "index": index,
+                "completion": text, "seed": seeds[row], "sampling": sampling,
+                "model": model_name, "finish_reason": reason, "category": prompt.category,
+                "num_tokens": produced,
+            }
+        if on_batch is not None:
+            on_batch(len(chunk), new_tokens, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    done = [r for r in rows if r is not None]
+    stats = {
+        "completions": len(done),
+        "prompts": len(prompts),
+        "new_tokens": new_tokens,
+        "seconds": round(elapsed, 3),
+        "tokens_per_second": round(new_tokens / max(elapsed, 1e-9), 2),
+        "eos_fraction": sum(r["finish_reason"] == "eos" for r in done) / max(len(done), 1),
+    }
+    return done, stats
+
+
+def sample(config: SampleConfig) -> dict:
+    """The ``sample`` command: writes OUTDIR/samples.jsonl and metrics.json."""
+    import json
+
+    if config.k < 1 or config.max_new_tokens < 1:
+        raise DataError("--k and --max-new-tokens must be at least 1")
+    if not 0 < config.top_p <= 1:
+        raise DataError(f"--top-p must be in (0, 1], got {config.top_p}")
+    out = Path(config.out)
+    settings = asdict(config)
+    previous = out / METRICS_JSON
+    if config.reuse and previous.is_file() and (out / "samples.jsonl").is_file():
+        cached = json.loads(previous.read_text())
+        if cached.get("config") == settings:
+            return {**cached, "reused": True}
+    prompts = read_prompts(config.prompts, split=config.split)
+    device = models.pick_device(config.device)
+    torch.manual_seed(config.seed)
+    model, tokenizer = models.load_policy(config.model, device)
+    log = MetricsLog(out)
+    bar = progress(len(prompts) * config.k, "sample")
+    batches = [0]
+
+    def on_batch(rows: int, new_tokens: int, seconds: float) -> None:
+        batches[0] += 1
+        bar.update(rows)
+        log.log(batches[0], completions_done=bar.n, new_tokens=new_tokens,
+                tokens_per_second=new_tokens / max(seconds, 1e-9))
+
+    rows, stats = sample_completions(
+        model, tokenizer, prompts, k=config.k, max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature, top_p=config.top_p, seed=config.seed,
+        batch_size=config.batch_size, max_prompt_tokens=config.max_prompt_tokens,
+        model_name=config.model, on_batch=on_batch,
+    )
+    bar.close()
+    write_jsonl(out / "samples.jsonl", rows)
+    return log.finish(**stats, device=str(device), config=settings)
