@@ -1,0 +1,10 @@
+"""Scoring functions importable as ``tests.trainer.scoring:NAME`` (for --score-fn)."""
+
+
+def digit_count(prompts: list[str], completions: list[str]) -> list[float]:
+    """Synthetic reward: a quarter point per digit in the completion."""
+    return [sum(ch.isdigit() for ch in c) / 4 for c in completions]
+
+
+def length_score(prompts: list[str], completions: list[str]) -> list[float]:
+    return [float(len(c)) for c in completions]
