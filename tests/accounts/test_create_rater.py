@@ -1,0 +1,50 @@
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
+
+from apps.accounts.models import RaterProfile
+from apps.core.roles import Role, user_roles
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_rater_with_roles_and_token():
+    out = StringIO()
+    call_command(
+        "create_rater",
+        "rita",
+        "--role",
+        "labeler",
+        "--role",
+        "reviewer",
+        "--password",
+        "a-long-password",
+        "--token",
+        stdout=out,
+    )
+    user = get_user_model().objects.get(username="rita")
+    assert user.check_password("a-long-password")
+    assert user_roles(user) == {Role.LABELER, Role.REVIEWER}
+    assert RaterProfile.objects.get(user=user).pseudonym.startswith("rater-")
+    assert Token.objects.get(user=user).key in out.getvalue()
+
+
+def test_create_rater_refuses_a_taken_username():
+    call_command("create_rater", "sam", "--password", "pw-secret-123", stdout=StringIO())
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_rater", "sam", "--password", "pw-secret-123", stdout=StringIO())
+    assert get_user_model().objects.filter(username="sam").count() == 1
+
+
+def test_role_groups_exist_with_permissions():
+    from django.contrib.auth.models import Group
+
+    labeler = Group.objects.get(name="labeler")
+    assert labeler.permissions.filter(codename="add_judgment").exists()
+    reviewer = Group.objects.get(name="reviewer")
+    assert reviewer.permissions.filter(codename="change_judgment").exists()
+    assert not labeler.permissions.filter(codename="change_judgment").exists()
+    assert Group.objects.filter(name="researcher").exists()
