@@ -1,0 +1,79 @@
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainer.bootstrap import BootstrapConfig
+from trainer.config import add_config_arguments, build_config, field_docs
+from trainer.data import DataError
+from trainer.evaluate import EvalConfig
+from trainer.ppo import PPOConfig
+from trainer.reward import RewardConfig
+from trainer.sampling import SampleConfig
+from trainer.sft import SFTConfig
+
+ALL_CONFIGS = [BootstrapConfig, SampleConfig, SFTConfig, RewardConfig, PPOConfig, EvalConfig]
+
+
+@pytest.mark.parametrize("cls", ALL_CONFIGS)
+def test_every_config_field_has_a_docstring(cls):
+    docs = field_docs(cls)
+    undocumented = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
+    assert undocumented == []
+
+
+def parse(cls, argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, cls)
+    return build_config(cls, parser.parse_args(argv))
+
+
+def test_flags_override_config_file_which_overrides_defaults(tmp_path):
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"policy": "a", "prompts": "p.jsonl", "out": "o",
+                               "kl_coef": 0.2, "total_steps": 7, "adaptive_kl": True}))
+    config = parse(PPOConfig, ["--config", str(run), "--kl-coef", "0.3", "--no-adaptive-kl"])
+    assert config.kl_coef == 0.3  # flag wins
+    assert config.total_steps == 7  # file wins over default
+    assert config.adaptive_kl is False
+    assert config.lam == 0.95  # default
+
+
+def test_config_errors_are_clear(tmp_path):
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"policy": "a", "prompts": "p", "out": "o", "kl_coff": 1}))
+    with pytest.raises(DataError, match=r"unknown config field\(s\) \['kl_coff'\]"):
+        parse(PPOConfig, ["--config", str(run)])
+    run.write_text('{"policy": "a",\n "total_steps": "many"}')
+    with pytest.raises(DataError, match="field 'total_steps' expects int, got 'many'"):
+        parse(PPOConfig, ["--config", str(run)])
+    run.write_text('{"policy": "a",\n oops}')
+    with pytest.raises(DataError, match=r"run.json:2: invalid JSON"):
+        parse(PPOConfig, ["--config", str(run)])
+    with pytest.raises(DataError, match="missing required setting"):
+        parse(PPOConfig, ["--policy", "a"])
+
+
+def test_list_field_from_flag():
+    config = parse(EvalConfig, ["--out", "o", "--train-categories", "chat,open QA"])
+    assert config.train_categories == ["chat", "open QA"]
+
+
+def test_trainer_imports_without_django():
+    code = (
+        "import sys\n"
+        "import trainer, trainer.__main__, trainer.ppo, trainer.reward, trainer.sft, "
+        "trainer.sampling, trainer.evaluate, trainer.bootstrap\n"
+        "trainer.__main__._commands()\n"
+        "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
+        "print(len(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin"},
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
