@@ -1,0 +1,102 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.trainer.conftest import count_rule_rankings, ranking_row
+from trainer import models
+from trainer.data import Ranking, read_hh_rlhf
+from trainer.reward import (
+    RewardConfig,
+    batch_rewards,
+    collate,
+    encode_ranking,
+    evaluate_rankings,
+    fit_reward_bias,
+    train_reward_model,
+)
+
+HH_RLHF = Path(__file__).resolve().parents[3] / "shared/data/hh-rlhf/harmless-base-test.jsonl.gz"
+
+
+def test_k_way_batch_scores_each_completion_like_a_lone_pass(tiny_dir):
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    rankings = [Ranking("Q:", ["a", "bbbbbb", "cc"], [[0], [1, 2]]),
+                Ranking("Longer question:", ["x", "yy"], [[1], [0]])]
+    encoded = [encode_ranking(tokenizer, r, 64) for r in rankings]
+    batch = collate(encoded, tokenizer.pad_token_id)
+    # 3 + 2 completions flattened into one trunk batch; ranks padded with -1
+    assert batch["input_ids"].size(0) == 5
+    assert batch["ranks"].tolist() == [[0, 1, 1], [1, 0, -1]]
+    with torch.no_grad():
+        rewards = batch_rewards(model, batch, torch.device("cpu"))
+        for b, item in enumerate(encoded):
+            for i, row in enumerate(item.rows):
+                ids = torch.tensor([row])
+                alone = models.reward_scores(model, ids, torch.ones_like(ids))
+                assert rewards[b, i].item() == pytest.approx(alone.item(), abs=1e-5)
+    # the reward is read at the final EOS token of each row
+    assert all(row[-1] == tokenizer.eos_token_id for item in encoded for row in item.rows)
+
+
+def test_bias_makes_reference_completions_score_zero(tiny_dir):
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
+    pairs = [("Q:", "abc"), ("Q:", "zzzzzz"), ("Other:", "1 2 3")]
+    bias = fit_reward_bias(model, tokenizer, pairs, 64)
+    assert model.config.reward_bias == bias
+    rows = [encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), 64).rows[0] for p, c in pairs]
+    scores = []
+    for row in rows:
+        ids = torch.tensor([row])
+        scores.append(models.reward_scores(model, ids, torch.ones_like(ids)).item())
+    assert sum(scores) / 3 == pytest.approx(0.0, abs=1e-5)
+    assert max(abs(s) for s in scores) > 1e-3  # the scores differ, only their mean is 0
+
+
+@pytest.mark.slow
+def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
+    train = count_rule_rankings(240, k=4, seed=1)
+    valid = count_rule_rankings(40, k=4, seed=2) + count_rule_rankings(40, k=3, seed=3)
+    (tmp_path / "rankings.jsonl").write_text("".join(json.dumps(ranking_row(r)) + "\n"
+                                                     for r in train))
+    config = RewardConfig(model=str(tiny_dir), train=str(tmp_path / "rankings.jsonl"),
+                          out=str(tmp_path / "rm"), epochs=3, batch_size=8, lr=3e-3,
+                          device="cpu", seed=0)
+    before = evaluate_rankings(models.load_scalar_model(str(tiny_dir))[0],
+                               models.load_tokenizer(str(tiny_dir)), valid, 64)
+    metrics = train_reward_model(config, valid=valid)
+    assert before["accuracy"] < 0.75
+    assert metrics["valid_accuracy"] >= 0.9
+    assert set(metrics["valid_accuracy_by_k"]) == {"3", "4"}
+    assert min(metrics["valid_accuracy_by_k"].values()) >= 0.85
+    assert metrics["steps"] == 3 * 30
+    steps = [json.loads(line) for line in (tmp_path / "rm/metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == 90 and steps[-1]["loss"] < steps[0]["loss"]
+    # the saved directory loads with from_pretrained and reproduces the held-out accuracy
+    reloaded, tokenizer = models.load_scalar_model(str(tmp_path / "rm"))
+    again = evaluate_rankings(reloaded, tokenizer, valid, 64)
+    assert again["accuracy"] == pytest.approx(metrics["valid_accuracy"])
+    assert reloaded.config.reward_bias == pytest.approx(metrics["reward_bias"])
+    saved_config = json.loads((tmp_path / "rm" / models.TRAINER_CONFIG_FILE).read_text())
+    assert saved_config["lr"] == 3e-3
+
+
+def test_one_reward_model_step_on_real_hh_rlhf_pairs(tiny_dir, tmp_path):
+    rankings = read_hh_rlhf(HH_RLHF, limit=12)
+    config = RewardConfig(model=str(tiny_dir), train="hh-rlhf", out=str(tmp_path / "rm"),
+                          batch_size=8, max_steps=1, lr=1e-3, max_length=192, device="cpu",
+                          reference_limit=8)
+    metrics = train_reward_model(config, train=rankings[:8], valid=rankings[8:])
+    (step,) = [json.loads(line) for line in (tmp_path / "rm/metrics.jsonl").read_text()
+               .splitlines()]
+    assert metrics["steps"] == 1 and metrics["train_rankings"] == 8
+    # a fresh head gives rewards near 0, so the pairwise loss starts near log 2
+    assert step["loss"] == pytest.approx(math.log(2), abs=0.05)
+    assert metrics["valid_pairs"] == 4
+    before = models.load_scalar_model(str(tiny_dir))[0].state_dict()
+    after = models.load_scalar_model(str(tmp_path / "rm"))[0].state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(before[key], after[key])
