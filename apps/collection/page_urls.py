@@ -1,3 +1,14 @@
 """Labeler pages (mounted at the site root)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.collection import views
+
+app_name = "collection"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("projects/<int:project_id>/work/", views.project_work, name="work"),
+    path("projects/<int:project_id>/guidelines/", views.project_guidelines, name="guidelines"),
+    path("assignments/<int:assignment_id>/", views.assignment_page, name="assignment"),
+]

@@ -77,3 +77,11 @@ def stale_leases(*, older_than: timedelta) -> QuerySet[Assignment]:
     return Assignment.objects.filter(
         status=Assignment.Status.LEASED, expires_at__lt=timezone.now() - older_than
     )
+
+
+def labeler_projects_with_progress(*, user) -> list[dict]:
+    """The labeler's home: each project they may work on with their own progress in it."""
+    return [
+        {"project": project, **rater_progress(project=project, rater=user)}
+        for project in projects_for_user(user=user)
+    ]
