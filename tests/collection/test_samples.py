@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from apps.collection.models import Completion, PolicyVersion, Task
+from apps.collection.samples import tasks_create_from_samples
+from apps.core.errors import InvalidInput
+from tests.factories import PromptFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def write_samples(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_samples_become_tasks_with_provenance_once(project, tmp_path):
+    project.k = 3
+    project.save()
+    prompts = [PromptFactory(project=project) for _ in range(2)]
+    policy = PolicyVersion.objects.create(project=project, name="base")
+    rows = [
+        {
+            "prompt_id": p.pk,
+            "prompt": p.text,
+            "index": i,
+            "completion": f"answer {i} of {p.pk}",
+            "seed": 1000 + i,
+            "sampling": {"temperature": 0.8, "top_p": 0.95},
+            "model": "var/models/base",
+            "finish_reason": "eos",
+        }
+        for p in prompts
+        for i in range(4)
+    ]
+    path = write_samples(tmp_path / "samples.jsonl", rows)
+    tasks = tasks_create_from_samples(
+        project=project, policy_version=policy, samples_path=path, round_number=1
+    )
+    assert len(tasks) == 2
+    assert all(t.task_completions.count() == 3 and t.round_number == 1 for t in tasks)
+    completion = Completion.objects.get(text=f"answer 0 of {prompts[0].pk}")
+    assert completion.policy_version == policy and completion.seed == 1000
+    assert completion.source == "policy" and completion.round_number == 1
+    assert completion.sampling_params["temperature"] == 0.8
+    assert completion.sampling_params["finish_reason"] == "eos"
+    again = tasks_create_from_samples(
+        project=project, policy_version=policy, samples_path=path, round_number=1
+    )
+    assert again == [] and Task.objects.count() == 2
+
+
+def test_a_malformed_samples_file_creates_nothing(project, tmp_path):
+    prompt = PromptFactory(project=project)
+    policy = PolicyVersion.objects.create(project=project, name="base")
+    path = tmp_path / "samples.jsonl"
+    path.write_text(
+        json.dumps({"prompt_id": prompt.pk, "completion": "ok"}) + "\n" + '{"prompt_id": "x"}\n'
+    )
+    with pytest.raises(InvalidInput, match="line 2"):
+        tasks_create_from_samples(project=project, policy_version=policy, samples_path=path)
+    assert Completion.objects.count() == 0

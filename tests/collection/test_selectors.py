@@ -1,0 +1,49 @@
+import pytest
+
+from apps.collection.leasing import assignment_next
+from apps.collection.selectors import assignment_view, projects_for_user, rater_progress
+from apps.collection.services import judgment_submit
+from apps.core.roles import Role
+from tests.factories import ProjectFactory, UserFactory, make_task
+
+pytestmark = pytest.mark.django_db
+
+
+def test_reviewers_and_researchers_see_every_active_project(reviewer, researcher):
+    ProjectFactory(open_to_all_labelers=False)
+    ProjectFactory(is_active=False)
+    assert projects_for_user(user=reviewer).count() == 1
+    assert projects_for_user(user=researcher).count() == 1
+
+
+def test_a_user_without_a_role_sees_nothing():
+    ProjectFactory()
+    assert projects_for_user(user=UserFactory(roles=[])).count() == 0
+
+
+def test_rater_progress_counts_done_and_left(project, labeler):
+    for _ in range(3):
+        make_task(project)
+    make_task(project, is_gold=True, gold_ranking="canonical")
+    lease = assignment_next(project=project, rater=labeler)
+    judgment_submit(
+        assignment_id=lease.pk,
+        rater=labeler,
+        client_key="7f0c1b8e-7d0e-4d4c-9d7b-3c3b1f0e0a01",
+        ranking=[lease.display_order],
+    )
+    assert rater_progress(project=project, rater=labeler) == {
+        "done_today": 1,
+        "done_total": 1,
+        "tasks_left": 2,
+    }
+    other = UserFactory(roles=[Role.LABELER])
+    assert rater_progress(project=project, rater=other)["tasks_left"] == 3
+
+
+def test_assignment_view_follows_the_display_order(project, labeler):
+    make_task(project, k=5)
+    lease = assignment_next(project=project, rater=labeler)
+    view = assignment_view(assignment=lease)
+    assert [c["id"] for c in view["completions"]] == lease.display_order
+    assert all(c["text"].startswith("Answer") for c in view["completions"])
