@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start one Celery worker (both queues) and the web server; stop both on Ctrl-C.
+# The embedded stack of `make run`: a worker per queue, beat, and the web server.
+# Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -7,10 +8,23 @@ HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 mkdir -p var/log
 
-"$PY" -m celery -A annotation_site worker -Q default,gpu --concurrency 1 \
-    --loglevel INFO --logfile var/log/worker.log &
-worker=$!
-trap 'kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT INT TERM
+pids=()
+stop() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap stop EXIT INT TERM
 
-echo "PrefLoop: http://$HOST:$PORT/  (worker log: var/log/worker.log)"
-"$PY" manage.py runserver "$HOST:$PORT"
+# Web-side jobs (exports, statistics) never wait behind a long training subprocess.
+"$PY" -m celery -A annotation_site worker -Q default -n default@%h --concurrency 1 \
+    --loglevel INFO --logfile var/log/worker-default.log &
+pids+=($!)
+"$PY" -m celery -A annotation_site worker -Q gpu -n gpu@%h --concurrency 1 \
+    --loglevel INFO --logfile var/log/worker-gpu.log &
+pids+=($!)
+"$PY" -m celery -A annotation_site beat --schedule var/celerybeat-schedule \
+    --loglevel INFO --logfile var/log/beat.log &
+pids+=($!)
+
+echo "PrefLoop: http://$HOST:$PORT/  (logs in var/log/; demo accounts use password 'prefloop')"
+"$PY" manage.py runserver --noreload "$HOST:$PORT"
