@@ -17,6 +17,18 @@ def _quiet_transformers():
     logging.disable_progress_bar()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the
+    threads spin against each other (a 10 s test took minutes)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """A tiny random Llama + character tokenizer saved with save_pretrained (PAD=0, EOS=1)."""

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from tests.trainer.test_sft import sft_dir  # noqa: F401  (module fixture reused)
+from trainer.data import write_jsonl
+from trainer.evaluate import (
+    EvalConfig,
+    bootstrap_ci,
+    evaluate,
+    exact_match,
+    grouped_win_rates,
+    text_metrics,
+    token_f1,
+    win_values,
+)
+
+
+def test_token_f1_and_exact_match_by_hand():
+    # normalised: pred [cat, sat], ref [cat, sat, down] -> P 1, R 2/3, F1 0.8
+    assert token_f1("The cat sat.", "a cat sat down") == pytest.approx(0.8)
+    assert token_f1("dog", "cat") == 0.0
+    assert exact_match("The Cat!", "cat") == 1.0
+    assert exact_match("cats", "cat") == 0.0
+
+
+def test_text_metrics_use_rouge_and_sacrebleu():
+    same = text_metrics(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert same["rougeL"] == pytest.approx(1.0)
+    assert same["bleu"] == pytest.approx(100.0)
+    assert same["exact_match"] == 1.0
+    # LCS "the cat" of 2 tokens: P 2/2, R 2/4 -> F 2/3
+    partial = text_metrics(["the cat"], ["the cat sat down"])
+    assert partial["rougeL"] == pytest.approx(2 / 3)
+    assert partial["exact_match"] == 0.0
+
+
+def test_win_values_and_bootstrap_ci():
+    assert win_values([3, 1, 2], [1, 1, 5]) == [1.0, 0.5, 0.0]
+    assert bootstrap_ci([1.0] * 10) == (1.0, 1.0, 1.0)
+    mean, low, high = bootstrap_ci([1, 0, 1, 1, 0, 1, 1, 1], n_resamples=2000, seed=1)
+    assert mean == 0.75
+    assert 0.3 < low < mean < high <= 1.0
+    assert bootstrap_ci([1, 0, 1, 1, 0, 1, 1, 1], n_resamples=2000, seed=1) == (mean, low, high)
+
+
+def test_grouped_win_rates_by_category_and_seen_unseen():
+    wins = [1.0, 1.0, 0.0, 0.5]
+    categories = ["chat", "chat", "open QA", "rewrite"]
+    result = grouped_win_rates(wins, categories, ["chat"], 200, 0.95, 0)
+    assert result["overall"]["win_rate"] == pytest.approx(0.625)
+    assert result["by_category"]["chat"] == {"win_rate": 1.0, "ci_low": 1.0, "ci_high": 1.0,
+                                             "n": 2}
+    assert result["seen_categories"]["win_rate"] == 1.0
+    assert result["unseen_categories"]["win_rate"] == 0.25
+    assert result["unseen_categories"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_eval_win_rate_against_reference_policy(sft_dir, tiny_dir, tmp_path):  # noqa: F811
+    model_dir, _ = sft_dir
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [
+        {"id": "1", "prompt": "What is 2+3? ", "category": "closed QA", "split": "test",
+         "reference": "42"},
+        {"id": "2", "prompt": "What is 4+4? ", "category": "closed QA", "split": "test",
+         "reference": "42"},
+        {"id": "3", "prompt": "What is 1+5? ", "category": "chat", "split": "test",
+         "reference": "forty two"},
+        {"id": "4", "prompt": "unused", "category": "chat", "split": "train"},
+    ])
+    # Judge: longer is better. Greedy SFT answers "42"; the random base runs to 16 tokens.
+    metrics = evaluate(EvalConfig(
+        out=str(tmp_path / "eval"), prompts=str(prompts), policy=str(model_dir),
+        reference_policy=str(tiny_dir), score_fn="tests.trainer.scoring:length_score",
+        max_new_tokens=16, train_categories=["closed QA"], bootstrap_samples=200))
+    assert metrics["win_rate"]["overall"] == {"win_rate": 0.0, "ci_low": 0.0, "ci_high": 0.0,
+                                              "n": 3}
+    assert set(metrics["win_rate"]["by_category"]) == {"closed QA", "chat"}
+    assert metrics["win_rate"]["unseen_categories"]["n"] == 1
+    assert metrics["mean_score"]["policy"] == 2.0
+    assert metrics["text_metrics"]["exact_match"] == pytest.approx(2 / 3)
+    rows = [json.loads(line) for line in (tmp_path / "eval/completions.jsonl").read_text()
+            .splitlines()]
+    assert [r["completion"] for r in rows] == ["42", "42", "42"]
+    assert all(r["win"] == 0.0 for r in rows)
