@@ -112,6 +112,7 @@ function renderRanking() {
     badge.classList.toggle("ranked", Boolean(at));
     card.classList.toggle("selected", id === selected);
     card.setAttribute("aria-current", id === selected ? "true" : "false");
+    updateRankControls(card, id);
   }
 }
 
@@ -125,6 +126,54 @@ function select(id, { focus = false } = {}) {
   }
 }
 
+// Buttons for every ranking move: for pointer users who do not drag, and for screen readers.
+const CONTROLS = [
+  ["add", "Rank", "Add response N at the bottom of your ranking", (g, id) => model.appendIfUnranked(g, id)],
+  ["up", "▲", "Move response N up", model.moveUp],
+  ["down", "▼", "Move response N down", model.moveDown],
+  ["tie", "Tie ↑", "Tie response N with the row above, or untie it", model.toggleTie],
+  ["remove", "✕", "Take response N out of the ranking", model.unrank],
+];
+
+function rankControls(id) {
+  const group = el("div", { className: "rank-controls", role: "group", "aria-label": `Ranking of response ${numberOf.get(id)}` });
+  for (const [action, text, label, apply] of CONTROLS) {
+    const button = el("button", {
+      type: "button",
+      className: `rank-${action}`,
+      "aria-label": label.replace("N", String(numberOf.get(id))),
+      title: label.replace("N", String(numberOf.get(id))),
+      dataset: { rankAction: action },
+      text,
+    });
+    button.addEventListener("click", () => {
+      selected = id;
+      setGroups(apply(answer.groups, id), describePlace(id));
+      const next = button.disabled ? cards.get(id) : button;
+      next.focus({ preventScroll: true });
+    });
+    group.append(button);
+  }
+  return group;
+}
+
+function updateRankControls(card, id) {
+  const at = model.locate(answer.groups, id);
+  const buttons = Object.fromEntries(
+    [...card.querySelectorAll("[data-rank-action]")].map((b) => [b.dataset.rankAction, b]),
+  );
+  buttons.add.hidden = Boolean(at);
+  for (const action of ["up", "down", "tie", "remove"]) buttons[action].hidden = !at;
+  if (!at) return;
+  const [i] = at;
+  const tied = answer.groups[i].length > 1;
+  buttons.up.disabled = i === 0 && !tied;
+  buttons.down.disabled = i === answer.groups.length - 1 && !tied;
+  buttons.tie.disabled = i === 0 && !tied;
+  buttons.tie.textContent = tied ? "Untie" : "Tie ↑";
+  buttons.tie.setAttribute("aria-pressed", String(tied));
+}
+
 task.completions.forEach((completion, index) => {
   const card = buildCompletionCard({
     completion,
@@ -134,6 +183,7 @@ task.completions.forEach((completion, index) => {
     onChange: changed,
     draggable: true,
   });
+  card.querySelector(".completion-head").after(rankControls(completion.id));
   card.addEventListener("focusin", () => {
     if (selected !== completion.id) select(completion.id);
   });
