@@ -5,7 +5,10 @@ Invariants (checked by tests on PostgreSQL under concurrency):
   (b) a task never has more live + submitted assignments than its overlap;
   (c) an expired lease no longer holds a slot;
   (d) a rater asking again while holding a live lease gets that lease back;
-  (e) higher priority first, then oldest; gold tasks at the project's gold rate.
+  (e) higher priority first, then oldest; gold tasks at the project's gold rate;
+  (f) a rater in the project's screening gets gold tasks only, and one who failed it none
+      (apps/quality/screening.py decides; gold tasks need an overlap that fits every rater
+      to be screened, since (b) holds for them too).
 
 How it stays correct under concurrency: every write that can *add* to a task's taken slots
 (a new lease, or accepting a judgment on an expired lease) holds that task's row lock while it
@@ -30,6 +33,7 @@ from django.utils import timezone
 from apps.accounts.models import RaterProfile
 from apps.collection.models import Assignment, Project, Task, TaskCompletion
 from apps.core.errors import NotPermitted
+from apps.quality.screening import SCREENING_FAILED_MESSAGE, ScreeningGate, screening_gate
 
 CANDIDATES_PER_QUERY = 4
 MAX_QUERY_ROUNDS = 4
@@ -136,14 +140,25 @@ def assignment_next(
         profile, _ = RaterProfile.objects.select_for_update().get_or_create(user=rater)
         if profile.is_suspended:
             raise NotPermitted("Your rater account is suspended; ask a reviewer.")
-        live = live_assignment_for_rater(project=project, rater=rater, now=now)
+        # Rater quality: a rater in screening gets gold tasks only; one who failed, none.
+        # It runs under the profile lock above, so screening state moves one call at a time.
+        gate = screening_gate(project=project, rater=rater, now=now)
+        closed = gate == ScreeningGate.CLOSED
+        live = None if closed else live_assignment_for_rater(project=project, rater=rater, now=now)
         if live is not None:
             return live
-        pools = [True, False] if wants_gold(project) else [False]
+        if closed:
+            pools = []
+        elif gate == ScreeningGate.GOLD_ONLY:
+            pools = [True]
+        else:
+            pools = [True, False] if wants_gold(project) else [False]
         for gold in pools:
             assignment = _lease_first_free(
                 project=project, rater=rater, now=now, gold=gold, kinds=kinds
             )
             if assignment is not None:
                 return assignment
+    if closed:  # raised after the commit, so the screening decision is kept
+        raise NotPermitted(SCREENING_FAILED_MESSAGE)
     return None

@@ -1,0 +1,115 @@
+"""Screening: a new rater answers the project's gold tasks before regular work.
+
+`screening_gate` is called by `leasing.assignment_next` inside its transaction, with the
+rater's profile row locked, so a rater's screening state changes one request at a time.
+The outcome is decided lazily, when the rater next asks for work, from their answers to
+gold tasks; no hook on judgment submission is needed. A rater is never told which tasks
+were gold: the pass/fail decision only shows on reviewer pages, and a failed rater is told
+that their screening did not pass, not which answers were wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+
+from apps.collection.models import Assignment, Judgment, Project, Task
+from apps.quality import agreement as ag
+from apps.quality.models import RaterScreening
+from apps.quality.selectors import quality_settings
+
+SCREENING_FAILED_MESSAGE = (
+    "Your screening for this project did not pass, so regular work is closed to you for now. "
+    "A reviewer has been told and may reopen it."
+)
+
+
+class ScreeningGate(StrEnum):
+    """What screening allows a rater in a project right now."""
+
+    REGULAR = "regular"  # no screening, passed, or waived: regular work (with gold honeypots)
+    GOLD_ONLY = "gold_only"  # in screening: gold tasks only
+    CLOSED = "closed"  # failed screening: nothing until a reviewer reopens it
+
+
+def gold_accuracy(judgments: list[Judgment], tasks: dict[int, Task]) -> tuple[float, int]:
+    """Share of the gold rankings' strict pairwise comparisons the rater matched, and how
+    many comparisons that was (pooled over the judgments)."""
+    matched = compared = 0
+    for judgment in judgments:
+        task = tasks[judgment.task_id]
+        ids = sorted({cid for group in task.gold_ranking for cid in group})
+        gold = ag.ranking_to_positions(task.gold_ranking, ids, len(ids))
+        own = ag.ranking_to_positions(judgment.ranking, ids, len(ids))
+        gold_pref, gold_valid = ag.pairwise_preferences(gold[None, :])
+        own_pref, own_valid = ag.pairwise_preferences(own[None, :])
+        strict = gold_valid & own_valid & (gold_pref != 0)
+        matched += int((strict & (own_pref == gold_pref)).sum())
+        compared += int(strict.sum())
+    return (matched / compared if compared else float("nan")), compared
+
+
+def _start(*, project: Project, rater) -> RaterScreening:
+    worked_before = Assignment.objects.filter(
+        rater=rater, task__project=project, task__is_gold=False
+    ).exists()
+    state = RaterScreening.State.WAIVED if worked_before else RaterScreening.State.SCREENING
+    screening, _ = RaterScreening.objects.get_or_create(
+        project=project,
+        rater=rater,
+        defaults={
+            "state": state,
+            "reason": "Worked on this project before screening began." if worked_before else "",
+        },
+    )
+    return screening
+
+
+def screening_evaluate(*, screening: RaterScreening, size: int, threshold: float, now) -> None:
+    """Count the rater's gold answers; once there are `size`, decide pass or fail."""
+    judgments = list(
+        Judgment.objects.filter(
+            rater_id=screening.rater_id, task__project_id=screening.project_id, task__is_gold=True
+        ).order_by("created_at", "pk")[:size]
+    )
+    tasks = Task.objects.in_bulk([j.task_id for j in judgments])
+    screening.gold_answered = len(judgments)
+    fields = ["gold_answered", "updated_at"]
+    if len(judgments) >= size:
+        accuracy, compared = gold_accuracy(judgments, tasks)
+        passed = bool(np.isfinite(accuracy) and accuracy >= threshold)
+        screening.gold_accuracy = None if not np.isfinite(accuracy) else accuracy
+        screening.state = RaterScreening.State.PASSED if passed else RaterScreening.State.FAILED
+        screening.decided_at = now
+        screening.reason = (
+            f"Matched {accuracy:.0%} of {compared} gold comparisons over {len(judgments)} "
+            f"screening tasks; the threshold is {threshold:.0%}."
+        )
+        fields += ["gold_accuracy", "state", "decided_at", "reason"]
+    screening.save(update_fields=fields)
+
+
+def screening_gate(*, project: Project, rater, now: datetime) -> ScreeningGate:
+    """Where screening leaves this rater in this project; decides pass/fail when due.
+
+    The caller raises `SCREENING_FAILED_MESSAGE` for CLOSED only after its transaction
+    commits, so that the decision written here is kept.
+    """
+    settings = quality_settings(project=project)
+    if not settings.screening_size:
+        return ScreeningGate.REGULAR
+    screening = _start(project=project, rater=rater)
+    if screening.state == RaterScreening.State.SCREENING:
+        screening_evaluate(
+            screening=screening,
+            size=settings.screening_size,
+            threshold=settings.screening_threshold,
+            now=now,
+        )
+    if screening.state == RaterScreening.State.FAILED:
+        return ScreeningGate.CLOSED
+    if screening.state == RaterScreening.State.SCREENING:
+        return ScreeningGate.GOLD_ONLY
+    return ScreeningGate.REGULAR

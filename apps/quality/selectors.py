@@ -1,0 +1,302 @@
+"""Reads of rater quality: judgments as arrays, the latest statistics, consensus."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from django.db.models import QuerySet
+from django.db.models.functions import Length
+
+from apps.accounts.models import RaterProfile
+from apps.collection.models import Judgment, Project, ReviewStatus, Task, TaskCompletion
+from apps.core.errors import NotFound
+from apps.quality import agreement as ag
+from apps.quality.measures import JudgmentArrays, consensus_scores
+from apps.quality.models import ProjectQualitySettings, QualitySnapshot, RaterScreening
+
+RANKED_KINDS = (Task.Kind.RANKING, Task.Kind.EVALUATION)
+
+
+def quality_settings(*, project: Project) -> ProjectQualitySettings:
+    """The project's settings row, or unsaved defaults (no screening) when it has none."""
+    found = ProjectQualitySettings.objects.filter(project=project).first()
+    return found or ProjectQualitySettings(project=project)
+
+
+def judgment_arrays(
+    *, project: Project | None = None, task_ids: list[int] | None = None
+) -> JudgmentArrays:
+    """The judgments of a project (or of some tasks) as `measures.JudgmentArrays` columns.
+
+    Rows are read with `values_list` and turned into arrays in one pass; this is the part
+    the benchmark reports as "read time".
+    """
+    tasks = Task.objects.filter(kind__in=RANKED_KINDS)
+    tasks = tasks.filter(project=project) if project is not None else tasks.filter(pk__in=task_ids)
+    task_rows = list(tasks.order_by("pk").values_list("pk", "is_gold", "gold_ranking"))
+    task_index = {pk: i for i, (pk, _, _) in enumerate(task_rows)}
+    slots: dict[int, dict[int, int]] = defaultdict(dict)
+    lengths: dict[int, dict[int, int]] = defaultdict(dict)
+    completions = (
+        TaskCompletion.objects.filter(task__in=tasks)
+        .annotate(chars=Length("completion__text"))
+        .values_list("task_id", "completion_id", "position", "chars")
+    )
+    for task_id, completion_id, position, chars in completions.iterator(chunk_size=20_000):
+        slots[task_id][completion_id] = position
+        lengths[task_id][position] = chars
+    k_max = max((len(s) for s in slots.values()), default=2)
+    n_tasks = len(task_rows)
+    task_lengths = np.full((n_tasks, k_max), np.nan)
+    gold_pos = np.full((n_tasks, k_max), -1, dtype=np.int8)
+    is_gold = np.zeros(n_tasks, dtype=bool)
+    for i, (pk, gold, gold_ranking) in enumerate(task_rows):
+        for position, chars in lengths[pk].items():
+            task_lengths[i, position] = chars
+        if gold and gold_ranking:
+            is_gold[i] = True
+            gold_pos[i] = _positions(gold_ranking, slots[pk], k_max)
+
+    flag_keys = list(project.flag_keys) if project is not None else []
+    flag_bit = {key: 1 << bit for bit, key in enumerate(flag_keys[:32])}
+    rows = (
+        Judgment.objects.filter(task__in=tasks, rater__isnull=False)
+        .order_by("pk")
+        .values_list(
+            "task_id",
+            "rater_id",
+            "ranking",
+            "display_order",
+            "flags",
+            "time_spent_ms",
+            "created_at",
+            "review_status",
+            "reviewed_at",
+        )
+    )
+    columns: dict[str, list] = defaultdict(list)
+    rater_index: dict[int, int] = {}
+    rank_rows, flag_rows = [], []
+    for task_id, rater_id, ranking, shown, flags, spent, created, status, reviewed in rows.iterator(
+        chunk_size=20_000
+    ):
+        task_slots = slots[task_id]
+        rank_rows.append(_positions(ranking, task_slots, k_max))
+        bits = np.zeros(k_max, dtype=np.uint32)
+        for cid, keys in (flags or {}).items():
+            slot = task_slots.get(int(cid))
+            if slot is not None:
+                bits[slot] = sum(flag_bit.get(key, 0) for key in keys)
+        flag_rows.append(bits)
+        columns["task"].append(task_index[task_id])
+        columns["rater"].append(rater_index.setdefault(rater_id, len(rater_index)))
+        columns["first"].append(task_slots.get(shown[0], -1) if shown else -1)
+        columns["spent"].append(np.nan if spent is None else spent)
+        columns["created"].append(created.timestamp())
+        columns["included"].append(status != ReviewStatus.REJECTED)
+        columns["reviewed"].append(
+            reviewed.timestamp() if reviewed and status != ReviewStatus.PENDING else np.nan
+        )
+    rater_ids = np.array(list(rater_index), dtype=np.int64)
+    names = dict(
+        RaterProfile.objects.filter(user_id__in=list(rater_index)).values_list(
+            "user_id", "pseudonym"
+        )
+    )
+    n = len(rank_rows)
+    return JudgmentArrays(
+        task=np.array(columns["task"], dtype=np.int32),
+        rater=np.array(columns["rater"], dtype=np.int32),
+        rank_pos=np.array(rank_rows, dtype=np.int8).reshape(n, k_max),
+        first_shown=np.array(columns["first"], dtype=np.int8),
+        created=np.array(columns["created"], dtype=np.float64),
+        time_spent_ms=np.array(columns["spent"], dtype=np.float64),
+        flags=np.array(flag_rows, dtype=np.uint32).reshape(n, k_max),
+        included=np.array(columns["included"], dtype=bool),
+        reviewed=np.array(columns["reviewed"], dtype=np.float64),
+        task_is_gold=is_gold,
+        task_gold_pos=gold_pos,
+        task_lengths=task_lengths,
+        task_ids=np.array([pk for pk, _, _ in task_rows], dtype=np.int64),
+        rater_ids=rater_ids,
+        flag_keys=flag_keys,
+        rater_names=[names.get(int(pk), str(pk)) for pk in rater_ids],
+    )
+
+
+def _positions(ranking, task_slots: dict[int, int], k_max: int) -> np.ndarray:
+    positions = np.full(k_max, -1, dtype=np.int8)
+    for group_index, group in enumerate(ranking or []):
+        for cid in group:
+            slot = task_slots.get(cid)
+            if slot is not None:
+                positions[slot] = group_index
+    return positions
+
+
+def snapshot_latest(*, project: Project) -> QualitySnapshot | None:
+    return QualitySnapshot.objects.filter(project=project).order_by("-computed_at", "-pk").first()
+
+
+def rater_weights(*, project: Project) -> dict[int, float]:
+    """Each rater's consensus weight from the latest snapshot (absent: weight 1)."""
+    snapshot = snapshot_latest(project=project)
+    if snapshot is None:
+        return {}
+    return {
+        row["rater_id"]: row["weight"]
+        for row in snapshot.data.get("raters", [])
+        if row.get("weight") is not None
+    }
+
+
+def project_consensus(*, project: Project, task_ids: list[int] | None = None) -> dict[int, dict]:
+    """`task_consensus` for many tasks of a project at once (one read, one batched fit)."""
+    arrays = (
+        judgment_arrays(project=project)
+        if task_ids is None
+        else judgment_arrays(task_ids=list(task_ids))
+    )
+    return _consensus_from_arrays(arrays, rater_weights(project=project))
+
+
+def task_consensus(*, task_id: int) -> dict:
+    """The consensus of one task's raters, for reviewers and the export stage.
+
+    A Bradley–Terry model (Bradley & Terry 1952) fitted to every pairwise outcome the task's
+    judgments imply, each judgment weighted by its rater's reliability (log-odds of agreeing
+    with the other raters, from the latest quality snapshot; weight 1 before there is one).
+    Rejected judgments are left out. Returns:
+
+        {"task_id": int,
+         "completion_ids": [int, ...]           canonical order,
+         "scores": {completion_id: float}       log-strengths, mean 0,
+         "ranking": [[completion_id, ...], ...] best-first groups (equal scores tie),
+         "p_prefer": {i: {j: P(i ≻ j)}}          soft labels σ(s_i − s_j), i ≠ j,
+         "judgments": int, "raters": int, "weight": float  (total rater weight used)}
+
+    With no judgments, every score is 0 and every P(i ≻ j) is ½.
+    """
+    task = Task.objects.filter(pk=task_id).first()
+    if task is None:
+        raise NotFound("No such task.")
+    arrays = judgment_arrays(task_ids=[task_id])
+    return _consensus_from_arrays(arrays, rater_weights(project=task.project))[task_id]
+
+
+def _consensus_from_arrays(arrays: JudgmentArrays, weights_by_id: dict[int, float]) -> dict:
+    weight = np.array([weights_by_id.get(int(pk), 1.0) for pk in arrays.rater_ids])
+    scores = consensus_scores(arrays, weight) if arrays.n_tasks else np.zeros((0, 0))
+    slots = defaultdict(list)
+    for task_id, completion_id in (
+        TaskCompletion.objects.filter(task_id__in=arrays.task_ids.tolist())
+        .order_by("task_id", "position")
+        .values_list("task_id", "completion_id")
+    ):
+        slots[task_id].append(completion_id)
+    used = arrays.included
+    judgments = np.bincount(arrays.task[used], minlength=arrays.n_tasks)
+    total_weight = np.bincount(
+        arrays.task[used], weights=weight[arrays.rater[used]], minlength=arrays.n_tasks
+    )
+    raters = defaultdict(set)
+    for t, r in zip(arrays.task[used].tolist(), arrays.rater[used].tolist(), strict=True):
+        raters[t].add(r)
+    result = {}
+    for t, task_id in enumerate(arrays.task_ids.tolist()):
+        ids = slots[task_id]
+        task_scores = scores[t, : len(ids)] if len(ids) else np.zeros(0)
+        probabilities = ag.preference_probabilities(task_scores)
+        result[task_id] = {
+            "task_id": task_id,
+            "completion_ids": ids,
+            "scores": {cid: round(float(s), 6) for cid, s in zip(ids, task_scores, strict=True)},
+            "ranking": [[ids[i] for i in group] for group in ag.scores_to_groups(task_scores)],
+            "p_prefer": {
+                a: {b: round(float(probabilities[i, j]), 6) for j, b in enumerate(ids) if i != j}
+                for i, a in enumerate(ids)
+            },
+            "judgments": int(judgments[t]),
+            "raters": len(raters[t]),
+            "weight": round(float(total_weight[t]), 4),
+        }
+    return result
+
+
+def screening_for(*, project: Project, rater) -> RaterScreening | None:
+    return RaterScreening.objects.filter(project=project, rater=rater).first()
+
+
+def screenings_needing_attention(*, project: Project) -> QuerySet[RaterScreening]:
+    return RaterScreening.objects.filter(
+        project=project, state=RaterScreening.State.FAILED
+    ).select_related("rater__rater_profile")
+
+
+def review_queue(
+    *, project: Project, status: str = ReviewStatus.PENDING, rater_id: int | None = None
+) -> QuerySet[Judgment]:
+    """Judgments of the project awaiting (or past) review, oldest first."""
+    judgments = Judgment.objects.filter(task__project=project, rater__isnull=False)
+    if status:
+        judgments = judgments.filter(review_status=status)
+    if rater_id is not None:
+        judgments = judgments.filter(rater_id=rater_id)
+    return judgments.select_related("rater__rater_profile", "task__prompt", "reviewed_by").order_by(
+        "created_at", "pk"
+    )
+
+
+def rater_judgments_with_consensus(*, project: Project, rater, limit: int = 50) -> list[dict]:
+    """The rater's latest judgments on regular tasks beside the consensus of all raters,
+    with the comparisons where they differ."""
+    judgments = list(
+        Judgment.objects.filter(task__project=project, rater=rater, task__is_gold=False)
+        .select_related("task__prompt")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    consensus = project_consensus(project=project, task_ids=[j.task_id for j in judgments])
+    texts = dict(
+        TaskCompletion.objects.filter(task_id__in=[j.task_id for j in judgments]).values_list(
+            "completion_id", "completion__text"
+        )
+    )
+    rows = []
+    for judgment in judgments:
+        agreed = consensus.get(judgment.task_id)
+        ids = agreed["completion_ids"] if agreed else []
+        own = _positions(judgment.ranking, {cid: i for i, cid in enumerate(ids)}, len(ids))
+        theirs = np.array(
+            [next(g for g, group in enumerate(agreed["ranking"]) if cid in group) for cid in ids]
+            if agreed
+            else [],
+            dtype=np.int8,
+        )
+        disagreements = []
+        if len(ids) >= 2:
+            first, second = ag.slot_pairs(len(ids))
+            for a, b in zip(first.tolist(), second.tolist(), strict=True):
+                mine, consensus_sign = np.sign(own[b] - own[a]), np.sign(theirs[b] - theirs[a])
+                if mine != consensus_sign and consensus_sign != 0:
+                    winner, loser = (ids[a], ids[b]) if consensus_sign > 0 else (ids[b], ids[a])
+                    disagreements.append(
+                        {
+                            "consensus_prefers": winner,
+                            "over": loser,
+                            "p": agreed["p_prefer"][winner][loser],
+                            "rater_said": "tie" if mine == 0 else "the other way",
+                        }
+                    )
+        rows.append(
+            {
+                "judgment": judgment,
+                "ranking": judgment.ranking,
+                "consensus": agreed["ranking"] if agreed else [],
+                "consensus_judgments": agreed["judgments"] if agreed else 0,
+                "disagreements": disagreements,
+                "texts": texts,
+                "tau_b": ag.kendall_tau_b(own, theirs) if len(ids) >= 2 else None,
+            }
+        )
+    return rows
