@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apps.collection.leasing import slot_holding
+from apps.collection.leasing import live_assignment_for_rater, slot_holding
 from apps.collection.models import Assignment, Completion, Project, Task
 from apps.core.errors import NotFound
 from apps.core.roles import Role, user_has_role, user_roles
@@ -80,8 +80,16 @@ def stale_leases(*, older_than: timedelta) -> QuerySet[Assignment]:
 
 
 def labeler_projects_with_progress(*, user) -> list[dict]:
-    """The labeler's home: each project they may work on with their own progress in it."""
+    """The labeler's home: each project they may work on, their progress in it, and whether
+    they hold a live lease there (its task no longer counts as "left", but it can be resumed).
+    """
+    now = timezone.now()
     return [
-        {"project": project, **rater_progress(project=project, rater=user)}
+        {
+            "project": project,
+            **rater_progress(project=project, rater=user),
+            "holds_lease": live_assignment_for_rater(project=project, rater=user, now=now)
+            is not None,
+        }
         for project in projects_for_user(user=user)
     ]

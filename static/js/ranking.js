@@ -200,6 +200,66 @@ rationale.addEventListener("input", () => {
 });
 renderRanking();
 
+// --- compare two responses side by side, full length ----------------------------------------
+
+let comparing = [];
+const compareBar = el("div", { className: "compare-bar", role: "status", hidden: true });
+cardsRoot.before(compareBar);
+
+function renderCompare() {
+  const active = comparing.length === 2;
+  cardsRoot.classList.toggle("comparing", active);
+  for (const [id, card] of cards) {
+    const picked = comparing.includes(id);
+    card.classList.toggle("compare-hidden", active && !picked);
+    card.classList.toggle("compare-picked", picked);
+    const button = card.querySelector("[data-compare]");
+    button.setAttribute("aria-pressed", String(picked));
+    const text = card.querySelector('[data-role="text"]');
+    if (active && picked && text.classList.contains("collapsed")) toggleExpanded(card);
+  }
+  compareBar.replaceChildren();
+  if (comparing.length === 0) {
+    compareBar.hidden = true;
+    return;
+  }
+  const names = comparing.map((id) => numberOf.get(id)).join(" and ");
+  compareBar.append(
+    el("span", {
+      text: active
+        ? `Comparing responses ${names} side by side. `
+        : `Response ${names} picked for comparing: pick one more with c. `,
+    }),
+  );
+  const done = el("button", { type: "button", className: "link", text: "Show all responses (Esc)" });
+  done.addEventListener("click", () => setCompare([]));
+  compareBar.append(done);
+  compareBar.hidden = false;
+}
+
+function setCompare(ids) {
+  comparing = ids;
+  renderCompare();
+}
+
+function toggleCompare(id) {
+  if (comparing.includes(id)) setCompare(comparing.filter((other) => other !== id));
+  else setCompare([...comparing, id].slice(-2));
+}
+
+for (const [id, card] of cards) {
+  const button = el("button", {
+    type: "button",
+    className: "compare-toggle",
+    "aria-pressed": "false",
+    "aria-label": `Compare response ${numberOf.get(id)} side by side with another`,
+    dataset: { compare: String(id) },
+    text: "⇆ compare",
+  });
+  button.addEventListener("click", () => toggleCompare(id));
+  card.querySelector(".completion-head").append(button);
+}
+
 // --- drag and drop (native HTML5) -------------------------------------------------------------
 
 let dragged = null;
@@ -310,6 +370,15 @@ installShortcuts(panels, (event) => {
   if (key === "e") {
     if (!requireSelection()) return true;
     toggleExpanded(cards.get(selected));
+    return true;
+  }
+  if (key === "c") {
+    if (!requireSelection()) return true;
+    toggleCompare(selected);
+    return true;
+  }
+  if (key === "Escape" && comparing.length) {
+    setCompare([]);
     return true;
   }
   if (key === "r") {

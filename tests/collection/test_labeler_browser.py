@@ -113,6 +113,15 @@ def test_keyboard_only_ranking_with_a_tie_likert_and_flag(page, live_server):
     page.keyboard.press("3")  # focus the long one for the screenshot
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "ranking")
+    for key in ["c", "1", "c"]:  # compare 3 and 1 side by side, in full
+        page.keyboard.press(key)
+    visible = page.locator("#completions .completion:visible")
+    assert visible.evaluate_all("cs => cs.map(c => Number(c.dataset.completionId))") == [
+        shown[0],
+        shown[2],
+    ]
+    page.keyboard.press("Escape")
+    assert page.locator("#completions .completion:visible").count() == 4
     page.keyboard.press("?")
     assert page.locator("#help-dialog").is_visible()
     screenshot(page, "help")

@@ -71,6 +71,15 @@ def test_home_lists_the_labelers_projects_with_their_progress(client, labeler, p
     assert ">Start</button>" in page
 
 
+def test_home_offers_to_resume_a_held_task(client, labeler, project):
+    make_task(project)
+    client.force_login(labeler)
+    lease(client, project)
+    page = client.get("/").content.decode()
+    assert 'data-stat="tasks_left">0<' in page
+    assert ">Resume</button>" in page
+
+
 def test_home_hides_projects_closed_to_the_labeler(client, labeler):
     ProjectFactory(name="Members only", open_to_all_labelers=False)
     client.force_login(labeler)
