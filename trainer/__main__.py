@@ -45,9 +45,21 @@ def build_parser(commands) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep stderr for our progress bar and errors: transformers' load reports and
+    deprecation notices would bury them in worker logs."""
+    import warnings
+
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     commands = _commands()
     args = build_parser(commands).parse_args(argv)
+    _quiet_libraries()
     config_cls, run, _ = commands[args.command]
     try:
         config = build_config(config_cls, args)

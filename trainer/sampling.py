@@ -115,7 +115,9 @@ def _cache_argument(model) -> str:
     """transformers >= 5.2x names the KV cache ``cache``; earlier releases ``past_key_values``."""
     import inspect
 
-    parameters = inspect.signature(model.forward).parameters
+    from trainer.models import unwrap_peft
+
+    parameters = inspect.signature(unwrap_peft(model).forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
 

@@ -1,0 +1,72 @@
+"""The subprocess contract the web side relies on: `python -m trainer ...`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.conftest import count_rule_rankings, ranking_row
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def trainer(*args, timeout=300):
+    # one intra-op thread: the tiny models gain nothing from more on a shared 2-core machine
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "trainer", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_bootstrap_sample_rm_through_the_command_line(tmp_path):
+    model = tmp_path / "tiny"
+    result = trainer("bootstrap", "--tiny", "--out", model)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["skipped"] is False
+    assert (model / "config.json").is_file() and (model / "tokenizer_config.json").is_file()
+    again = trainer("bootstrap", "--tiny", "--out", model)
+    assert json.loads(again.stdout)["skipped"] is True
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "Hi", "category": "chat",
+                                   "split": "train"}) + "\n")
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"k": 5, "max_new_tokens": 4, "seed": 1}))
+    result = trainer("sample", "--config", run, "--k", 2, "--model", model, "--prompts",
+                     prompts, "--out", tmp_path / "s", "--temperature", 0.7, "--top-p", 0.9)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(x) for x in (tmp_path / "s/samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 2  # the flag beat the config file's k=5
+    assert rows[0]["sampling"] == {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 4}
+    assert json.loads((tmp_path / "s/metrics.json").read_text())["completions"] == 2
+
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text("".join(json.dumps(ranking_row(r)) + "\n"
+                                for r in count_rule_rankings(12, 3, seed=0)))
+    result = trainer("rm", "--model", model, "--train", rankings, "--out", tmp_path / "rm",
+                     "--max-steps", 1, "--valid-fraction", 0.25)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "rm/metrics.json").read_text())
+    assert metrics["steps"] == 1 and metrics["valid_rankings"] == 3
+    assert (tmp_path / "rm/config.json").is_file()
+
+
+@pytest.mark.slow
+def test_malformed_input_exits_2_with_file_and_line(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "ok"}\n{"id": "b"}\n')
+    result = trainer("sample", "--model", tmp_path, "--prompts", prompts, "--out",
+                     tmp_path / "o")
+    assert result.returncode == 2
+    assert f"error: {prompts}:2: missing field 'prompt'" in result.stderr
+    result = trainer("rm", "--model", tmp_path, "--train", tmp_path / "missing.jsonl",
+                     "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert "missing.jsonl: file not found" in result.stderr
+    result = trainer("ppo", "--policy", "x", "--prompts", prompts, "--out", tmp_path / "o",
+                     "--total-steps", "lots")
+    assert result.returncode == 2
+    assert "field 'total_steps' expects int, got 'lots'" in result.stderr
