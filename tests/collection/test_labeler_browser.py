@@ -40,6 +40,15 @@ ANSWERS = [
 ASSIGNMENT_URL = re.compile(r"/assignments/(\d+)/$")
 
 
+@pytest.fixture(autouse=True)
+def no_script_errors(page):
+    """Every test also checks that the pages ran without a JavaScript error."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield
+    assert errors == []
+
+
 def moon_task(project, kind=Task.Kind.RANKING, overlap=None) -> Task:
     """A task whose prompt and completions read like real ones (for the screenshots too)."""
     task = make_task(project, kind=kind, overlap=overlap)
