@@ -7,8 +7,9 @@ One step, top to bottom:
  2. apply the EOS rules: tokens after the first EOS become padding; a response without an EOS
     gets ``missing_eos_penalty`` subtracted from its score;
  3. score prompt+response with the reward model (or a scoring function), read at the EOS;
- 4. log-probabilities under the policy and the frozen reference at the sampling temperature,
-    values from the value model (initialised from the reward model);
+ 4. log-probabilities at the sampling temperature: the policy's come with the rollout, the
+    frozen reference's from one forward pass; values from the value model (initialised from
+    the reward model);
  5. per-token rewards -beta * KL, plus the score at the last valid token; GAE; advantages
     whitened over valid tokens;
  6. ``ppo_epochs`` passes over shuffled minibatches of the rollout: clipped policy loss, clipped
@@ -338,7 +339,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         # 1-3. rollout, EOS rules, scores
         unwrapped.eval()
         with torch.no_grad():
-            sampled, _ = generate(
+            sampled, sampled_logprobs = generate(
                 unwrapped.policy, queries, query_mask, max_new_tokens=config.max_new_tokens,
                 eos_token_id=eos, pad_token_id=pad, temperature=temperature,
                 top_p=config.top_p, generators=make_generators(
@@ -355,11 +356,12 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             if config.missing_eos_penalty is not None:
                 scores = scores - config.missing_eos_penalty * (~contains_eos).float()
 
-            # 4. logprobs (policy, reference) and values on prompt+response
+            # 4. logprobs (policy: from the rollout itself, at the sampling temperature;
+            #    reference: one forward pass) and values on prompt+response
             sequences = torch.cat([queries, responses], 1)
             sequence_mask = torch.cat([query_mask, response_mask.long()], 1)
-            logits, full_values = unwrapped(sequences, sequence_mask)
-            logprobs, _ = response_logprobs(logits, responses, context_length, temperature)
+            logprobs = sampled_logprobs
+            full_values = models.token_values(unwrapped.value, sequences, sequence_mask)
             if reference is not None:
                 ref_logits = reference(input_ids=sequences, attention_mask=sequence_mask,
                                        position_ids=position_ids_from_mask(sequence_mask),
@@ -369,7 +371,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                     ref_logits = unwrapped.lm_logits(sequences, sequence_mask)
             ref_logprobs, _ = response_logprobs(ref_logits, responses, context_length,
                                                 temperature)
-            del logits, ref_logits
+            del ref_logits
             values = full_values[:, context_length - 1 : -1].float()
             logprobs = logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
             ref_logprobs = ref_logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
