@@ -1,0 +1,149 @@
+"""A round's settings: defaults, presets, and how a researcher's overrides merge in.
+
+`sample`, `rm`, `ppo` and `eval` hold fields of the trainer's own run configs
+(trainer/sampling.py SampleConfig, reward.py RewardConfig, ppo.py PPOConfig,
+evaluate.py EvalConfig); they go to `python -m trainer ... --config run.json` as they are,
+so an unknown field fails the stage with the trainer's message naming it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from apps.core.errors import InvalidInput
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    # sampling: K completions (the project's K) for this many prompts of these splits
+    "prompts_per_round": 32,
+    "sample_splits": ["train", "valid"],
+    # collecting: wait for this many judgments; only approved ones unless review is off
+    "target_judgments": 64,
+    "require_review": True,
+    # exporting
+    "include_previous_rounds": True,
+    "weighting": "none",  # "consensus": reliability-weighted rankings (quality module)
+    # evaluating
+    "ab_tasks": 16,
+    "ab_overlap": 1,
+    "eval_hidden_rule": False,  # also judge win rates with apps.loop.scoring (demo raters' rule)
+    "sample": {"max_new_tokens": 48, "temperature": 1.0, "top_p": 0.95, "batch_size": 16},
+    "rm": {"epochs": 1, "lr": 1e-5, "batch_size": 8, "max_length": 384},
+    "ppo": {
+        "total_steps": 20,
+        "batch_size": 8,
+        "mini_batch_size": 4,
+        "ppo_epochs": 4,
+        "lr": 1e-5,
+        "max_new_tokens": 48,
+        "kl_coef": 0.05,
+        "save_every": 5,
+    },
+    "eval": {"max_new_tokens": 48, "temperature": 0.0, "bootstrap_samples": 1000},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # SmolLM2-135M on a laptop CPU: short answers, few steps, LoRA (DESIGN.md "Trainer contract")
+    "cpu-demo": {
+        "prompts_per_round": 12,
+        "target_judgments": 24,
+        "require_review": False,
+        "ab_tasks": 8,
+        "eval_hidden_rule": True,
+        "sample": {"max_new_tokens": 32, "batch_size": 8},
+        "rm": {"epochs": 1, "lr": 5e-5, "batch_size": 4, "lora_r": 8, "max_length": 192},
+        "ppo": {
+            "total_steps": 6,
+            "batch_size": 4,
+            "mini_batch_size": 2,
+            "ppo_epochs": 2,
+            "lr": 5e-5,
+            "max_new_tokens": 24,
+            "lora_r": 8,
+        },
+        "eval": {"max_new_tokens": 24, "batch_size": 8},
+    },
+    # A GPU worker: InstructGPT-like proportions at a small scale
+    "gpu": {
+        "prompts_per_round": 256,
+        "target_judgments": 512,
+        "sample": {"max_new_tokens": 128, "batch_size": 64},
+        "rm": {"epochs": 1, "lr": 9e-6, "batch_size": 32, "max_length": 512},
+        "ppo": {"total_steps": 200, "batch_size": 64, "mini_batch_size": 16, "max_new_tokens": 128},
+        "eval": {"max_new_tokens": 128, "batch_size": 64},
+    },
+    # tiny random-initialised models in tests: large learning rates, a handful of steps
+    "tiny": {
+        "prompts_per_round": 24,
+        "target_judgments": 48,
+        "require_review": False,
+        "ab_tasks": 8,
+        "sample": {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0},
+        "rm": {"epochs": 3, "lr": 1e-3, "batch_size": 8},
+        "ppo": {
+            "total_steps": 10,
+            "batch_size": 16,
+            "mini_batch_size": 8,
+            "ppo_epochs": 4,
+            "lr": 3e-3,
+            "max_new_tokens": 24,
+            "kl_coef": 0.01,
+            "save_every": 2,
+        },
+        "eval": {"max_new_tokens": 24, "temperature": 1.0},
+    },
+}
+STAGE_SECTIONS = ("sample", "rm", "ppo", "eval")
+REVIEW_CHOICES = ("none", "consensus")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def round_config(*, preset: str = "", overrides: dict | None = None) -> dict:
+    """Defaults < preset < overrides, checked; errors name the field."""
+    if preset and preset not in PRESETS:
+        raise InvalidInput(
+            f"Unknown preset {preset!r}.", fields={"preset": [f"One of {sorted(PRESETS)}."]}
+        )
+    config = deep_merge(DEFAULTS, PRESETS.get(preset, {}))
+    overrides = overrides or {}
+    if not isinstance(overrides, dict):
+        raise InvalidInput("config must be an object.", fields={"config": ["Expected an object."]})
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown config field(s): {', '.join(unknown)}.",
+            fields={"config": [f"Known fields: {', '.join(sorted(DEFAULTS))}."]},
+        )
+    for section in STAGE_SECTIONS:
+        if section in overrides and not isinstance(overrides[section], dict):
+            raise InvalidInput(
+                f"config.{section} must be an object of trainer settings.",
+                fields={"config": [f"{section}: expected an object."]},
+            )
+    config = deep_merge(config, overrides)
+    config["preset"] = preset
+    errors = []
+    for name in ("prompts_per_round", "target_judgments", "ab_tasks", "ab_overlap"):
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errors.append(f"{name}: a whole number ≥ 0.")
+    if config["prompts_per_round"] < 1:
+        errors.append("prompts_per_round: at least 1.")
+    if config["weighting"] not in REVIEW_CHOICES:
+        errors.append(f"weighting: one of {', '.join(REVIEW_CHOICES)}.")
+    for name in ("require_review", "include_previous_rounds", "eval_hidden_rule"):
+        if not isinstance(config[name], bool):
+            errors.append(f"{name}: true or false.")
+    if errors:
+        raise InvalidInput("The round settings are not valid.", fields={"config": errors})
+    return config

@@ -1,0 +1,227 @@
+"""Reads of the closed loop: round detail for the page and the API, lineage, A/B win rates."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db.models import QuerySet
+
+from apps.collection.models import Judgment, PolicyVersion, Project, ReviewStatus, Task
+from apps.core.errors import NotFound
+from apps.loop.models import STAGE_ORDER, DatasetSnapshot, RunMetric, TrainingRound, TrainingRun
+
+#: metric series the round page plots, per stage
+PLOTTED = {
+    "rm": ["loss", "train_pair_accuracy"],
+    "ppo": ["score", "kl", "entropy", "response_length"],
+    "sampling": ["tokens_per_second"],
+}
+
+
+def round_get(*, round_id: int) -> TrainingRound:
+    training_round = (
+        TrainingRound.objects.select_related("project", "start_policy", "snapshot")
+        .filter(pk=round_id)
+        .first()
+    )
+    if training_round is None:
+        raise NotFound("No such round.")
+    return training_round
+
+
+def snapshot_get(*, snapshot_id: int) -> DatasetSnapshot:
+    snapshot = DatasetSnapshot.objects.select_related("project").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        raise NotFound("No such snapshot.")
+    return snapshot
+
+
+def project_get(*, project_id: int) -> Project:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound("No such project.")
+    return project
+
+
+def rounds_list(*, project: Project | None = None) -> QuerySet[TrainingRound]:
+    rounds = TrainingRound.objects.select_related("project", "start_policy", "snapshot")
+    return rounds.filter(project=project) if project is not None else rounds
+
+
+def snapshots_list(*, project: Project | None = None) -> QuerySet[DatasetSnapshot]:
+    snapshots = DatasetSnapshot.objects.select_related("project").order_by("-created_at")
+    return snapshots.filter(project=project) if project is not None else snapshots
+
+
+def run_metric_series(*, run: TrainingRun, keys: list[str] | None = None) -> dict[str, list]:
+    """{key: [[step, value], ...]} of the streamed metrics (numbers only)."""
+    series: dict[str, list] = {}
+    for step, values in RunMetric.objects.filter(run=run).values_list("step", "values"):
+        for key, value in values.items():
+            if key in ("step", "time_s") or (keys is not None and key not in keys):
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                series.setdefault(key, []).append([step, value])
+    return series
+
+
+def bootstrap_interval(values: list[float], *, resamples: int = 1000, seed: int = 0):
+    """(mean, low, high) percentile bootstrap at 95%; None values when empty."""
+    if not values:
+        return None, None, None
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(data.mean()), float(low), float(high)
+
+
+def ab_win_rate(*, training_round: TrainingRound) -> dict:
+    """Human A/B evaluation of the round's new policy against its parent, as judgments arrive.
+
+    A judgment counts 1 when the new policy's answer is alone in the best group, 0 when the
+    parent's is, ½ for a tie. Rejected judgments are left out.
+    """
+    ppo = TrainingRun.objects.filter(round=training_round, stage="ppo").first()
+    new_policy_id = ppo.produced_policy_id if ppo else None
+    tasks = Task.objects.filter(
+        project_id=training_round.project_id,
+        kind=Task.Kind.EVALUATION,
+        round_number=training_round.number,
+    )
+    result = {"tasks": tasks.count(), "judgments": 0, "win_rate": None, "ci": [None, None]}
+    if not new_policy_id or not result["tasks"]:
+        return result
+    new_ids = set(
+        tasks.filter(completions__policy_version_id=new_policy_id).values_list(
+            "completions__id", flat=True
+        )
+    )
+    values = []
+    for ranking in (
+        Judgment.objects.filter(task__in=tasks)
+        .exclude(review_status=ReviewStatus.REJECTED)
+        .values_list("ranking", flat=True)
+    ):
+        if not ranking:
+            continue
+        best = set(ranking[0])
+        if len(best) > 1:
+            values.append(0.5)
+        else:
+            values.append(1.0 if best & new_ids else 0.0)
+    mean, low, high = bootstrap_interval(values)
+    result.update(judgments=len(values), win_rate=mean, ci=[low, high])
+    return result
+
+
+def round_detail(*, training_round: TrainingRound) -> dict:
+    """Everything the round page shows; also the body of GET /api/rounds/{id}/."""
+    runs = {run.stage: run for run in TrainingRun.objects.filter(round=training_round)}
+    stages = []
+    for stage in STAGE_ORDER:
+        run = runs.get(stage)
+        stages.append(
+            {
+                "stage": stage.value,
+                "label": stage.label,
+                "status": run.status if run else "pending",
+                "run_id": run.pk if run else None,
+            }
+        )
+    run_rows = []
+    for stage in STAGE_ORDER:
+        run = runs.get(stage)
+        if run is None:
+            continue
+        run_rows.append(
+            {
+                "id": run.pk,
+                "stage": run.stage,
+                "status": run.status,
+                "attempt": run.attempt,
+                "queue": run.queue,
+                "celery_task_id": run.celery_task_id,
+                "worker": run.worker,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "heartbeat_at": run.heartbeat_at,
+                "config": run.config,
+                "command": run.command,
+                "metrics": run.metrics,
+                "artifacts": run.artifacts,
+                "error": run.error,
+                "log": run.log[-8000:],
+                "series": run_metric_series(run=run, keys=PLOTTED.get(run.stage)),
+                "produced_policy_id": run.produced_policy_id,
+            }
+        )
+    ppo = runs.get("ppo")
+    return {
+        "id": training_round.pk,
+        "project_id": training_round.project_id,
+        "number": training_round.number,
+        "stage": training_round.stage,
+        "message": training_round.message,
+        "config": training_round.config,
+        "start_policy": _policy_brief(training_round.start_policy),
+        "produced_policy": _policy_brief(ppo.produced_policy)
+        if ppo and ppo.produced_policy
+        else None,
+        "snapshot_id": training_round.snapshot_id,
+        "created_at": training_round.created_at,
+        "finished_at": training_round.finished_at,
+        "stages": stages,
+        "runs": run_rows,
+        "ab_evaluation": ab_win_rate(training_round=training_round),
+    }
+
+
+def _policy_brief(policy: PolicyVersion | None) -> dict | None:
+    if policy is None:
+        return None
+    return {"id": policy.pk, "name": policy.name, "kind": policy.kind}
+
+
+def policy_lineage(*, project: Project) -> list[dict]:
+    """Every policy of the project with its parent, the round, runs and snapshot behind it,
+    and its win rates (automatic, and human A/B where judged)."""
+    rows = []
+    policies = PolicyVersion.objects.filter(project=project).order_by("created_at", "pk")
+    for policy in policies:
+        run = TrainingRun.objects.filter(produced_policy=policy).select_related("round").first()
+        training_round = run.round if run else None
+        runs = (
+            dict(TrainingRun.objects.filter(round=training_round).values_list("stage", "pk"))
+            if training_round
+            else {}
+        )
+        rows.append(
+            {
+                "id": policy.pk,
+                "name": policy.name,
+                "kind": policy.kind,
+                "artifact_uri": policy.artifact_uri,
+                "parent_id": policy.parent_id,
+                "round_id": training_round.pk if training_round else None,
+                "round_number": training_round.number if training_round else None,
+                "runs": runs,
+                "snapshot_id": training_round.snapshot_id if training_round else None,
+                "win_rate_vs_parent": policy.metadata.get("win_rate_vs_parent"),
+                "win_rate_vs_root": policy.metadata.get("win_rate_vs_root"),
+                "ab_evaluation": ab_win_rate(training_round=training_round)
+                if training_round
+                else None,
+            }
+        )
+    return rows
+
+
+def policy_ancestry(*, policy: PolicyVersion) -> list[PolicyVersion]:
+    """The policy and its ancestors, newest first."""
+    chain, seen = [], set()
+    current = policy
+    while current is not None and current.pk not in seen:
+        chain.append(current)
+        seen.add(current.pk)
+        current = current.parent
+    return chain
