@@ -115,6 +115,10 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
+# The training loop: the interpreter that runs `python -m trainer` (default: this one), and how
+# long a stage's heartbeat may be silent before the watchdog re-queues it.
+TRAINER_PYTHON = os.environ.get("TRAINER_PYTHON", "")
+LOOP_HEARTBEAT_STALE_SECONDS = int(os.environ.get("LOOP_HEARTBEAT_STALE_SECONDS", "120"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -161,7 +165,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_ROUTES = {"loop.run_gpu_stage": {"queue": "gpu"}, "loop.*": {"queue": "default"}}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Rater quality: reviewers' pages read the latest stored statistics and show their age.
+    "quality-snapshots": {
+        "task": "quality.snapshots_refresh_all",
+        "schedule": float(os.environ.get("QUALITY_REFRESH_SECONDS", "600")),
+        "options": {"queue": "default"},
+    },
+    # Training rounds: advance collecting rounds, re-queue stages whose worker died.
+    "loop-watch-rounds": {
+        "task": "loop.watch_rounds",
+        "schedule": float(os.environ.get("LOOP_WATCH_SECONDS", "15")),
+        "options": {"queue": "default"},
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,3 +1,31 @@
-"""API endpoints of this app (mounted under /api/ by annotation_site/urls.py)."""
+"""API endpoints of rater quality (mounted under /api/ by annotation_site/urls.py)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.quality import api
+
+app_name = "quality-api"
+
+urlpatterns = [
+    path("projects/<int:project_id>/quality/", api.ProjectQualityApi.as_view(), name="quality"),
+    path(
+        "projects/<int:project_id>/quality/refresh/",
+        api.ProjectQualityRefreshApi.as_view(),
+        name="quality-refresh",
+    ),
+    path("projects/<int:project_id>/raters/", api.ProjectRatersApi.as_view(), name="raters"),
+    path(
+        "projects/<int:project_id>/judgments/review/",
+        api.JudgmentBulkReviewApi.as_view(),
+        name="judgments-review",
+    ),
+    path(
+        "projects/<int:project_id>/judgments/approve-reliable/",
+        api.ApproveReliableApi.as_view(),
+        name="approve-reliable",
+    ),
+    path("judgments/<int:judgment_id>/review/", api.JudgmentReviewApi.as_view(), name="review"),
+    path("raters/<int:user_id>/suspend/", api.RaterSuspendApi.as_view(), name="suspend"),
+    path("raters/<int:user_id>/reinstate/", api.RaterReinstateApi.as_view(), name="reinstate"),
+    path("tasks/<int:task_id>/consensus/", api.TaskConsensusApi.as_view(), name="consensus"),
+]

@@ -1,0 +1,215 @@
+"""REST endpoints for reviewers: parse, check the role, call one service, serialize.
+
+Every class here requires the reviewer role (IsReviewer); a labeler gets 403.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.collection.models import Project
+from apps.core.errors import NotFound
+from apps.core.permissions import IsReviewer
+from apps.quality import selectors, services
+
+
+def project_for_reviewer(project_id: int) -> Project:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound("No such project.")
+    return project
+
+
+def rater_by_id(user_id: int):
+    rater = get_user_model().objects.filter(pk=user_id).first()
+    if rater is None:
+        raise NotFound("No such rater.")
+    return rater
+
+
+def _valid(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def snapshot_summary(snapshot) -> dict:
+    if snapshot is None:
+        return {"computed_at": None, "age_seconds": None, "judgments": 0}
+    return {
+        "computed_at": snapshot.computed_at,
+        "age_seconds": round((timezone.now() - snapshot.computed_at).total_seconds(), 1),
+        "judgments": snapshot.judgments,
+        "read_seconds": round(snapshot.read_seconds, 3),
+        "compute_seconds": round(snapshot.compute_seconds, 3),
+    }
+
+
+class ProjectQualityApi(APIView):
+    """The project's latest stored statistics, their age, and screening outcomes."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(responses=serializers.JSONField)
+    def get(self, request, project_id: int):
+        project = project_for_reviewer(project_id)
+        snapshot = selectors.snapshot_latest(project=project)
+        settings = selectors.quality_settings(project=project)
+        failed = [
+            {
+                "rater_id": s.rater_id,
+                "pseudonym": s.rater.rater_profile.pseudonym,
+                "gold_accuracy": s.gold_accuracy,
+                "reason": s.reason,
+                "decided_at": s.decided_at,
+            }
+            for s in selectors.screenings_needing_attention(project=project)
+        ]
+        return Response(
+            {
+                "project_id": project.pk,
+                "snapshot": snapshot_summary(snapshot),
+                "stats": snapshot.data["project"] if snapshot else None,
+                "screening": {
+                    "size": settings.screening_size,
+                    "threshold": settings.screening_threshold,
+                    "failed": failed,
+                },
+            }
+        )
+
+
+class ProjectQualityRefreshApi(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(request=None, responses={202: serializers.JSONField})
+    def post(self, request, project_id: int):
+        project = project_for_reviewer(project_id)
+        services.quality_refresh_request(project=project)
+        return Response({"queued": True, "project_id": project.pk}, status=status.HTTP_202_ACCEPTED)
+
+
+class ProjectRatersApi(APIView):
+    """Per-rater measures from the latest snapshot (add ?trend=1 for their trends)."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(responses=serializers.JSONField)
+    def get(self, request, project_id: int):
+        project = project_for_reviewer(project_id)
+        snapshot = selectors.snapshot_latest(project=project)
+        with_trend = request.query_params.get("trend") in {"1", "true", "yes"}
+        raters = []
+        for row in snapshot.data["raters"] if snapshot else []:
+            row = dict(row)
+            if not with_trend:
+                row.pop("trend", None)
+            raters.append(row)
+        return Response({"snapshot": snapshot_summary(snapshot), "raters": raters})
+
+
+class JudgmentReviewApi(APIView):
+    permission_classes = [IsReviewer]
+
+    class InputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=["approve", "reject"])
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        judgment_id = serializers.IntegerField(source="pk")
+        review_status = serializers.CharField()
+        reviewed_by = serializers.CharField(source="reviewed_by.username")
+        reviewed_at = serializers.DateTimeField()
+        review_reason = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request, judgment_id: int):
+        data = _valid(self.InputSerializer, request)
+        judgment = services.judgment_review(judgment_id=judgment_id, reviewer=request.user, **data)
+        return Response(self.OutputSerializer(judgment).data)
+
+
+class JudgmentBulkReviewApi(APIView):
+    permission_classes = [IsReviewer]
+
+    class InputSerializer(serializers.Serializer):
+        judgment_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+        decision = serializers.ChoiceField(choices=["approve", "reject"])
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses=serializers.JSONField)
+    def post(self, request, project_id: int):
+        project = project_for_reviewer(project_id)
+        data = _valid(self.InputSerializer, request)
+        updated = services.judgments_review_bulk(project=project, reviewer=request.user, **data)
+        return Response({"updated": updated})
+
+
+class ApproveReliableApi(APIView):
+    """Approve the pending judgments of raters at or above an agreement, without flags."""
+
+    permission_classes = [IsReviewer]
+
+    class InputSerializer(serializers.Serializer):
+        min_agreement = serializers.FloatField(min_value=0, max_value=1)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses=serializers.JSONField)
+    def post(self, request, project_id: int):
+        project = project_for_reviewer(project_id)
+        data = _valid(self.InputSerializer, request)
+        updated = services.judgments_approve_reliable(
+            project=project, reviewer=request.user, **data
+        )
+        return Response({"updated": updated})
+
+
+class _StatusChangeOutput(serializers.Serializer):
+    rater_id = serializers.IntegerField()
+    action = serializers.CharField()
+    reason = serializers.CharField()
+    leases_released = serializers.IntegerField()
+    judgments_rejected = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class RaterSuspendApi(APIView):
+    permission_classes = [IsReviewer]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField()
+        reject_pending = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(request=InputSerializer, responses=_StatusChangeOutput)
+    def post(self, request, user_id: int):
+        data = _valid(self.InputSerializer, request)
+        change = services.rater_suspend(rater=rater_by_id(user_id), actor=request.user, **data)
+        return Response(_StatusChangeOutput(change).data)
+
+
+class RaterReinstateApi(APIView):
+    permission_classes = [IsReviewer]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=_StatusChangeOutput)
+    def post(self, request, user_id: int):
+        data = _valid(self.InputSerializer, request)
+        change = services.rater_reinstate(rater=rater_by_id(user_id), actor=request.user, **data)
+        return Response(_StatusChangeOutput(change).data)
+
+
+class TaskConsensusApi(APIView):
+    """The reliability-weighted Bradley–Terry consensus of a task (see selectors)."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(responses=serializers.JSONField)
+    def get(self, request, task_id: int):
+        return Response(selectors.task_consensus(task_id=task_id))

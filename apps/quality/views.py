@@ -1,0 +1,289 @@
+"""Reviewer pages: read the latest stored statistics, post decisions to services.
+
+Every view requires the reviewer role; anyone else gets 403 (anonymous: the login page).
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from apps.accounts.models import RaterProfile
+from apps.collection.models import Judgment, Project, ReviewStatus
+from apps.core.errors import DomainError
+from apps.core.roles import Role, user_has_role
+from apps.quality import selectors, services
+from apps.quality.models import RaterStatusChange, ReviewDecision
+
+
+def reviewer_required(view):
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not user_has_role(request.user, Role.REVIEWER):
+            raise PermissionDenied("Only reviewers may open the review pages.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _project(project_id: int) -> Project:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def _back(request, fallback: str):
+    target = request.POST.get("next", "")
+    return redirect(target if target.startswith("/review/") else fallback)
+
+
+def _snapshot_context(project: Project) -> dict:
+    snapshot = selectors.snapshot_latest(project=project)
+    age = (timezone.now() - snapshot.computed_at).total_seconds() if snapshot else None
+    return {"snapshot": snapshot, "snapshot_age": age}
+
+
+@reviewer_required
+def index(request):
+    projects = Project.objects.filter(is_active=True).annotate(
+        pending=Count(
+            "tasks__judgments", filter=Q(tasks__judgments__review_status=ReviewStatus.PENDING)
+        )
+    )
+    rows = [{"project": p, **_snapshot_context(p)} for p in projects.order_by("name")]
+    return render(request, "quality/index.html", {"rows": rows})
+
+
+@reviewer_required
+def dashboard(request, project_id: int):
+    project = _project(project_id)
+    context = _snapshot_context(project)
+    snapshot = context["snapshot"]
+    stats = snapshot.data["project"] if snapshot else None
+    raters = snapshot.data["raters"] if snapshot else []
+    context.update(
+        project=project,
+        stats=stats,
+        flagged=[r for r in raters if r.get("flags")],
+        series=stats["series"] if stats else {"points": []},
+        failed_screenings=selectors.screenings_needing_attention(project=project),
+        settings=selectors.quality_settings(project=project),
+        pending=Judgment.objects.filter(
+            task__project=project, review_status=ReviewStatus.PENDING
+        ).count(),
+    )
+    return render(request, "quality/dashboard.html", context)
+
+
+RATER_COLUMNS = [
+    ("name", "Rater"),
+    ("judgments", "Judgments"),
+    ("agreement", "Agreement (LOO)"),
+    ("peer_agreement", "Pairwise with peers"),
+    ("gold_accuracy", "Gold accuracy"),
+    ("median_seconds", "Median s / task"),
+    ("first_ranked_first", "First shown ranked first"),
+    ("length_tau", "τ with length"),
+    ("flag_rate", "Flag rate"),
+    ("weight", "Consensus weight"),
+]
+
+
+@reviewer_required
+def raters(request, project_id: int):
+    project = _project(project_id)
+    context = _snapshot_context(project)
+    snapshot = context["snapshot"]
+    rows = snapshot.data["raters"] if snapshot else []
+    context.update(project=project, rows=rows, columns=RATER_COLUMNS)
+    return render(request, "quality/raters.html", context)
+
+
+@reviewer_required
+def rater_detail(request, project_id: int, user_id: int):
+    project = _project(project_id)
+    rater = get_user_model().objects.filter(pk=user_id).first()
+    if rater is None:
+        raise Http404("No such rater.")
+    profile, _ = RaterProfile.objects.get_or_create(user=rater)
+    context = _snapshot_context(project)
+    snapshot = context["snapshot"]
+    row = next(
+        (r for r in (snapshot.data["raters"] if snapshot else []) if r["rater_id"] == rater.pk),
+        None,
+    )
+    context.update(
+        project=project,
+        rater=rater,
+        profile=profile,
+        row=row,
+        measures=[(label, row.get(key)) for key, label in RATER_COLUMNS[1:]] if row else [],
+        trend=row["trend"] if row else None,
+        comparisons=selectors.rater_judgments_with_consensus(project=project, rater=rater),
+        screening=selectors.screening_for(project=project, rater=rater),
+        status_changes=RaterStatusChange.objects.filter(rater=rater).select_related("actor")[:20],
+        pending=Judgment.objects.filter(
+            rater=rater, task__project=project, review_status=ReviewStatus.PENDING
+        ).count(),
+    )
+    return render(request, "quality/rater.html", context)
+
+
+@reviewer_required
+def queue(request, project_id: int):
+    project = _project(project_id)
+    status = request.GET.get("status", ReviewStatus.PENDING)
+    if status not in {*ReviewStatus.values, ""}:
+        status = ReviewStatus.PENDING
+    rater_id = request.GET.get("rater")
+    judgments = selectors.review_queue(
+        project=project,
+        status=status,
+        rater_id=int(rater_id) if rater_id and rater_id.isdigit() else None,
+    )
+    page = Paginator(judgments, 50).get_page(request.GET.get("page"))
+    context = _snapshot_context(project)
+    agreement = {
+        row["rater_id"]: row
+        for row in (context["snapshot"].data["raters"] if context["snapshot"] else [])
+    }
+    context.update(
+        project=project,
+        page=page,
+        status=status,
+        statuses=ReviewStatus.choices,
+        rows=[(j, agreement.get(j.rater_id)) for j in page.object_list],
+        recent=ReviewDecision.objects.filter(judgment__task__project=project).select_related(
+            "reviewer"
+        )[:10],
+    )
+    return render(request, "quality/queue.html", context)
+
+
+def _run(request, action, success: str) -> None:
+    try:
+        result = action()
+    except DomainError as error:
+        detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in error.fields.items())
+        messages.error(request, f"{error.message} {detail}".strip())
+        return
+    messages.success(request, success.format(result=result))
+
+
+@require_POST
+@reviewer_required
+def judgment_review(request, judgment_id: int):
+    judgment = Judgment.objects.filter(pk=judgment_id).select_related("task").first()
+    if judgment is None:
+        raise Http404("No such judgment.")
+    decision = request.POST.get("decision", "")
+    _run(
+        request,
+        lambda: services.judgment_review(
+            judgment_id=judgment_id,
+            reviewer=request.user,
+            decision=decision,
+            reason=request.POST.get("reason", ""),
+        ),
+        f"Judgment {judgment_id}: {decision}d.",
+    )
+    return _back(request, reverse("quality:queue", args=[judgment.task.project_id]))
+
+
+@require_POST
+@reviewer_required
+def bulk_review(request, project_id: int):
+    project = _project(project_id)
+    ids = [int(pk) for pk in request.POST.getlist("judgment_ids") if pk.isdigit()]
+    _run(
+        request,
+        lambda: services.judgments_review_bulk(
+            project=project,
+            judgment_ids=ids,
+            reviewer=request.user,
+            decision=request.POST.get("decision", ""),
+            reason=request.POST.get("reason", ""),
+        ),
+        "{result} judgments updated.",
+    )
+    return _back(request, reverse("quality:queue", args=[project.pk]))
+
+
+@require_POST
+@reviewer_required
+def approve_reliable(request, project_id: int):
+    project = _project(project_id)
+    try:
+        threshold = float(request.POST.get("min_agreement", ""))
+    except ValueError:
+        threshold = -1.0
+    _run(
+        request,
+        lambda: services.judgments_approve_reliable(
+            project=project,
+            reviewer=request.user,
+            min_agreement=threshold,
+            reason=request.POST.get("reason", ""),
+        ),
+        "{result} judgments of reliable raters approved.",
+    )
+    return _back(request, reverse("quality:queue", args=[project.pk]))
+
+
+@require_POST
+@reviewer_required
+def rater_suspend(request, user_id: int):
+    rater = get_user_model().objects.filter(pk=user_id).first()
+    if rater is None:
+        raise Http404("No such rater.")
+    _run(
+        request,
+        lambda: services.rater_suspend(
+            rater=rater,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+            reject_pending=request.POST.get("reject_pending") == "on",
+        ),
+        "Suspended: {result.leases_released} leases released, "
+        "{result.judgments_rejected} judgments rejected.",
+    )
+    return _back(request, reverse("quality:index"))
+
+
+@require_POST
+@reviewer_required
+def rater_reinstate(request, user_id: int):
+    rater = get_user_model().objects.filter(pk=user_id).first()
+    if rater is None:
+        raise Http404("No such rater.")
+    _run(
+        request,
+        lambda: services.rater_reinstate(
+            rater=rater, actor=request.user, reason=request.POST.get("reason", "")
+        ),
+        "Reinstated.",
+    )
+    return _back(request, reverse("quality:index"))
+
+
+@require_POST
+@reviewer_required
+def refresh(request, project_id: int):
+    project = _project(project_id)
+    services.quality_refresh_request(project=project)
+    messages.success(request, "Recomputing the statistics; reload in a moment.")
+    return _back(request, reverse("quality:dashboard", args=[project.pk]))
