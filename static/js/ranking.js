@@ -36,10 +36,11 @@ function changed(message) {
   if (message) announce(message);
 }
 
-function setGroups(groups, message) {
+// `about`: the id whose new place is announced, or a message of its own.
+function setGroups(groups, about) {
   answer.groups = groups;
   renderRanking();
-  changed(message);
+  changed(typeof about === "number" ? describePlace(about) : about);
 }
 
 function describePlace(id) {
@@ -148,7 +149,7 @@ function rankControls(id) {
     });
     button.addEventListener("click", () => {
       selected = id;
-      setGroups(apply(answer.groups, id), describePlace(id));
+      setGroups(apply(answer.groups, id), id);
       const next = button.disabled ? cards.get(id) : button;
       next.focus({ preventScroll: true });
     });
@@ -292,15 +293,11 @@ document.addEventListener("drop", (event) => {
   if (!numberOf.has(id)) return;
   const index = Number(zone.dataset.index);
   selected = id;
-  if (zone.dataset.drop === "gap") setGroups(model.insertGroup(answer.groups, id, index), describeAfter(id, "insert"));
-  else if (zone.dataset.drop === "tier") setGroups(model.joinGroup(answer.groups, id, index), describeAfter(id, "tie"));
+  if (zone.dataset.drop === "gap") setGroups(model.insertGroup(answer.groups, id, index), id);
+  else if (zone.dataset.drop === "tier") setGroups(model.joinGroup(answer.groups, id, index), id);
   else setGroups(model.unrank(answer.groups, id), `Response ${numberOf.get(id)} taken out of the ranking.`);
   document.body.classList.remove("dragging");
 });
-
-function describeAfter(id) {
-  return describePlace(id);
-}
 
 // --- keyboard ---------------------------------------------------------------------------------
 
@@ -335,7 +332,7 @@ installShortcuts(panels, (event) => {
     if (id === undefined) return true;
     const wasRanked = Boolean(model.locate(answer.groups, id));
     selected = id;
-    if (!wasRanked) setGroups(model.appendIfUnranked(answer.groups, id), describePlace(id));
+    if (!wasRanked) setGroups(model.appendIfUnranked(answer.groups, id), id);
     else announce(describePlace(id));
     select(id, { focus: true });
     return true;
@@ -344,22 +341,22 @@ installShortcuts(panels, (event) => {
   const arrowsFree = !(event.target.matches && event.target.matches("input"));
   if ((key === "ArrowUp" || key === "k") && (arrowsFree || key === "k")) {
     if (!requireSelection()) return true;
-    setGroups(model.moveUp(answer.groups, selected), describePlace(selected));
+    setGroups(model.moveUp(answer.groups, selected), selected);
     return true;
   }
   if ((key === "ArrowDown" || key === "j") && (arrowsFree || key === "j")) {
     if (!requireSelection()) return true;
-    setGroups(model.moveDown(answer.groups, selected), describePlace(selected));
+    setGroups(model.moveDown(answer.groups, selected), selected);
     return true;
   }
   if (key === "t" || key === "=") {
     if (!requireSelection()) return true;
-    setGroups(model.toggleTie(answer.groups, selected), describePlace(selected));
+    setGroups(model.toggleTie(answer.groups, selected), selected);
     return true;
   }
   if (key === "0" || key === "Backspace" || key === "Delete") {
     if (!requireSelection()) return true;
-    setGroups(model.unrank(answer.groups, selected), describePlace(selected));
+    setGroups(model.unrank(answer.groups, selected), selected);
     return true;
   }
   if (key === "f") {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from apps.collection import leasing, services
 from apps.collection.models import Assignment, Demonstration, Judgment, Task
@@ -112,6 +113,9 @@ def test_keyboard_only_ranking_with_a_tie_likert_and_flag(page, live_server):
 
     rank_3_1tie4_2_by_keyboard(page)  # 3 best; 1 and 4 tied; 2 last
     assert ranking_on_page(page) == [[shown[2]], [shown[0], shown[3]], [shown[1]]]
+    page.keyboard.press("4")  # screen readers hear each move
+    expect(page.locator("#announcer")).to_have_text("Response 4 is ranked 2, tied with 1.")
+    page.keyboard.press("2")
     page.keyboard.press("Shift+Digit6")  # score the picked response (2): 6
     page.keyboard.press("f")  # its flags: the first is "fails to follow the instruction"
     page.keyboard.press("Space")
