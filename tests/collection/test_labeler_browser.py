@@ -11,6 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -61,9 +64,25 @@ def moon_task(project, kind=Task.Kind.RANKING, overlap=None) -> Task:
     return task
 
 
+def log_in_quickly(page, live_server, username: str) -> None:
+    """A session made server-side (the login form itself is tested once, below)."""
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    page.context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "url": live_server.url,
+            }
+        ]
+    )
+    page.goto(f"{live_server.url}/")
+
+
 def start(page, live_server, username: str) -> Assignment:
     """Log in, press Start on the home page, and wait for the task page to be ready."""
-    log_in(page, live_server, username)
+    log_in_quickly(page, live_server, username)
     page.get_by_role("button", name=re.compile("^Start labeling")).first.click()
     page.wait_for_url(ASSIGNMENT_URL)
     page.wait_for_selector("body[data-ready=true]")
