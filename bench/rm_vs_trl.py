@@ -49,8 +49,8 @@ def make_rankings(n: int, k: int, seed: int, length: int) -> list[Ranking]:
 
 
 def to_pairs(rankings: list[Ranking]) -> list[dict]:
-    return [{"prompt": r.prompt, "chosen": r.completions[w], "rejected": r.completions[l]}
-            for r in rankings for w, l in r.strict_pairs()]
+    return [{"prompt": r.prompt, "chosen": r.completions[win], "rejected": r.completions[lose]}
+            for r in rankings for win, lose in r.strict_pairs()]
 
 
 def run_prefloop(model_dir: Path, train, valid, args, work: Path) -> dict:
