@@ -9,6 +9,7 @@ server acknowledged stored exactly once.
 
     .venv/bin/python bench/assignment_throughput.py                 # 1, 8, 32 raters, 15 s each
     .venv/bin/python bench/assignment_throughput.py --concurrency 32 --duration 30
+    .venv/bin/python bench/assignment_throughput.py --with-labelstudio  # and the peer, same levels
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres). Only loopback is contacted.
 """
@@ -257,6 +258,11 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--with-labelstudio",
+        action="store_true",
+        help="then run the same loop against Label Studio 1.23 (bench/labelstudio_peer.py)",
+    )
     args = parser.parse_args()
 
     recreate_database()
@@ -306,6 +312,14 @@ def main() -> None:
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.with_labelstudio:
+        from bench.labelstudio_peer import comparison_table, markdown_table, run_labelstudio
+
+        peer = run_labelstudio(args.concurrency, args.duration, args.tasks, args.k, args.overlap)
+        print("\nLabel Studio, same loop (label-studio start: Django runserver, SQLite)\n")
+        print(markdown_table(peer))
+        print("\nPrefLoop vs Label Studio (ratio = PrefLoop / Label Studio judgments per s)\n")
+        print(comparison_table(rows, peer))
     bad = [
         r
         for r in rows
