@@ -174,6 +174,9 @@ def queue(request, project_id: int):
     return render(request, "quality/queue.html", context)
 
 
+PAST_TENSE = {"approve": "approved", "reject": "rejected"}
+
+
 def _run(request, action, success: str) -> None:
     try:
         result = action()
@@ -199,7 +202,7 @@ def judgment_review(request, judgment_id: int):
             decision=decision,
             reason=request.POST.get("reason", ""),
         ),
-        f"Judgment {judgment_id}: {decision}d.",
+        f"Judgment {judgment_id}: {PAST_TENSE.get(decision, decision)}.",
     )
     return _back(request, reverse("quality:queue", args=[judgment.task.project_id]))
 

@@ -25,10 +25,12 @@
     if (!usable.length) { container.textContent = "No data yet."; return; }
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "q-svg" }, container);
     const xs = points.map((p) => p.t);
-    const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
+    let x0 = Math.min(...xs), x1 = Math.max(...xs);
+    if (x1 === x0) { x0 -= 43200; x1 += 43200; } // one point: half a day either side
     let lo = opts.yMin !== undefined ? opts.yMin : Math.min(...usable.map((p) => (p.low ?? p.y)));
     let hi = opts.yMax !== undefined ? opts.yMax : Math.max(...usable.map((p) => (p.high ?? p.y)));
     if (hi === lo) { hi = lo + 1; }
+    if (!opts.percent) { hi = Math.max(hi, lo + 4); } // counts: at least a few ticks' room
     const sx = (t) => PAD.l + ((t - x0) / Math.max(x1 - x0, 1)) * (W - PAD.l - PAD.r);
     const sy = (v) => H - PAD.b - ((v - lo) / (hi - lo)) * (H - PAD.t - PAD.b);
     for (let i = 0; i <= 4; i++) {
@@ -37,11 +39,12 @@
       el("text", { x: PAD.l - 4, y: sy(v) + 4, class: "q-axis", "text-anchor": "end" }, svg)
         .textContent = opts.percent ? `${Math.round(v * 100)}%` : Math.round(v);
     }
-    [points[0], points[Math.floor(points.length / 2)], points[points.length - 1]].forEach((p) => {
+    const ticks = points.length > 2 ? [points[0], points[Math.floor(points.length / 2)], points[points.length - 1]] : points;
+    ticks.forEach((p) => {
       el("text", { x: sx(p.t), y: H - 6, class: "q-axis", "text-anchor": "middle" }, svg).textContent = day(p.t);
     });
     if (opts.bars) {
-      const width = Math.max(2, (W - PAD.l - PAD.r) / points.length - 2);
+      const width = Math.min(40, Math.max(2, (W - PAD.l - PAD.r) / points.length - 2));
       usable.forEach((p) => {
         el("rect", { x: sx(p.t) - width / 2, y: sy(p.y), width, height: Math.max(0, sy(lo) - sy(p.y)), class: "q-bar" }, svg)
           .appendChild(el("title", {})).textContent = `${day(p.t)}: ${p.y}`;
@@ -69,7 +72,7 @@
     document.querySelectorAll("[data-chart]").forEach((node) => {
       const kind = node.dataset.chart;
       if (kind === "agreement") {
-        chart(node, pts.map((p) => ({ t: p.t, y: p.agreement, low: p.ci[0], high: p.ci[1] })), { percent: true });
+        chart(node, pts.map((p) => ({ t: p.t, y: p.agreement, low: p.ci[0], high: p.ci[1] })), { percent: true, yMin: 0, yMax: 1 });
       } else if (kind === "judgments") {
         chart(node, pts.map((p) => ({ t: p.t, y: p.judgments })), { bars: true, yMin: 0 });
       } else if (kind === "backlog") {

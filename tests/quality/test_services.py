@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
+
 import pytest
 from django.conf import settings
 
@@ -131,6 +133,9 @@ def test_refresh_is_enqueued_after_commit_and_the_task_stores_a_snapshot(
     options = tasks.quality_snapshot_refresh_task
     assert options.acks_late and options.max_retries == 3
     assert settings.CELERY_TASK_DEFAULT_QUEUE == "default"
-    assert not getattr(settings, "CELERY_TASK_ROUTES", None)
+    routes = getattr(settings, "CELERY_TASK_ROUTES", None) or {}
+    for name in (options.name, tasks.quality_snapshots_refresh_all_task.name):
+        routed = [r["queue"] for pattern, r in routes.items() if fnmatch(name, pattern)]
+        assert routed in ([], ["default"]), name
     beat = settings.CELERY_BEAT_SCHEDULE["quality-snapshots"]
     assert beat["task"] == tasks.quality_snapshots_refresh_all_task.name
