@@ -6,8 +6,8 @@ server on a fresh SQLite database in var/bench-labelstudio-data, bound to 127.0.
 each concurrency level N creates a project (a <List> + <Ranker> config over K=4 answers,
 `maximum_annotations` = 3, i.e. overlap 3, which the open-source edition honours through its
 task locks and `is_labeled`, though on SQLite without row locks, so concurrent annotators can
-overshoot it: the rows count such tasks), imports the tasks, creates N annotators with personal access
-tokens, then runs N asyncio clients that loop `GET /api/projects/{id}/next/` +
+overshoot it: the rows count such tasks), imports the tasks, creates N annotators with
+personal access tokens, then runs N asyncio clients that loop `GET /api/projects/{id}/next/` +
 `POST /api/tasks/{id}/annotations/` for a fixed time. Rows have the shape of
 bench/assignment_throughput.py's rows.
 
