@@ -312,7 +312,7 @@ function requireSelection() {
 installShortcuts(panels, (event) => {
   const key = event.key;
   const inCard = event.target.closest && event.target.closest(".completion");
-  const onControl = event.target.matches && event.target.matches("input, button, summary, a, [role=button]");
+  const onControl = event.target.matches && event.target.matches("button, summary, a, [role=button]");
   if (key === "Escape" && inCard && event.target !== inCard) {
     inCard.focus();
     return true;
