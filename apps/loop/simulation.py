@@ -165,7 +165,7 @@ def _one_task(client: ApiClient, rater: SimulatedRater, project_id: int, result)
         "likert": likert,
         "rationale": "simulated",
         "time_spent_ms": rater.rng.randint(4_000, 40_000),
-        "client_key": str(uuid.UUID(int=rater.rng.getrandbits(128))),
+        "client_key": str(uuid.uuid4()),
     }
     status, answer = client.call(
         "POST", f"/api/assignments/{assignment}/judgment/", body, rater.token

@@ -6,110 +6,280 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('collection', '0001_initial'),
+        ("collection", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DatasetSnapshot',
+            name="DatasetSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('uid', models.CharField(help_text='The id written in manifest.json.', max_length=32, unique=True)),
-                ('path', models.CharField(help_text='Folder, relative to ARTIFACT_ROOT.', max_length=500)),
-                ('manifest', models.JSONField()),
-                ('manifest_sha256', models.CharField(max_length=64)),
-                ('row_counts', models.JSONField(default=dict)),
-                ('data_card', models.JSONField(default=dict)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='snapshots', to='collection.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "uid",
+                    models.CharField(
+                        help_text="The id written in manifest.json.", max_length=32, unique=True
+                    ),
+                ),
+                (
+                    "path",
+                    models.CharField(
+                        help_text="Folder, relative to ARTIFACT_ROOT.", max_length=500
+                    ),
+                ),
+                ("manifest", models.JSONField()),
+                ("manifest_sha256", models.CharField(max_length=64)),
+                ("row_counts", models.JSONField(default=dict)),
+                ("data_card", models.JSONField(default=dict)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="snapshots",
+                        to="collection.project",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='TrainingRound',
+            name="TrainingRound",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('number', models.PositiveIntegerField()),
-                ('stage', models.CharField(choices=[('sampling', 'Sampling'), ('collecting', 'Collecting'), ('exporting', 'Exporting'), ('rm', 'Reward model'), ('ppo', 'PPO'), ('evaluating', 'Evaluating'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='sampling', max_length=12)),
-                ('config', models.JSONField(default=dict)),
-                ('message', models.TextField(blank=True, help_text='Why the round ended, or what it waits for.')),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='training_rounds', to='collection.project')),
-                ('snapshot', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='rounds', to='loop.datasetsnapshot')),
-                ('start_policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rounds_started', to='collection.policyversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("sampling", "Sampling"),
+                            ("collecting", "Collecting"),
+                            ("exporting", "Exporting"),
+                            ("rm", "Reward model"),
+                            ("ppo", "PPO"),
+                            ("evaluating", "Evaluating"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="sampling",
+                        max_length=12,
+                    ),
+                ),
+                ("config", models.JSONField(default=dict)),
+                (
+                    "message",
+                    models.TextField(
+                        blank=True, help_text="Why the round ended, or what it waits for."
+                    ),
+                ),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="training_rounds",
+                        to="collection.project",
+                    ),
+                ),
+                (
+                    "snapshot",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rounds",
+                        to="loop.datasetsnapshot",
+                    ),
+                ),
+                (
+                    "start_policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rounds_started",
+                        to="collection.policyversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('stage', models.CharField(choices=[('sampling', 'Sampling'), ('collecting', 'Collecting'), ('exporting', 'Exporting'), ('rm', 'Reward model'), ('ppo', 'PPO'), ('evaluating', 'Evaluating'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], max_length=12)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=10)),
-                ('attempt', models.PositiveIntegerField(default=0)),
-                ('config', models.JSONField(default=dict, help_text='The settings this stage ran with.')),
-                ('command', models.JSONField(blank=True, default=list, help_text='The trainer argv, if any.')),
-                ('queue', models.CharField(default='default', max_length=20)),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('out_dir', models.CharField(blank=True, help_text='Relative to ARTIFACT_ROOT.', max_length=500)),
-                ('log', models.TextField(blank=True, help_text="The last part of the stage's output.")),
-                ('error', models.TextField(blank=True)),
-                ('metrics', models.JSONField(blank=True, default=dict, help_text='Final metrics.')),
-                ('artifacts', models.JSONField(blank=True, default=dict, help_text='name → path.')),
-                ('produced_policy', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='produced_by_run', to='collection.policyversion')),
-                ('round', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='loop.traininground')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("sampling", "Sampling"),
+                            ("collecting", "Collecting"),
+                            ("exporting", "Exporting"),
+                            ("rm", "Reward model"),
+                            ("ppo", "PPO"),
+                            ("evaluating", "Evaluating"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempt", models.PositiveIntegerField(default=0)),
+                (
+                    "config",
+                    models.JSONField(default=dict, help_text="The settings this stage ran with."),
+                ),
+                (
+                    "command",
+                    models.JSONField(
+                        blank=True, default=list, help_text="The trainer argv, if any."
+                    ),
+                ),
+                ("queue", models.CharField(default="default", max_length=20)),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "out_dir",
+                    models.CharField(
+                        blank=True, help_text="Relative to ARTIFACT_ROOT.", max_length=500
+                    ),
+                ),
+                (
+                    "log",
+                    models.TextField(blank=True, help_text="The last part of the stage's output."),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("metrics", models.JSONField(blank=True, default=dict, help_text="Final metrics.")),
+                ("artifacts", models.JSONField(blank=True, default=dict, help_text="name → path.")),
+                (
+                    "produced_policy",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="produced_by_run",
+                        to="collection.policyversion",
+                    ),
+                ),
+                (
+                    "round",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="loop.traininground",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['round', 'created_at'],
+                "ordering": ["round", "created_at"],
             },
         ),
         migrations.CreateModel(
-            name='RunMetric',
+            name="RunMetric",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step', models.PositiveIntegerField()),
-                ('values', models.JSONField()),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metric_rows', to='loop.trainingrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("step", models.PositiveIntegerField()),
+                ("values", models.JSONField()),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="metric_rows",
+                        to="loop.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'step'],
+                "ordering": ["run", "step"],
             },
         ),
         migrations.AddConstraint(
-            model_name='traininground',
-            constraint=models.UniqueConstraint(fields=('project', 'number'), name='round_unique_number'),
+            model_name="traininground",
+            constraint=models.UniqueConstraint(
+                fields=("project", "number"), name="round_unique_number"
+            ),
         ),
         migrations.AddIndex(
-            model_name='trainingrun',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='run_status_idx'),
+            model_name="trainingrun",
+            index=models.Index(fields=["status", "heartbeat_at"], name="run_status_idx"),
         ),
         migrations.AddConstraint(
-            model_name='trainingrun',
-            constraint=models.UniqueConstraint(fields=('round', 'stage'), name='run_one_per_stage'),
+            model_name="trainingrun",
+            constraint=models.UniqueConstraint(fields=("round", "stage"), name="run_one_per_stage"),
         ),
         migrations.AddConstraint(
-            model_name='runmetric',
-            constraint=models.UniqueConstraint(fields=('run', 'step'), name='metric_unique_step'),
+            model_name="runmetric",
+            constraint=models.UniqueConstraint(fields=("run", "step"), name="metric_unique_step"),
         ),
     ]

@@ -1,0 +1,114 @@
+"""Two complete rounds on CPU with tiny models and simulated raters through the REST API."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.management import call_command
+
+from apps.collection.models import Completion, PolicyVersion, Task
+from apps.core.roles import Role
+from apps.loop import selectors, services
+from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROUND_CONFIG = {"target_judgments": 40, "eval_hidden_rule": True, "ab_tasks": 6}
+
+
+def _rate(live_server, project, max_judgments: int = 48) -> None:
+    call_command(
+        "simulate_raters",
+        url=live_server.url,
+        project=project.pk,
+        raters=5,
+        adversarial=1,
+        max_judgments=max_judgments,
+        max_seconds=60,
+        noise_min=0.05,
+        noise_max=0.3,
+        seed=7,
+    )
+
+
+def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
+    project, base = loop_project
+    researcher = UserFactory(roles=[Role.RESEARCHER])
+    api = api_as(researcher)
+    started = time.monotonic()
+
+    # round 1: start through the API, sample from the base policy
+    response = api.post(
+        f"/api/projects/{project.pk}/rounds/",
+        {"preset": "tiny", "config": ROUND_CONFIG},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    round1 = TrainingRound.objects.get(pk=response.json()["id"])
+    assert stages.drain() == ["succeeded"]
+    round1.refresh_from_db()
+    assert round1.stage == Stage.COLLECTING
+    sampled = Completion.objects.filter(round_number=1, policy_version=base)
+    assert sampled.count() == 24 * project.k
+    assert all(c.sampling_params.get("temperature") == 1.0 and c.seed for c in sampled)
+
+    # collecting: simulated raters over HTTP, then the watchdog advances the round
+    _rate(live_server, project)
+    assert services.collecting_judgments(training_round=round1) >= 40
+    services.rounds_watch()
+    round1.refresh_from_db()
+    assert round1.stage == Stage.EXPORTING
+    assert stages.drain() == ["succeeded"] * 4  # exporting, rm, ppo, evaluating
+    round1.refresh_from_db()
+    assert round1.stage == Stage.DONE, round1.message
+
+    ppo1 = TrainingRun.objects.get(round=round1, stage=Stage.PPO)
+    policy1 = ppo1.produced_policy
+    assert policy1.parent == base and policy1.kind == "ppo"
+    assert ppo1.metric_rows.count() == ppo1.metrics["steps_done"]  # streamed, step by step
+    evaluation = TrainingRun.objects.get(round=round1, stage=Stage.EVALUATING).metrics
+    hidden = evaluation["hidden_rule"]["win_rate"]["overall"]
+    print("round 1 hidden-rule win rate", hidden, "RM accuracy", evaluation["rm_accuracy"])
+    assert hidden["win_rate"] > 0.6
+    assert evaluation["vs_parent"]["win_rate"]["by_category"]
+    assert evaluation["rm_accuracy"] is not None
+    assert Task.objects.filter(kind=Task.Kind.EVALUATION, round_number=1).count() == 6
+
+    # round 2 samples from round 1's policy
+    response = api.post(
+        f"/api/projects/{project.pk}/rounds/",
+        {"preset": "tiny", "config": ROUND_CONFIG},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    round2 = TrainingRound.objects.get(pk=response.json()["id"])
+    assert round2.start_policy == policy1
+    assert stages.drain() == ["succeeded"]
+    assert Completion.objects.filter(round_number=2, policy_version=policy1).exists()
+    _rate(live_server, project)
+    services.rounds_watch()
+    assert stages.drain() == ["succeeded"] * 4
+    round2.refresh_from_db()
+    assert round2.stage == Stage.DONE, round2.message
+    policy2 = TrainingRun.objects.get(round=round2, stage=Stage.PPO).produced_policy
+
+    # lineage: policy2 → round 2 → snapshot → judgments; policy2.parent → policy1 → base
+    assert [p.name for p in selectors.policy_ancestry(policy=policy2)] == [
+        policy2.name,
+        policy1.name,
+        base.name,
+    ]
+    assert (
+        round2.snapshot.row_counts["rankings.jsonl"] > round1.snapshot.row_counts["rankings.jsonl"]
+    )
+    assert PolicyVersion.objects.filter(project=project, kind="ppo").count() == 2
+    assert DatasetSnapshot.objects.filter(project=project).count() == 2
+    lineage = api.get(f"/api/projects/{project.pk}/policies/").json()
+    by_name = {row["name"]: row for row in lineage}
+    assert by_name[policy2.name]["parent_id"] == policy1.pk
+    assert by_name[policy2.name]["snapshot_id"] == round2.snapshot_id
+    assert set(by_name[policy2.name]["runs"]) == {s.value for s in services.STAGE_ORDER}
+    assert by_name[policy1.name]["win_rate_vs_parent"]["n"] == 16
+    print(f"two rounds in {time.monotonic() - started:.0f}s")
