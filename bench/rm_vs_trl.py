@@ -3,8 +3,9 @@
 The same tiny model (built in code) and the same comparisons: PrefLoop gets each judgment as
 one K-way ranking (K trunk rows, all C(K,2) pairs in one loss term); TRL (1.16) gets the
 ranking expanded to C(K,2) (chosen, rejected) pairs, 2 trunk rows each. Both train one epoch
-with the same optimiser steps (B rankings vs B*C(K,2) pairs per step), learning rate and
-schedule shape; both are scored by the same held-out pairwise accuracy. Runs alternate and the
+with the same optimiser steps (B rankings vs B*C(K,2) pairs per step), learning rate,
+schedule shape and gradient clipping; run r of each side uses seed r (head initialisation,
+shuffling); both are scored by the same held-out pairwise accuracy. Runs alternate and the
 median epoch time of each side is reported with the ratio, since this machine is noisy.
 
     .venv/bin/python bench/rm_vs_trl.py --k 4 9 --repeats 3
@@ -53,19 +54,19 @@ def to_pairs(rankings: list[Ranking]) -> list[dict]:
             for r in rankings for win, lose in r.strict_pairs()]
 
 
-def run_prefloop(model_dir: Path, train, valid, args, work: Path) -> dict:
+def run_prefloop(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     out = work / "prefloop"
     metrics = train_reward_model(
         RewardConfig(model=str(model_dir), train="bench", out=str(out), epochs=1,
                      batch_size=args.batch_rankings, lr=args.lr, max_length=128,
-                     device="cpu", seed=0, reference_limit=64),
+                     device="cpu", seed=seed, reference_limit=64),
         train=train, valid=valid)
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"epoch_seconds": steps[-1]["time_s"], "accuracy": metrics["valid_accuracy"],
             "steps": metrics["steps"]}
 
 
-def run_trl(model_dir: Path, train, valid, args, work: Path) -> dict:
+def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig as TRLRewardConfig
@@ -73,6 +74,7 @@ def run_trl(model_dir: Path, train, valid, args, work: Path) -> dict:
 
     tokenizer = models.load_tokenizer(str(model_dir))
     tokenizer.padding_side = "right"
+    torch.manual_seed(seed)  # the fresh head's initialisation, as PrefLoop seeds its own
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     k = train[0].k
@@ -80,7 +82,8 @@ def run_trl(model_dir: Path, train, valid, args, work: Path) -> dict:
         output_dir=str(work / "trl"), per_device_train_batch_size=args.batch_rankings
         * math.comb(k, 2), num_train_epochs=1, learning_rate=args.lr,
         lr_scheduler_type="cosine", report_to=[], save_strategy="no", logging_steps=10_000,
-        disable_tqdm=True, max_length=128, use_cpu=True, seed=0, dataloader_num_workers=0,
+        disable_tqdm=True, max_length=128, use_cpu=True, seed=seed, dataloader_num_workers=0,
+        max_grad_norm=1.0,
     )
     trainer = RewardTrainer(model=model, args=config, processing_class=tokenizer,
                             train_dataset=Dataset.from_list(to_pairs(train)))
@@ -95,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[4, 9])
     parser.add_argument("--rankings", type=int, default=128, help="training rankings per K")
-    parser.add_argument("--valid", type=int, default=64, help="held-out rankings per K")
+    parser.add_argument("--valid", type=int, default=128, help="held-out rankings per K")
     parser.add_argument("--batch-rankings", type=int, default=4)
     parser.add_argument("--length", type=int, default=24, help="characters per completion")
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -127,7 +130,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name, fn in (("prefloop", run_prefloop), ("trl", run_trl)):
                     work = Path(tmp) / f"{name}-{k}-{repeat}"
-                    runs[name].append(fn(model_dir, train, valid, args, work))
+                    runs[name].append(fn(model_dir, train, valid, args, work, seed=repeat))
                     print(f"K={k} {name} run {repeat}: {runs[name][-1]}", flush=True)
             summary = {
                 name: {"epoch_seconds_median": statistics.median(r["epoch_seconds"]

@@ -49,6 +49,8 @@ class RewardConfig:
     """AdamW learning rate (cosine decay to 10% over the run)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this (0 disables)."""
     max_length: int = 512
     """Tokens per prompt+completion row; the prompt is cut from the left first."""
     eval_batch_size: int = 16
@@ -228,6 +230,8 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
             rewards = batch_rewards(model, batch, accelerator.device)
             loss = ranking_loss(rewards.float(), batch["ranks"], batch["weights"])
             accelerator.backward(loss)
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -39,6 +39,8 @@ class SFTConfig:
     """AdamW learning rate (cosine decay to 10%)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this (0 disables)."""
     max_length: int = 512
     """Tokens per prompt+completion; the prompt is cut from the left first."""
     seed: int = 0
@@ -129,6 +131,8 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
                 break
             loss = lm_loss(model, batch, accelerator.device)
             accelerator.backward(loss)
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
