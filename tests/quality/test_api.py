@@ -158,3 +158,18 @@ def test_reviewer_pages_render_with_and_without_statistics(rated_project, review
     assert raters[3].rater_profile.pseudonym in pages[urls[2]]
     assert "consensus prefers" in pages[urls[3]]
     assert pages[urls[4]].count("data-judgment=") == 24
+
+
+def test_a_reviewer_without_the_labeler_role_cannot_take_or_answer_tasks(
+    rated_project, api_as, reviewer
+):
+    project, _, _ = rated_project
+    client = api_as(reviewer)
+    assert client.post(f"/api/projects/{project.pk}/assignments/next/").status_code == 403
+    assignment = Judgment.objects.first().assignment
+    response = client.post(
+        f"/api/assignments/{assignment.pk}/judgment/",
+        {"ranking": [], "client_key": "6f1c1f9e-8a53-4a3c-9d61-6f8e4a0f2a11"},
+        format="json",
+    )
+    assert response.status_code == 403

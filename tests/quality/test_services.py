@@ -139,3 +139,16 @@ def test_refresh_is_enqueued_after_commit_and_the_task_stores_a_snapshot(
         assert routed in ([], ["default"]), name
     beat = settings.CELERY_BEAT_SCHEDULE["quality-snapshots"]
     assert beat["task"] == tasks.quality_snapshots_refresh_all_task.name
+
+
+def test_snapshots_of_empty_and_tiny_projects(db, project):
+    empty = services.quality_snapshot_refresh(project_id=project.pk)
+    assert empty.judgments == 0 and empty.data["raters"] == []
+    assert empty.data["project"]["pairwise_agreement"] is None
+    from tests.quality.conftest import answer
+
+    make_task(project)
+    answer(project, UserFactory(roles=[Role.LABELER]))
+    tiny = services.quality_snapshot_refresh(project_id=project.pk)
+    assert tiny.judgments == 1 and tiny.data["raters"][0]["agreement"] is None
+    assert selectors.snapshot_latest(project=project) == tiny
