@@ -139,9 +139,10 @@ def load_into_postgres(arrays: JudgmentArrays) -> float:
     from django.db import connection
 
     call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+
     from apps.accounts.models import RaterProfile
     from apps.collection.models import Project
-    from django.contrib.auth import get_user_model
 
     started = time.perf_counter()
     project = Project.objects.create(name="Bench", slug="bench", k=4, overlap=10)

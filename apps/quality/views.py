@@ -5,6 +5,7 @@ Every view requires the reviewer role; anyone else gets 403 (anonymous: the logi
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import wraps
 
 from django.contrib import messages
@@ -133,6 +134,7 @@ def rater_detail(request, project_id: int, user_id: int):
         row=row,
         measures=[(label, row.get(key)) for key, label in RATER_COLUMNS[1:]] if row else [],
         trend=row["trend"] if row else None,
+        trend_rows=_trend_rows(row["trend"]) if row else [],
         comparisons=selectors.rater_judgments_with_consensus(project=project, rater=rater),
         screening=selectors.screening_for(project=project, rater=rater),
         status_changes=RaterStatusChange.objects.filter(rater=rater).select_related("actor")[:20],
@@ -141,6 +143,17 @@ def rater_detail(request, project_id: int, user_id: int):
         ).count(),
     )
     return render(request, "quality/rater.html", context)
+
+
+def _trend_rows(trend: dict, last: int = 12) -> list[dict]:
+    """The latest periods of a rater's trend as rows, newest first."""
+    names = ["judgments", "agreement", "gold_accuracy", "first_ranked_first", "flag_rate"]
+    rows = []
+    for i in range(len(trend["t"]) - 1, max(len(trend["t"]) - 1 - last, -1), -1):
+        row = {"start": datetime.fromtimestamp(trend["t"][i], tz=UTC)}
+        row.update({name: trend[name][i] for name in names})
+        rows.append(row)
+    return rows
 
 
 @reviewer_required

@@ -156,7 +156,7 @@ def test_reviewer_pages_render_with_and_without_statistics(rated_project, review
     pages = {url: browser.get(url).content.decode() for url in urls}
     assert "pairwise agreement" in pages[urls[1]] and "q-series" in pages[urls[1]]
     assert raters[3].rater_profile.pseudonym in pages[urls[2]]
-    assert "consensus prefers" in pages[urls[3]]
+    assert "consensus prefers" in pages[urls[3]] and "trend-table" in pages[urls[3]]
     assert pages[urls[4]].count("data-judgment=") == 24
 
 
