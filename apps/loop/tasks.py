@@ -24,17 +24,17 @@ RETRY = {
 }
 
 
-@shared_task(name="loop.run_gpu_stage", bind=True, queue="gpu", **RETRY)
+@shared_task(name="loop.run_gpu_stage", bind=True, **RETRY)
 def run_gpu_stage(self, run_id: int) -> str:
     return services.run_execute(run_id=run_id, task_id=self.request.id or "")
 
 
-@shared_task(name="loop.run_web_stage", bind=True, queue="default", **RETRY)
+@shared_task(name="loop.run_web_stage", bind=True, **RETRY)
 def run_web_stage(self, run_id: int) -> str:
     return services.run_execute(run_id=run_id, task_id=self.request.id or "")
 
 
-@shared_task(name="loop.watch_rounds", queue="default", **RETRY)
+@shared_task(name="loop.watch_rounds", **RETRY)
 def watch_rounds() -> dict:
     """Every few seconds (beat): advance collecting rounds, recover runs of dead workers."""
     return services.rounds_watch()

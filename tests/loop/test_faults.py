@@ -1,0 +1,193 @@
+"""Faults: a worker killed mid-stage, damaged artifacts, and cancelling a running trainer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from apps.collection.models import PolicyVersion
+from apps.core.roles import Role
+from apps.loop import runner, services
+from apps.loop.config import round_config
+from apps.loop.models import RunMetric, Stage, TrainingRound, TrainingRun
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PPO = {"total_steps": 6, "save_every": 1, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1}
+
+
+def _round_at_ppo(project, policy, tiny_model_dir, *, ppo=None) -> TrainingRun:
+    """A round whose snapshot and reward model exist, with its PPO run queued."""
+    config = round_config(preset="tiny", overrides={"ppo": {**PPO, **(ppo or {})}})
+    training_round = TrainingRound.objects.create(
+        project=project, number=1, start_policy=policy, stage=Stage.EXPORTING, config=config
+    )
+    services.snapshot_create(training_round=training_round)
+    rm = TrainingRun.objects.create(
+        round=training_round,
+        stage=Stage.RM,
+        status=TrainingRun.Status.SUCCEEDED,
+        out_dir=f"rounds/{project.pk}-1/rm",
+    )
+    rm_dir = services.artifact_path(rm.out_dir) / "model"
+    shutil.rmtree(rm_dir, ignore_errors=True)
+    shutil.copytree(tiny_model_dir, rm_dir)  # a fresh scalar head on the tiny trunk
+    rm.artifacts = {"model": str(rm_dir.relative_to(services.artifact_root()))}
+    rm.save()
+    training_round.stage = Stage.PPO
+    training_round.save()
+    run = TrainingRun.objects.create(
+        round=training_round,
+        stage=Stage.PPO,
+        status=TrainingRun.Status.QUEUED,
+        celery_task_id="first-delivery",
+        out_dir=f"rounds/{project.pk}-1/ppo",
+    )
+    shutil.rmtree(services.artifact_path(run.out_dir), ignore_errors=True)
+    return run
+
+
+def _worker(run: TrainingRun, task_id: str = "first-delivery") -> subprocess.Popen:
+    """A separate process executing the stage, on the test database."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "annotation_site.settings.test",
+        "TEST_DATABASE_URL": url,
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_stage", str(run.pk), "--task-id", task_id],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(0); it is dead for our purpose
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_killed_worker_is_recovered_without_a_duplicate_policy(
+    loop_project, tiny_model_dir, stages
+):
+    project, policy = loop_project
+    run = _round_at_ppo(project, policy, tiny_model_dir)
+    worker = _worker(run)
+    _wait(lambda: RunMetric.objects.filter(run=run).count() >= 2, 120, "two PPO steps")
+    trainer_pid = TrainingRun.objects.get(pk=run.pk).pid
+    assert trainer_pid and runner.pid_alive(trainer_pid)
+
+    worker.send_signal(signal.SIGKILL)  # the worker dies mid-stage
+    worker.wait()
+    _wait(lambda: _gone(trainer_pid), 10, "the orphaned trainer to die with its worker")
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.RUNNING and run.attempt == 1
+
+    # the watchdog notices the silent heartbeat and queues the same run again
+    later = timezone.now() + timedelta(seconds=settings.LOOP_HEARTBEAT_STALE_SECONDS + 1)
+    assert services.runs_reap_stale(now=later)["requeued"] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.QUEUED
+    assert "stopped answering" in run.log
+
+    assert services.run_execute(run_id=run.pk, task_id=run.celery_task_id) == "succeeded"
+    # the first message, delivered again by the broker (acks_late), finds nothing to do
+    assert services.run_execute(run_id=run.pk, task_id="first-delivery") == "skipped"
+    run.refresh_from_db()
+    assert run.attempt == 2
+    assert run.metrics["start_step"] >= 1  # resumed from the checkpoint, not restarted
+    assert PolicyVersion.objects.filter(project=project, kind="ppo").count() == 1
+    assert run.produced_policy.name == "round-1-ppo"
+    assert run.round.stage == Stage.EVALUATING
+
+
+def test_watchdog_fails_visibly_after_the_last_attempt(loop_project, tiny_model_dir, stages):
+    project, policy = loop_project
+    run = _round_at_ppo(project, policy, tiny_model_dir)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING,
+        attempt=services.MAX_ATTEMPTS,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    assert services.runs_reap_stale()["failed"] == [run.pk]
+    training_round = TrainingRound.objects.get(pk=run.round_id)
+    assert training_round.stage == Stage.FAILED
+    assert "worker was lost 3 times" in training_round.message
+
+
+def test_corrupt_reward_model_fails_the_stage_with_a_clear_message(loop_project, tiny_model_dir):
+    project, policy = loop_project
+    run = _round_at_ppo(project, policy, tiny_model_dir)
+    rm = TrainingRun.objects.get(round=run.round, stage=Stage.RM)
+    weights = services.artifact_path(rm.artifacts["model"]) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated on a full disk, say
+    assert services.run_execute(run_id=run.pk, task_id="first-delivery") == "failed"
+    run.refresh_from_db()
+    assert "reward model" in run.error and "corrupt" in run.error
+    assert "model.safetensors cannot be read" in run.round.message
+    assert run.round.stage == Stage.FAILED
+    assert not PolicyVersion.objects.filter(project=project, kind="ppo").exists()
+
+
+def test_missing_snapshot_file_fails_the_stage(loop_project, tiny_model_dir):
+    project, policy = loop_project
+    run = _round_at_ppo(project, policy, tiny_model_dir)
+    folder = services.snapshot_folder(run.round.snapshot)
+    folder.chmod(0o755)
+    (folder / "prompts.jsonl").unlink()
+    assert services.run_execute(run_id=run.pk, task_id="first-delivery") == "failed"
+    training_round = TrainingRound.objects.get(pk=run.round_id)
+    assert "prompts.jsonl is missing" in training_round.message
+
+
+def test_cancel_stops_the_running_trainer(loop_project, tiny_model_dir, api_as):
+    project, policy = loop_project
+    run = _round_at_ppo(project, policy, tiny_model_dir, ppo={"total_steps": 500})
+    worker = _worker(run)
+    pid = _wait(lambda: TrainingRun.objects.get(pk=run.pk).pid, 60, "the trainer to start")
+    _wait(lambda: RunMetric.objects.filter(run=run).exists(), 120, "the first PPO step")
+
+    researcher = UserFactory(roles=[Role.RESEARCHER])
+    response = api_as(researcher).post(f"/api/rounds/{run.round_id}/cancel/")
+    assert response.status_code == 200
+    assert response.json()["stage"] == "cancelled"
+
+    assert worker.wait(timeout=30) == 0
+    assert _gone(pid)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED
+    assert not PolicyVersion.objects.filter(project=project, kind="ppo").exists()
