@@ -324,12 +324,15 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     bar = progress(config.total_steps, "ppo", initial=start_step)
     history: list[dict] = []
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    rank, world = accelerator.process_index, accelerator.num_processes
     temperature = config.temperature
 
     for step in range(start_step, last_step):
         started = time.perf_counter()
         seed_everything(derive_seed(config.seed, "step", step))
-        batch_prompts = step_prompts(prompts, step, config.batch_size, config.seed)
+        # Under `accelerate launch` each process takes its own slice of the prompt stream.
+        batch_prompts = step_prompts(prompts, step * world + rank, config.batch_size,
+                                     config.seed)
         query_rows = [encoded_prompts[p.id] for p in batch_prompts]
         queries, query_mask = pad_sequences(query_rows, pad, side="left")
         queries, query_mask = queries.to(device), query_mask.to(device)
@@ -343,7 +346,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 unwrapped.policy, queries, query_mask, max_new_tokens=config.max_new_tokens,
                 eos_token_id=eos, pad_token_id=pad, temperature=temperature,
                 top_p=config.top_p, generators=make_generators(
-                    [derive_seed(config.seed, "rollout", step, i)
+                    [derive_seed(config.seed, "rollout", step, rank, i)
                      for i in range(len(batch_prompts))]),
             )
             responses, lengths, contains_eos = truncate_after_eos(sampled, eos, pad)
@@ -435,8 +438,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 stats["ratio"].append(policy_stats.ratio_mean.item())
 
         # 7. beta, diagnostics, checkpoint
-        mean_kl = float(kl.sum(1).mean())
-        kl_controller.update(mean_kl, config.batch_size)
+        # every process must move beta the same way: use the KL of the global batch
+        mean_kl = float(accelerator.gather(kl.sum(1).mean().reshape(1)).mean())
+        kl_controller.update(mean_kl, config.batch_size * world)
         row = {
             "score": float(raw_scores.mean()),
             "score_with_penalty": float(scores.mean()),
