@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatch
 
+import numpy as np
 import pytest
 from django.conf import settings
 
@@ -152,3 +153,40 @@ def test_snapshots_of_empty_and_tiny_projects(db, project):
     tiny = services.quality_snapshot_refresh(project_id=project.pk)
     assert tiny.judgments == 1 and tiny.data["raters"][0]["agreement"] is None
     assert selectors.snapshot_latest(project=project) == tiny
+
+
+def test_the_postgres_reader_equals_the_portable_one(rated_project, reviewer):
+    project, tasks_, raters = rated_project
+    judgment = Judgment.objects.filter(rater=raters[2]).first()
+    ids = [cid for group in judgment.ranking for cid in group]
+    Judgment.objects.filter(pk=judgment.pk).update(
+        ranking=[[ids[0], ids[1]], [ids[2]]],  # a tie
+        flags={str(ids[0]): ["hallucination", "fails_instruction"], str(ids[2]): ["unknown"]},
+    )
+    services.judgment_review(
+        judgment_id=judgment.pk, reviewer=reviewer, decision="reject", reason="Tie."
+    )
+    tasks_qs = selectors.Task.objects.filter(project=project)
+    fast = selectors._judgment_arrays_postgres(project=project, tasks=tasks_qs)
+    portable = selectors._judgment_arrays_generic(project=project, tasks=tasks_qs)
+    for name in [
+        "task",
+        "rater",
+        "rank_pos",
+        "first_shown",
+        "created",
+        "time_spent_ms",
+        "flags",
+        "included",
+        "reviewed",
+        "task_is_gold",
+        "task_gold_pos",
+        "task_lengths",
+        "task_ids",
+        "rater_ids",
+    ]:
+        a, b = getattr(fast, name), getattr(portable, name)
+        assert a.shape == b.shape, name
+        assert np.allclose(a.astype(float), b.astype(float), equal_nan=True), name
+    assert fast.flags.any() and not fast.included.all()
+    assert fast.rater_names == portable.rater_names
