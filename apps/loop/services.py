@@ -363,7 +363,12 @@ def _collecting_finish(locked: TrainingRound, *, reason: str) -> None:
     count = collecting_judgments(training_round=locked)
     run.status = TrainingRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
-    run.metrics = {**run.metrics, "judgments": count, "reason": reason}
+    run.metrics = {
+        **run.metrics,
+        "judgments": count,
+        "target": locked.config.get("target_judgments", 0),
+        "reason": reason,
+    }
     run.save(update_fields=["status", "finished_at", "metrics", "updated_at"])
     _round_after_success(run)
 
