@@ -136,6 +136,9 @@ def main() -> None:
                 name: {"epoch_seconds_median": statistics.median(r["epoch_seconds"]
                                                                  for r in rows),
                        "accuracy_mean": statistics.mean(r["accuracy"] for r in rows),
+                       "accuracy_median": statistics.median(r["accuracy"] for r in rows),
+                       "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
+                       "epoch_seconds_runs": [r["epoch_seconds"] for r in rows],
                        "steps": rows[0]["steps"]}
                 for name, rows in runs.items()
             }
