@@ -78,7 +78,9 @@ class AssignmentDetailApi(APIView):
 
     @extend_schema(responses=AssignmentOutputSerializer)
     def get(self, request, assignment_id: int):
-        assignment = services._assignment_for_rater(assignment_id=assignment_id, rater=request.user)
+        assignment = selectors.assignment_get_for_rater(
+            assignment_id=assignment_id, rater=request.user
+        )
         return Response(
             AssignmentOutputSerializer(selectors.assignment_view(assignment=assignment)).data
         )

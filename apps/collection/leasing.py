@@ -67,9 +67,8 @@ def live_assignment_for_rater(*, project: Project, rater, now: datetime) -> Assi
     )
 
 
-def _candidate_tasks(
-    *, project: Project, rater, now: datetime, gold: bool, kinds: list[str], skip_ids: set[int]
-):
+def tasks_open_to_rater(*, project: Project, rater, now: datetime):
+    """Open tasks of `project` this rater has never had and that have a free slot at `now`."""
     done_by_rater = Assignment.objects.filter(task_id=OuterRef("pk"), rater=rater)
     taken = (
         Assignment.objects.filter(slot_holding(now), task_id=OuterRef("pk"))
@@ -78,12 +77,21 @@ def _candidate_tasks(
         .annotate(n=Count("pk"))
         .values("n")
     )
-    queryset = (
-        Task.objects.filter(project=project, status=Task.Status.OPEN, is_gold=gold, kind__in=kinds)
-        .exclude(pk__in=skip_ids)
+    return (
+        Task.objects.filter(project=project, status=Task.Status.OPEN)
         .exclude(Exists(done_by_rater))
         .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), 0))
         .filter(taken__lt=F("overlap"))
+    )
+
+
+def _candidate_tasks(
+    *, project: Project, rater, now: datetime, gold: bool, kinds: list[str], skip_ids: set[int]
+):
+    queryset = (
+        tasks_open_to_rater(project=project, rater=rater, now=now)
+        .filter(is_gold=gold, kind__in=kinds)
+        .exclude(pk__in=skip_ids)
         .order_by("-priority", "pk")
     )
     return queryset.select_for_update(skip_locked=True, of=("self",))[:CANDIDATES_PER_QUERY]

@@ -7,9 +7,9 @@ from datetime import timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apps.collection.leasing import live_assignment_for_rater, slot_holding
+from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
 from apps.collection.models import Assignment, Completion, Project, Task
-from apps.core.errors import NotFound
+from apps.core.errors import NotFound, NotPermitted
 from apps.core.roles import Role, user_has_role, user_roles
 
 
@@ -54,14 +54,13 @@ def assignment_view(*, assignment: Assignment) -> dict:
 
 
 def rater_progress(*, project: Project, rater) -> dict[str, int]:
-    """Done today, done in total, and tasks this rater could still be given."""
+    """Done today, done in total, and tasks this rater could be given now (gold not shown)."""
     now = timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     finished = Assignment.objects.filter(
         rater=rater, task__project=project, status=Assignment.Status.SUBMITTED
     )
-    open_tasks = Task.objects.filter(project=project, status=Task.Status.OPEN, is_gold=False)
-    left = open_tasks.exclude(assignments__rater=rater).count()
+    left = tasks_open_to_rater(project=project, rater=rater, now=now).filter(is_gold=False).count()
     return {
         "done_today": finished.filter(finished_at__gte=start_of_day).count(),
         "done_total": finished.count(),
@@ -93,3 +92,17 @@ def labeler_projects_with_progress(*, user) -> list[dict]:
         }
         for project in projects_for_user(user=user)
     ]
+
+
+def assignment_get_for_rater(*, assignment_id: int, rater) -> Assignment:
+    """The rater's own assignment: 404 when missing, 403 when it is another rater's."""
+    assignment = (
+        Assignment.objects.select_related("task__project", "task__prompt")
+        .filter(pk=assignment_id)
+        .first()
+    )
+    if assignment is None:
+        raise NotFound("No such assignment.")
+    if assignment.rater_id != rater.pk:
+        raise NotPermitted("This assignment belongs to another rater.")
+    return assignment

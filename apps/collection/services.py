@@ -26,7 +26,8 @@ from apps.collection.models import (
     TaskCompletion,
     text_digest,
 )
-from apps.core.errors import Conflict, InvalidInput, NotFound, NotPermitted
+from apps.collection.selectors import assignment_get_for_rater
+from apps.core.errors import Conflict, InvalidInput
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 MAX_DEMONSTRATION_CHARS = 20_000
@@ -173,15 +174,6 @@ def task_create(
 # --- answers -------------------------------------------------------------------------------
 
 
-def _assignment_for_rater(*, assignment_id: int, rater) -> Assignment:
-    assignment = Assignment.objects.select_related("task__project").filter(pk=assignment_id).first()
-    if assignment is None:
-        raise NotFound("No such assignment.")
-    if assignment.rater_id != rater.pk:
-        raise NotPermitted("This assignment belongs to another rater.")
-    return assignment
-
-
 def _lock_for_answer(*, assignment: Assignment, now) -> tuple[Assignment, Task]:
     """Lock the assignment and its task, and check the answer may still be taken."""
     locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
@@ -246,7 +238,7 @@ def judgment_submit(
     both_bad: bool = False,
 ) -> tuple[Judgment, bool]:
     """Store a rater's ranking. Returns (judgment, created); a retried client_key replays."""
-    assignment = _assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    assignment = assignment_get_for_rater(assignment_id=assignment_id, rater=rater)
     task = assignment.task
     project = task.project
     if task.kind == Task.Kind.DEMONSTRATION:
@@ -299,7 +291,7 @@ def demonstration_submit(
     *, assignment_id: int, rater, client_key: uuid.UUID, text: Any, time_spent_ms: Any = None
 ) -> tuple[Demonstration, bool]:
     """Store a rater's ideal answer for a demonstration task (idempotent by client_key)."""
-    assignment = _assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    assignment = assignment_get_for_rater(assignment_id=assignment_id, rater=rater)
     task = assignment.task
     if task.kind != Task.Kind.DEMONSTRATION:
         raise InvalidInput("This task asks for a ranking, not a demonstration.")
@@ -343,7 +335,7 @@ MAX_SKIP_REASON = 500
 
 def assignment_skip(*, assignment_id: int, rater, reason: Any) -> Assignment:
     """Give a task back; its slot frees at once and this rater will not see it again."""
-    assignment = _assignment_for_rater(assignment_id=assignment_id, rater=rater)
+    assignment = assignment_get_for_rater(assignment_id=assignment_id, rater=rater)
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("Say why you skip.", fields={"reason": ["Required."]})
     if len(reason) > MAX_SKIP_REASON:

@@ -84,7 +84,7 @@ def project_guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
 @labeler_required
 def assignment_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
     # The service's own ownership check: another rater's assignment is NotPermitted → 403.
-    assignment = services._assignment_for_rater(assignment_id=assignment_id, rater=request.user)
+    assignment = selectors.assignment_get_for_rater(assignment_id=assignment_id, rater=request.user)
     project = assignment.task.project
     if assignment.status != Assignment.Status.LEASED:
         return render(

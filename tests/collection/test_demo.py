@@ -1,4 +1,5 @@
 import json
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -12,8 +13,8 @@ pytestmark = pytest.mark.django_db
 def test_seed_demo_is_repeatable_and_covers_every_category(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     settings.DEBUG = True
-    call_command("seed_demo", "--no-sampling", stdout=open("/dev/null", "w"))
-    call_command("seed_demo", "--no-sampling", stdout=open("/dev/null", "w"))
+    call_command("seed_demo", "--no-sampling", stdout=StringIO())
+    call_command("seed_demo", "--no-sampling", stdout=StringIO())
     project = Project.objects.get(slug="demo")
     assert Prompt.objects.filter(project=project).count() == 54
     categories = set(project.prompts.values_list("category", flat=True))

@@ -39,6 +39,9 @@ def test_rater_progress_counts_done_and_left(project, labeler):
     }
     other = UserFactory(roles=[Role.LABELER])
     assert rater_progress(project=project, rater=other)["tasks_left"] == 3
+    # A task whose slots are all held by others is not "left" for anyone else.
+    project.tasks.filter(is_gold=False).update(overlap=1)
+    assert rater_progress(project=project, rater=other)["tasks_left"] == 2
 
 
 def test_assignment_view_follows_the_display_order(project, labeler):
