@@ -16,6 +16,8 @@ that precedes the computation in `services.quality_snapshot_refresh`.
 
     .venv/bin/python bench/agreement_scale.py            # part 1
     .venv/bin/python bench/agreement_scale.py --db       # parts 1 and 2
+    .venv/bin/python bench/agreement_scale.py --db --keep  # ... keeping bench_quality
+    .venv/bin/python bench/agreement_scale.py --reuse    # part 2's read only, on the kept one
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres) for --db only.
 """
@@ -281,8 +283,20 @@ def main() -> None:
     parser.add_argument("--raters", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--db", action="store_true", help="also time the PostgreSQL read")
+    parser.add_argument("--keep", action="store_true", help="keep bench_quality afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the read on a kept bench_quality only"
+    )
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, numpy {np.__version__}")
+    if args.reuse:
+        os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotation_site.settings.local")
+        import django
+
+        django.setup()
+        print(json.dumps(time_read(), indent=2))
+        return
     started = time.perf_counter()
     arrays = synthesise(args.judgments, args.raters, args.seed)
     print(f"synthesised in {time.perf_counter() - started:.1f} s")
@@ -297,7 +311,8 @@ def main() -> None:
             print(f"loaded into PostgreSQL in {load_seconds:.1f} s")
             print(json.dumps(time_read(), indent=2))
         finally:
-            drop_database()
+            if not args.keep:
+                drop_database()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Length
 
@@ -134,108 +134,131 @@ def _judgment_arrays_generic(*, project: Project | None, tasks) -> JudgmentArray
     )
 
 
-def _task_columns(tasks) -> tuple[list, dict, int, np.ndarray, np.ndarray, np.ndarray]:
-    """Task rows, completion slots, K, and per-task lengths / gold positions / gold flags."""
-    task_rows = list(tasks.order_by("pk").values_list("pk", "is_gold", "gold_ranking"))
-    slots: dict[int, dict[int, int]] = defaultdict(dict)
-    task_index = {pk: i for i, (pk, _, _) in enumerate(task_rows)}
-    completions = (
-        TaskCompletion.objects.filter(task__in=tasks)
-        .annotate(chars=Length("completion__text"))
-        .values_list("task_id", "completion_id", "position", "chars")
-    )
-    rows = list(completions.iterator(chunk_size=50_000))
-    k_max = max((position + 1 for _, _, position, _ in rows), default=2)
-    task_lengths = np.full((len(task_rows), k_max), np.nan)
-    if rows:
-        columns = np.array([(task_index[t], p, c) for t, _, p, c in rows], dtype=np.int64)
-        task_lengths[columns[:, 0], columns[:, 1]] = columns[:, 2]
+def _gold_columns(task_rows: list, k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gold best-first group per slot (-1 elsewhere) and which tasks are gold."""
     gold_pos = np.full((len(task_rows), k_max), -1, dtype=np.int8)
     is_gold = np.zeros(len(task_rows), dtype=bool)
-    gold_tasks = {pk for pk, gold, ranking in task_rows if gold and ranking}
-    for task_id, completion_id, position, _ in rows:
-        if task_id in gold_tasks:
-            slots[task_id][completion_id] = position
-    for i, (pk, _, gold_ranking) in enumerate(task_rows):
-        if pk in gold_tasks:
-            is_gold[i] = True
-            gold_pos[i] = _positions(gold_ranking, slots[pk], k_max)
-    return task_rows, slots, k_max, task_lengths, gold_pos, is_gold
+    gold = {pk: i for i, (pk, flag, ranking) in enumerate(task_rows) if flag and ranking}
+    slots: dict[int, dict[int, int]] = defaultdict(dict)
+    for task_id, completion_id, position in TaskCompletion.objects.filter(
+        task_id__in=list(gold)
+    ).values_list("task_id", "completion_id", "position"):
+        slots[task_id][completion_id] = position
+    for pk, i in gold.items():
+        is_gold[i] = True
+        gold_pos[i] = _positions(task_rows[i][2], slots[pk], k_max)
+    return gold_pos, is_gold
 
 
-def _copy_numbers(sql: str, params: list, width: int) -> np.ndarray:
-    """Run a query through COPY ... TO STDOUT and parse its numeric text in one call."""
+def _fetch_numbers(sql: str, params: list, width: int) -> np.ndarray:
+    """Run a query whose columns are all numbers; return them as one float64 matrix."""
     with connection.cursor() as cursor:
-        query = cursor.mogrify(sql, params)
-        if isinstance(query, bytes):
-            query = query.decode()
-        chunks = []
-        with cursor.copy(f"COPY ({query}) TO STDOUT") as copy:
-            for chunk in copy:
-                chunks.append(bytes(chunk))
-    text = b"".join(chunks).decode().replace("\\N", "nan")
-    values = np.fromstring(text, sep=" ") if text.strip() else np.zeros(0)  # noqa: NPY201
-    return values.reshape(-1, width)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return np.array(rows, dtype=np.float64).reshape(-1, width)
+
+
+def _task_slots_postgres(tasks, task_ids: np.ndarray):
+    """Per-task completion lengths (T, K), and a sorted (task id, completion id) → slot
+    lookup for mapping the ids judgments mention to canonical slots in numpy."""
+    task_sql, task_params = tasks.values("pk").query.sql_with_params()
+    rows = _fetch_numbers(
+        f"""SELECT tc.task_id, tc.completion_id, tc.position, length(c.text)
+            FROM collection_taskcompletion tc
+            JOIN collection_completion c ON c.id = tc.completion_id
+            WHERE tc.task_id IN ({task_sql})""",
+        list(task_params),
+        4,
+    ).astype(np.int64)
+    k_max = int(rows[:, 2].max()) + 1 if rows.size else 2
+    lengths = np.full((task_ids.shape[0], k_max), np.nan)
+    if rows.size:
+        lengths[np.searchsorted(task_ids, rows[:, 0]), rows[:, 2]] = rows[:, 3]
+    keys = (rows[:, 0] << 32) | rows[:, 1]
+    order = np.argsort(keys)
+    return lengths, keys[order], rows[order, 2]
+
+
+def _slots_of(lookup_keys, lookup_slots, task_id, completion_id) -> np.ndarray:
+    """Canonical slot of each (task id, completion id), -1 where the task has no such id."""
+    keys = (np.asarray(task_id, dtype=np.int64) << 32) | np.asarray(completion_id, dtype=np.int64)
+    if lookup_keys.shape[0] == 0:
+        return np.full(keys.shape, -1, dtype=np.int64)
+    where = np.clip(np.searchsorted(lookup_keys, keys), 0, lookup_keys.shape[0] - 1)
+    return np.where(lookup_keys[where] == keys, lookup_slots[where], -1)
+
+
+def _parse_rankings(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best-first group JSON texts ("[[5, 7], [6]]") → (row, completion id, group index)
+    of every id, parsed by one numpy call: a group break "], [" becomes -1 before the
+    brackets go, and rows are joined by -2."""
+    text = " -2 ".join(texts).replace("], [", " -1 ").replace("],[", " -1 ") + " -2"
+    text = text.replace("[", " ").replace("]", " ").replace(",", " ")
+    tokens = np.fromstring(text, sep=" ").astype(np.int64)  # noqa: NPY201 - text mode is fine
+    row_end = tokens == -2
+    breaks = np.cumsum(tokens == -1)
+    row = np.cumsum(row_end) - row_end
+    group = breaks - np.concatenate([[0], breaks[row_end]])[row]
+    ids = tokens >= 0
+    return row[ids], tokens[ids], group[ids]
 
 
 def _judgment_arrays_postgres(*, project: Project | None, tasks) -> JudgmentArrays:
-    """`judgment_arrays` on PostgreSQL: the server expands each ranking's JSON groups and
-    maps completion ids to canonical slots, packing a judgment's best-first group per
-    slot into one integer (4 bits per slot, K ≤ 9); numpy parses the COPY text at once."""
-    task_rows, _, k_max, task_lengths, gold_pos, is_gold = _task_columns(tasks)
+    """`judgment_arrays` on PostgreSQL: numbers come back as number columns, rankings as
+    their JSON text, and numpy maps completion ids to canonical slots for all rows at once."""
+    task_rows = list(tasks.order_by("pk").values_list("pk", "is_gold", "gold_ranking"))
     task_ids = np.array([pk for pk, _, _ in task_rows], dtype=np.int64)
+    task_lengths, lookup_keys, lookup_slots = _task_slots_postgres(tasks, task_ids)
+    k_max = task_lengths.shape[1]
+    gold_pos, is_gold = _gold_columns(task_rows, k_max)
     task_sql, task_params = tasks.values("pk").query.sql_with_params()
     scope = f"j.task_id IN ({task_sql}) AND j.rater_id IS NOT NULL"
-    scalars = _copy_numbers(
-        f"""SELECT j.id, j.task_id, j.rater_id, COALESCE(tc.position, -1),
-                   COALESCE(j.time_spent_ms::float8, 'NaN'::float8),
-                   EXTRACT(EPOCH FROM j.created_at)::float8,
-                   CASE j.review_status WHEN %s THEN 0 ELSE 1 END,
-                   CASE WHEN j.review_status <> %s AND j.reviewed_at IS NOT NULL
-                        THEN EXTRACT(EPOCH FROM j.reviewed_at)::float8 ELSE 'NaN'::float8 END
-            FROM collection_judgment j
-            LEFT JOIN collection_taskcompletion tc ON tc.task_id = j.task_id
-                 AND tc.completion_id = (j.display_order->>0)::bigint
-            WHERE {scope} ORDER BY j.id""",
-        [ReviewStatus.REJECTED, ReviewStatus.PENDING, *task_params],
-        8,
-    )
-    packed = _copy_numbers(
-        f"""SELECT j.id, SUM(g.ord * (1::bigint << (4 * tc.position)))
-            FROM collection_judgment j
-            CROSS JOIN LATERAL jsonb_array_elements(j.ranking) WITH ORDINALITY AS g(grp, ord)
-            CROSS JOIN LATERAL jsonb_array_elements_text(g.grp) AS c(cid)
-            JOIN collection_taskcompletion tc ON tc.task_id = j.task_id
-                 AND tc.completion_id = c.cid::bigint
-            WHERE {scope} GROUP BY j.id ORDER BY j.id""",
-        task_params,
-        2,
-    )
     flag_keys = list(project.flag_keys)[:32] if project is not None else []
-    flagged = _copy_numbers(
-        f"""SELECT j.id, tc.position, array_position(%s::text[], f.key) - 1
-            FROM collection_judgment j
-            CROSS JOIN LATERAL jsonb_each(j.flags) AS e(cid, keys)
-            CROSS JOIN LATERAL jsonb_array_elements_text(e.keys) AS f(key)
-            JOIN collection_taskcompletion tc ON tc.task_id = j.task_id
-                 AND tc.completion_id = e.cid::bigint
-            WHERE {scope} AND j.flags <> '{{}}'::jsonb AND f.key = ANY(%s::text[])""",
-        [flag_keys, *task_params, flag_keys],
-        3,
-    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")  # compiling costs more than these scans save
+        cursor.execute(
+            f"""SELECT j.id, j.task_id, j.rater_id,
+                       COALESCE((j.display_order->>0)::bigint, 0),
+                       COALESCE(j.time_spent_ms::float8, 'NaN'::float8),
+                       EXTRACT(EPOCH FROM j.created_at)::float8,
+                       CASE j.review_status WHEN %s THEN 0 ELSE 1 END,
+                       CASE WHEN j.review_status <> %s AND j.reviewed_at IS NOT NULL
+                            THEN EXTRACT(EPOCH FROM j.reviewed_at)::float8
+                            ELSE 'NaN'::float8 END,
+                       j.ranking::text
+                FROM collection_judgment j WHERE {scope} ORDER BY j.id""",
+            [ReviewStatus.REJECTED, ReviewStatus.PENDING, *task_params],
+        )
+        rows = cursor.fetchall()
+        cursor.execute(
+            f"""SELECT j.id, j.task_id, e.cid::bigint, array_position(%s::text[], f.key) - 1
+                FROM collection_judgment j
+                CROSS JOIN LATERAL jsonb_each(j.flags) AS e(cid, keys)
+                CROSS JOIN LATERAL jsonb_array_elements_text(e.keys) AS f(key)
+                WHERE {scope} AND j.flags <> '{{}}'::jsonb AND f.key = ANY(%s::text[])""",
+            [flag_keys, *task_params, flag_keys],
+        )
+        flagged = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 4)
+    n = len(rows)
+    texts = [row[8] for row in rows]
+    scalars = np.array([row[:8] for row in rows], dtype=np.float64).reshape(n, 8)
+    del rows
     judgment_ids = scalars[:, 0].astype(np.int64)
-    n = judgment_ids.shape[0]
-    codes = np.zeros(n, dtype=np.int64)
-    codes[np.searchsorted(judgment_ids, packed[:, 0].astype(np.int64))] = packed[:, 1].astype(
-        np.int64
-    )
-    shifts = 4 * np.arange(k_max, dtype=np.int64)
-    rank_pos = (((codes[:, None] >> shifts) & 15) - 1).astype(np.int8)
+    judgment_tasks = scalars[:, 1].astype(np.int64)
+    rank_pos = np.full((n, k_max), -1, dtype=np.int8)
+    if n:
+        row, completion, group = _parse_rankings(texts)
+        slot = _slots_of(lookup_keys, lookup_slots, judgment_tasks[row], completion)
+        known = slot >= 0
+        rank_pos[row[known], slot[known]] = group[known]
+    first_shown = _slots_of(lookup_keys, lookup_slots, judgment_tasks, scalars[:, 3])
     flags = np.zeros((n, k_max), dtype=np.uint32)
     if flagged.size:
-        rows = np.searchsorted(judgment_ids, flagged[:, 0].astype(np.int64))
-        bits = (np.uint32(1) << flagged[:, 2].astype(np.uint32)).astype(np.uint32)
-        np.bitwise_or.at(flags, (rows, flagged[:, 1].astype(np.int64)), bits)
+        where = np.searchsorted(judgment_ids, flagged[:, 0])
+        slot = _slots_of(lookup_keys, lookup_slots, flagged[:, 1], flagged[:, 2])
+        keep = slot >= 0
+        bits = np.left_shift(np.uint32(1), flagged[keep, 3].astype(np.uint32))
+        np.bitwise_or.at(flags, (where[keep], slot[keep]), bits)
     rater_ids, rater = np.unique(scalars[:, 2].astype(np.int64), return_inverse=True)
     names = dict(
         RaterProfile.objects.filter(user_id__in=rater_ids.tolist()).values_list(
@@ -243,10 +266,10 @@ def _judgment_arrays_postgres(*, project: Project | None, tasks) -> JudgmentArra
         )
     )
     return JudgmentArrays(
-        task=np.searchsorted(task_ids, scalars[:, 1].astype(np.int64)).astype(np.int32),
+        task=np.searchsorted(task_ids, judgment_tasks).astype(np.int32),
         rater=rater.astype(np.int32),
         rank_pos=rank_pos,
-        first_shown=scalars[:, 3].astype(np.int8),
+        first_shown=first_shown.astype(np.int8),
         created=scalars[:, 5],
         time_spent_ms=scalars[:, 4],
         flags=flags,
@@ -318,6 +341,8 @@ def task_consensus(*, task_id: int) -> dict:
     task = Task.objects.filter(pk=task_id).first()
     if task is None:
         raise NotFound("No such task.")
+    if task.kind not in RANKED_KINDS:
+        raise NotFound("This task has no completions to rank, so it has no consensus.")
     arrays = judgment_arrays(task_ids=[task_id])
     return _consensus_from_arrays(arrays, rater_weights(project=task.project))[task_id]
 
