@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -55,7 +56,7 @@ class ProjectQualityApi(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(responses=serializers.JSONField)
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
         project = project_for_reviewer(project_id)
         snapshot = selectors.snapshot_latest(project=project)
@@ -87,7 +88,7 @@ class ProjectQualityApi(APIView):
 class ProjectQualityRefreshApi(APIView):
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=None, responses={202: serializers.JSONField})
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int):
         project = project_for_reviewer(project_id)
         services.quality_refresh_request(project=project)
@@ -99,7 +100,7 @@ class ProjectRatersApi(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(responses=serializers.JSONField)
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
         project = project_for_reviewer(project_id)
         snapshot = selectors.snapshot_latest(project=project)
@@ -116,36 +117,36 @@ class ProjectRatersApi(APIView):
 class JudgmentReviewApi(APIView):
     permission_classes = [IsReviewer]
 
-    class InputSerializer(serializers.Serializer):
+    class JudgmentReviewInputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=["approve", "reject"])
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    class OutputSerializer(serializers.Serializer):
+    class JudgmentReviewOutputSerializer(serializers.Serializer):
         judgment_id = serializers.IntegerField(source="pk")
         review_status = serializers.CharField()
         reviewed_by = serializers.CharField(source="reviewed_by.username")
         reviewed_at = serializers.DateTimeField()
         review_reason = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(request=JudgmentReviewInputSerializer, responses=JudgmentReviewOutputSerializer)
     def post(self, request, judgment_id: int):
-        data = _valid(self.InputSerializer, request)
+        data = _valid(self.JudgmentReviewInputSerializer, request)
         judgment = services.judgment_review(judgment_id=judgment_id, reviewer=request.user, **data)
-        return Response(self.OutputSerializer(judgment).data)
+        return Response(self.JudgmentReviewOutputSerializer(judgment).data)
 
 
 class JudgmentBulkReviewApi(APIView):
     permission_classes = [IsReviewer]
 
-    class InputSerializer(serializers.Serializer):
+    class JudgmentBulkReviewInputSerializer(serializers.Serializer):
         judgment_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
         decision = serializers.ChoiceField(choices=["approve", "reject"])
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses=serializers.JSONField)
+    @extend_schema(request=JudgmentBulkReviewInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id: int):
         project = project_for_reviewer(project_id)
-        data = _valid(self.InputSerializer, request)
+        data = _valid(self.JudgmentBulkReviewInputSerializer, request)
         updated = services.judgments_review_bulk(project=project, reviewer=request.user, **data)
         return Response({"updated": updated})
 
@@ -155,14 +156,14 @@ class ApproveReliableApi(APIView):
 
     permission_classes = [IsReviewer]
 
-    class InputSerializer(serializers.Serializer):
+    class ApproveReliableInputSerializer(serializers.Serializer):
         min_agreement = serializers.FloatField(min_value=0, max_value=1)
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses=serializers.JSONField)
+    @extend_schema(request=ApproveReliableInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id: int):
         project = project_for_reviewer(project_id)
-        data = _valid(self.InputSerializer, request)
+        data = _valid(self.ApproveReliableInputSerializer, request)
         updated = services.judgments_approve_reliable(
             project=project, reviewer=request.user, **data
         )
@@ -181,13 +182,13 @@ class _StatusChangeOutput(serializers.Serializer):
 class RaterSuspendApi(APIView):
     permission_classes = [IsReviewer]
 
-    class InputSerializer(serializers.Serializer):
+    class RaterSuspendInputSerializer(serializers.Serializer):
         reason = serializers.CharField()
         reject_pending = serializers.BooleanField(required=False, default=False)
 
-    @extend_schema(request=InputSerializer, responses=_StatusChangeOutput)
+    @extend_schema(request=RaterSuspendInputSerializer, responses=_StatusChangeOutput)
     def post(self, request, user_id: int):
-        data = _valid(self.InputSerializer, request)
+        data = _valid(self.RaterSuspendInputSerializer, request)
         change = services.rater_suspend(rater=rater_by_id(user_id), actor=request.user, **data)
         return Response(_StatusChangeOutput(change).data)
 
@@ -195,12 +196,12 @@ class RaterSuspendApi(APIView):
 class RaterReinstateApi(APIView):
     permission_classes = [IsReviewer]
 
-    class InputSerializer(serializers.Serializer):
+    class RaterReinstateInputSerializer(serializers.Serializer):
         reason = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses=_StatusChangeOutput)
+    @extend_schema(request=RaterReinstateInputSerializer, responses=_StatusChangeOutput)
     def post(self, request, user_id: int):
-        data = _valid(self.InputSerializer, request)
+        data = _valid(self.RaterReinstateInputSerializer, request)
         change = services.rater_reinstate(rater=rater_by_id(user_id), actor=request.user, **data)
         return Response(_StatusChangeOutput(change).data)
 
@@ -210,6 +211,6 @@ class TaskConsensusApi(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(responses=serializers.JSONField)
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, task_id: int):
         return Response(selectors.task_consensus(task_id=task_id))

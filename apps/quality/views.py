@@ -114,6 +114,25 @@ def raters(request, project_id: int):
     return render(request, "quality/raters.html", context)
 
 
+PERCENT_MEASURES = {
+    "agreement",
+    "peer_agreement",
+    "gold_accuracy",
+    "first_ranked_first",
+    "flag_rate",
+}
+
+
+def _shown(key: str, value) -> str:
+    if value is None:
+        return "—"
+    if key in PERCENT_MEASURES:
+        return f"{value * 100:.1f}%"
+    if key == "judgments":
+        return str(value)
+    return f"{value:.2f}"
+
+
 @reviewer_required
 def rater_detail(request, project_id: int, user_id: int):
     project = _project(project_id)
@@ -132,7 +151,9 @@ def rater_detail(request, project_id: int, user_id: int):
         rater=rater,
         profile=profile,
         row=row,
-        measures=[(label, row.get(key)) for key, label in RATER_COLUMNS[1:]] if row else [],
+        measures=[(label, _shown(key, row.get(key))) for key, label in RATER_COLUMNS[1:]]
+        if row
+        else [],
         trend=row["trend"] if row else None,
         trend_rows=_trend_rows(row["trend"]) if row else [],
         comparisons=selectors.rater_judgments_with_consensus(project=project, rater=rater),
