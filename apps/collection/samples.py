@@ -27,7 +27,16 @@ from apps.collection.models import (
 from apps.collection.services import task_create
 from apps.core.errors import InvalidInput
 
-REQUIRED = {"prompt_id": int, "completion": str}
+
+def _prompt_id(value) -> int | None:
+    """Prompt ids travel through JSON files as numbers or as digit strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def read_samples(path: Path) -> dict[int, list[dict]]:
@@ -44,12 +53,12 @@ def read_samples(path: Path) -> dict[int, list[dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path} line {number}: not JSON ({exc.msg}).") from exc
-        for key, kind in REQUIRED.items():
-            if not isinstance(row, dict) or not isinstance(row.get(key), kind):
-                raise InvalidInput(
-                    f"{path} line {number}: expected {key!r} to be a {kind.__name__}."
-                )
-        grouped[row["prompt_id"]].append(row)
+        prompt_id = _prompt_id(row.get("prompt_id") if isinstance(row, dict) else None)
+        if prompt_id is None:
+            raise InvalidInput(f'{path} line {number}: expected "prompt_id", a prompt\'s id.')
+        if not isinstance(row.get("completion"), str):
+            raise InvalidInput(f'{path} line {number}: expected "completion" to be text.')
+        grouped[prompt_id].append(row)
     return grouped
 
 

@@ -698,13 +698,13 @@ def _stage_sampling(run: TrainingRun) -> dict:
     }
     metrics = _run_trainer(run, "sample", config, folder / "samples")
     samples = folder / "samples" / "samples.jsonl"
-    normalized = folder / "samples.normalized.jsonl"
-    _normalize_samples(samples, normalized)
+    if not samples.is_file():
+        raise StageError(f"The sampler wrote no samples.jsonl at {samples}.")
     try:
         tasks = tasks_create_from_samples(
             project=project,
             policy_version=policy,
-            samples_path=normalized,
+            samples_path=samples,
             round_number=training_round.number,
         )
     except InvalidInput as exc:
@@ -716,23 +716,6 @@ def _stage_sampling(run: TrainingRun) -> dict:
         "metrics": {**_summary(metrics), "tasks_created": len(tasks), "tasks": total},
         "artifacts": {"samples": str(samples.relative_to(artifact_root()))},
     }
-
-
-def _normalize_samples(source: Path, target: Path) -> None:
-    """The trainer writes prompt ids as strings; the collection app expects integers."""
-    if not source.is_file():
-        raise StageError(f"The sampler wrote no samples.jsonl at {source}.")
-    rows = []
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            row["prompt_id"] = int(row["prompt_id"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise StageError(f"{source} line {number} is not a valid sample ({exc}).") from exc
-        rows.append(row)
-    exports.write_jsonl(target, rows)
 
 
 def _summary(metrics: dict) -> dict:

@@ -22,7 +22,8 @@ def test_samples_become_tasks_with_provenance_once(project, tmp_path):
     policy = PolicyVersion.objects.create(project=project, name="base")
     rows = [
         {
-            "prompt_id": p.pk,
+            # The trainer writes ids as strings (prompts.jsonl ids are opaque to it).
+            "prompt_id": str(p.pk) if i % 2 else p.pk,
             "prompt": p.text,
             "index": i,
             "completion": f"answer {i} of {p.pk}",
