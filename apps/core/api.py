@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,3 +23,19 @@ def exception_handler(exc, context):
         if isinstance(data, dict) and "detail" not in data:
             response.data = {"detail": "Invalid input.", "code": "invalid", "fields": data}
     return response
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """OpenAPI schema whose component names stay unique for nested serializers.
+
+    Each API class keeps its own small `InputSerializer` / `OutputSerializer` (STYLE.md); their
+    components are named after the class that holds them: `JudgmentSubmitInput`, ...
+    """
+
+    def get_serializer_name(self, serializer, direction) -> str:
+        cls = serializer if isinstance(serializer, type) else type(serializer)
+        outer, _, name = cls.__qualname__.rpartition(".")
+        if outer:
+            prefix = outer.rpartition(".")[2].removesuffix("Api")
+            return name if name.startswith(prefix) else prefix + name
+        return super().get_serializer_name(serializer, direction)
