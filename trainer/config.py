@@ -57,6 +57,8 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 
 def _coerce(name: str, annotation: Any, value: Any, where: str) -> Any:
     kind, optional = _base_type(annotation)
+    if optional and isinstance(value, str) and value.lower() in ("none", "null"):
+        return None
     if value is None:
         if optional:
             return None
@@ -97,7 +99,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = field.default_factory()  # type: ignore[misc]
         flag = "--" + field.name.replace("_", "-")
-        help_text = f"{docs.get(field.name, '')} (default: {default!r})"
+        help_text = f"{docs.get(field.name, '')} (default: {default!r})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(
                 flag, dest=field.name, action=argparse.BooleanOptionalAction,

@@ -58,9 +58,28 @@ def test_config_errors_are_clear(tmp_path):
         parse(PPOConfig, ["--policy", "a"])
 
 
+def test_optional_field_can_be_unset_from_a_flag():
+    config = parse(PPOConfig, ["--policy", "a", "--prompts", "p", "--out", "o",
+                               "--split", "none", "--missing-eos-penalty", "null"])
+    assert config.split is None and config.missing_eos_penalty is None
+
+
 def test_list_field_from_flag():
     config = parse(EvalConfig, ["--out", "o", "--train-categories", "chat,open QA"])
     assert config.train_categories == ["chat", "open QA"]
+
+
+def test_help_of_every_command_shows_field_docs():
+    from trainer.__main__ import _commands, build_parser
+
+    commands = _commands()
+    parser = build_parser(commands)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in commands:
+        text = " ".join(subparsers.choices[name].format_help().split())
+        assert "--config CONFIG" in text
+    rm_help = " ".join(subparsers.choices["rm"].format_help().split())
+    assert "AdamW learning rate (cosine decay to 10% over the run). (default: 1e-05)" in rm_help
 
 
 def test_trainer_imports_without_django():
