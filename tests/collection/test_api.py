@@ -501,3 +501,10 @@ def test_healthz_is_503_when_the_broker_is_down(client, settings):
         app.conf.broker_url = old
     assert response.status_code == 503
     assert response.json()["database"] == "ok" and response.json()["broker"] != "ok"
+
+
+def test_openapi_schema_builds_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert "JudgmentSubmitInput" in (tmp_path / "schema.yml").read_text()
