@@ -200,37 +200,39 @@ def read_texts(path: str | Path) -> list[str]:
 ASSISTANT_MARK = "\n\nAssistant:"
 
 
-def hh_rlhf_to_ranking(chosen: str, rejected: str, where: str) -> Ranking:
-    """Split an HH-RLHF pair into the shared dialogue prompt and the two final answers."""
+def hh_rlhf_to_ranking(chosen: str, rejected: str) -> Ranking | None:
+    """Split an HH-RLHF pair into the shared dialogue and the two final answers.
+
+    None when the pair is no usable comparison: the dialogues differ before the final
+    assistant turn, or one final answer is empty.
+    """
     cut = chosen.rfind(ASSISTANT_MARK)
     if cut < 0:
-        raise DataError(f"{where}: 'chosen' has no '\\n\\nAssistant:' turn")
+        return None
     cut += len(ASSISTANT_MARK)
     prompt = chosen[:cut]
-    if not rejected.startswith(prompt):
-        # The dialogues share everything up to the last assistant turn; fall back to the
-        # rejected transcript's own split when whitespace differs.
-        rcut = rejected.rfind(ASSISTANT_MARK)
-        if rcut < 0:
-            raise DataError(f"{where}: 'rejected' has no '\\n\\nAssistant:' turn")
-        rejected_answer = rejected[rcut + len(ASSISTANT_MARK):]
-    else:
-        rejected_answer = rejected[len(prompt):]
-    return Ranking(prompt, [chosen[cut:], rejected_answer], [[0], [1]])
+    if not rejected.startswith(prompt) or ASSISTANT_MARK in rejected[cut:]:
+        return None
+    chosen_answer, rejected_answer = chosen[cut:], rejected[cut:]
+    if not chosen_answer.strip() or not rejected_answer.strip():
+        return None
+    return Ranking(prompt, [chosen_answer, rejected_answer], [[0], [1]])
 
 
-def read_hh_rlhf(path: str | Path, limit: int | None = None) -> list[Ranking]:
-    """Anthropic HH-RLHF ``{"chosen", "rejected"}`` lines -> 2-way rankings."""
-    rankings = []
+def read_hh_rlhf(path: str | Path, limit: int | None = None) -> tuple[list[Ranking], int]:
+    """Anthropic HH-RLHF ``{"chosen", "rejected"}`` lines -> (2-way rankings, rows skipped)."""
+    rankings, skipped = [], 0
     for n, obj in iter_jsonl(path):
         where = f"{path}:{n}"
-        rankings.append(
-            hh_rlhf_to_ranking(_require_str(obj, "chosen", where),
-                               _require_str(obj, "rejected", where), where)
-        )
+        ranking = hh_rlhf_to_ranking(_require_str(obj, "chosen", where),
+                                     _require_str(obj, "rejected", where))
+        if ranking is None:
+            skipped += 1
+            continue
+        rankings.append(ranking)
         if limit is not None and len(rankings) >= limit:
             break
-    return rankings
+    return rankings, skipped
 
 
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from trainer.data import (
     DataError,
+    hh_rlhf_to_ranking,
     read_demonstrations,
     read_hh_rlhf,
     read_prompts,
@@ -82,13 +83,24 @@ def test_ptx_texts_accept_text_or_demonstrations(tmp_path):
 
 
 def test_reads_real_hh_rlhf_pairs_into_rankings():
-    rankings = read_hh_rlhf(HH_RLHF)
+    rankings, skipped = read_hh_rlhf(HH_RLHF)
     with gzip.open(HH_RLHF, "rt") as handle:
         first = json.loads(handle.readline())
-    assert len(rankings) == 2312
+    # 2,312 rows: 5 dialogues differ before the final turn and 4 have an empty answer
+    # (the same rows the web side's importer skips)
+    assert (len(rankings), skipped) == (2303, 9)
     head = rankings[0]
     assert head.groups == [[0], [1]]
     assert head.prompt.endswith("\n\nAssistant:")
     assert head.prompt + head.completions[0] == first["chosen"]
     assert head.prompt + head.completions[1] == first["rejected"]
     assert all(r.k == 2 and r.prompt.startswith("\n\nHuman:") for r in rankings)
+    assert all(c.strip() for r in rankings for c in r.completions)
+
+
+def test_hh_rlhf_pair_that_differs_before_the_last_turn_is_skipped():
+    chosen = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: ok?\n\nAssistant: yes"
+    assert hh_rlhf_to_ranking(chosen, chosen.replace("ok?", "fine?")) is None
+    assert hh_rlhf_to_ranking(chosen, chosen[: -len(" yes")] + " ") is None
+    ranking = hh_rlhf_to_ranking(chosen, chosen.replace("yes", "no"))
+    assert ranking.completions == [" yes", " no"]

@@ -85,7 +85,7 @@ def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
 
 
 def test_one_reward_model_step_on_real_hh_rlhf_pairs(tiny_dir, tmp_path):
-    rankings = read_hh_rlhf(HH_RLHF, limit=12)
+    rankings, _ = read_hh_rlhf(HH_RLHF, limit=12)
     config = RewardConfig(model=str(tiny_dir), train="hh-rlhf", out=str(tmp_path / "rm"),
                           batch_size=8, max_steps=1, lr=1e-3, max_length=192, device="cpu",
                           reference_limit=8)
