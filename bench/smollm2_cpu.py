@@ -47,7 +47,10 @@ def main() -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "torch_threads": torch.get_num_threads()}
+    import os
+
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch_threads":
+                     torch.get_num_threads(), "load_average_start": os.getloadavg()}
 
     started = time.perf_counter()
     boot = bootstrap(BootstrapConfig(out=args.model))
@@ -91,6 +94,7 @@ def main() -> None:
                 "median_after_first": statistics.median(seconds[1:] or seconds),
             }
             print(json.dumps(results[f"ppo_lora{lora}"]), flush=True)
+    results["load_average_end"] = os.getloadavg()
     print(json.dumps(results, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))

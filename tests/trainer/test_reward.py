@@ -100,3 +100,19 @@ def test_one_reward_model_step_on_real_hh_rlhf_pairs(tiny_dir, tmp_path):
     after = models.load_scalar_model(str(tmp_path / "rm"))[0].state_dict()
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(before[key], after[key])
+
+
+def test_lora_reward_model_merges_into_a_plain_directory(tiny_dir, tmp_path):
+    train = count_rule_rankings(16, k=3, seed=5)
+    metrics = train_reward_model(
+        RewardConfig(model=str(tiny_dir), train="synthetic", out=str(tmp_path / "rm"),
+                     max_steps=2, batch_size=4, lr=1e-2, lora_r=4, device="cpu",
+                     valid_fraction=0.25),
+        train=train)
+    assert metrics["steps"] == 2
+    merged, _ = models.load_scalar_model(str(tmp_path / "rm"))
+    base, _ = models.load_scalar_model(str(tiny_dir))
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not any("lora" in k for k in merged.state_dict())
+    assert not torch.equal(merged.state_dict()[key], base.state_dict()[key])
+    assert merged.config.reward_bias == pytest.approx(metrics["reward_bias"])

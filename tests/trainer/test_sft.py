@@ -49,3 +49,16 @@ def test_sft_learns_the_demonstrations_and_to_stop(sft_dir):
         tokenizer.eos_token_id]
     saved = json.loads((model_dir / models.TRAINER_CONFIG_FILE).read_text())
     assert saved["epochs"] == 8
+
+
+def test_lora_sft_saves_merged_weights(tiny_dir, tmp_path):
+    write_jsonl(tmp_path / "demos.jsonl", [{"prompt": "Q: ", "completion": "A"}] * 4)
+    metrics = train_sft(SFTConfig(model=str(tiny_dir), train=str(tmp_path / "demos.jsonl"),
+                                  out=str(tmp_path / "model"), epochs=1, batch_size=2, lr=1e-2,
+                                  lora_r=4, device="cpu"))
+    assert metrics["steps"] == 2
+    tuned = models.load_policy(str(tmp_path / "model"))[0].state_dict()
+    base = models.load_policy(str(tiny_dir))[0].state_dict()
+    assert tuned.keys() == base.keys()
+    key = "model.layers.1.mlp.down_proj.weight"
+    assert not torch.equal(tuned[key], base[key])
