@@ -84,3 +84,23 @@ def test_eval_win_rate_against_reference_policy(sft_dir, tiny_dir, tmp_path):  #
             .splitlines()]
     assert [r["completion"] for r in rows] == ["42", "42", "42"]
     assert all(r["win"] == 0.0 for r in rows)
+
+
+def test_eval_reports_reward_model_accuracy_per_k(tiny_dir, tmp_path):
+    from trainer import models
+
+    rm_dir = tmp_path / "rm"
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    models.zero_head(model)  # every completion scores 0: no pair is ordered correctly
+    models.save_model(model, tokenizer, rm_dir)
+    write_jsonl(tmp_path / "rankings.jsonl", [
+        {"prompt": "p", "completions": ["a", "b", "c"], "ranking": [[0], [1, 2]]},
+        {"prompt": "q", "completions": ["a", "b"], "ranking": [[1], [0]]},
+    ])
+    metrics = evaluate(EvalConfig(out=str(tmp_path / "eval"), reward_model=str(rm_dir),
+                                  rankings=str(tmp_path / "rankings.jsonl")))
+    result = metrics["reward_model"]
+    assert result["pairs"] == 3  # 2 strict pairs in the tied K=3 ranking + 1 in the K=2 one
+    assert result["accuracy"] == 0.0
+    assert result["accuracy_by_k"] == {"2": 0.0, "3": 0.0}
+    assert result["loss"] == pytest.approx(0.6931472, abs=1e-6)  # -log sigmoid(0)
