@@ -70,3 +70,42 @@ def test_malformed_input_exits_2_with_file_and_line(tmp_path):
                      "--total-steps", "lots")
     assert result.returncode == 2
     assert "field 'total_steps' expects int, got 'lots'" in result.stderr
+
+
+@pytest.mark.slow
+def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": f"Q{i}: ", "completion": "7"}) + "\n"
+                             for i in range(8)))
+    result = trainer("sft", "--model", tiny_dir, "--train", demos, "--out", tmp_path / "sft",
+                     "--epochs", 1, "--batch-size", 4, "--lr", 1e-3)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["steps"] == 2
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Q{i}: ", "category": c,
+                                           "split": s}) + "\n"
+                               for i, (c, s) in enumerate([("chat", "train"), ("chat", "train"),
+                                                           ("chat", "test"), ("rewrite", "test")])))
+    run = tmp_path / "ppo.json"
+    run.write_text(json.dumps({"score_fn": "tests.trainer.scoring:digit_count",
+                               "total_steps": 2, "batch_size": 2, "mini_batch_size": 1,
+                               "ppo_epochs": 1, "max_new_tokens": 4, "save_every": 1}))
+    result = trainer("ppo", "--config", run, "--policy", tmp_path / "sft", "--prompts",
+                     prompts, "--out", tmp_path / "ppo")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "ppo/metrics.json").read_text())
+    assert metrics["finished"] is True and metrics["steps_done"] == 2
+    assert len((tmp_path / "ppo/metrics.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "ppo/config.json").is_file()
+    state = tmp_path / "ppo/checkpoint/trainer_state.pt"
+    assert state.is_file()
+
+    result = trainer("eval", "--policy", tmp_path / "ppo", "--reference-policy",
+                     tmp_path / "sft", "--score-fn", "tests.trainer.scoring:length_score",
+                     "--prompts", prompts, "--max-new-tokens", 4, "--train-categories", "chat",
+                     "--out", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    win = json.loads((tmp_path / "eval/metrics.json").read_text())["win_rate"]
+    assert win["overall"]["n"] == 2  # the two test-split prompts
+    assert win["seen_categories"]["n"] == 1 and win["unseen_categories"]["n"] == 1
