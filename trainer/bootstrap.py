@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from trainer import models
+from trainer.data import DataError
 from trainer.runlog import MetricsLog
 
 
@@ -35,13 +36,17 @@ def bootstrap(config: BootstrapConfig) -> dict:
     if models.is_model_dir(out) and not config.force:
         return {"out": str(out), "skipped": True, "reason": "already a model directory"}
     started = time.perf_counter()
+    gguf = None
+    if not config.tiny:
+        gguf = Path(config.gguf) if config.gguf else models.find_smollm2_gguf()
+        if not gguf.is_file():
+            raise DataError(f"{gguf}: GGUF file not found")
     log = MetricsLog(out)
     if config.tiny:
         model, tokenizer = models.build_tiny(config.tiny_arch, seed=config.seed)
         models.save_model(model, tokenizer, out, config)
         source = f"tiny-{config.tiny_arch}"
     else:
-        gguf = Path(config.gguf) if config.gguf else models.find_smollm2_gguf()
         models.convert_gguf(gguf, out)
         source = str(gguf)
     log.log(1, phase="saved")

@@ -201,26 +201,38 @@ def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device)
 
 def evaluate(config: EvalConfig) -> dict:
     seed_everything(config.seed)
+    # Read and check every input before anything is written.
+    if not config.rankings and not config.prompts:
+        raise DataError("nothing to evaluate: give --rankings and/or --prompts")
+    if config.rankings and not config.reward_model:
+        raise DataError("--rankings needs --reward-model (the model whose accuracy to report)")
+    if config.prompts and not config.policy:
+        raise DataError("--prompts needs --policy (the policy to evaluate)")
+    if config.reference_policy and not (config.reward_model or config.score_fn):
+        raise DataError("a win rate needs a judge: --reward-model or --score-fn")
+    if config.score_fn:
+        from trainer.ppo import load_score_fn
+
+        load_score_fn(config.score_fn)
+    for source in (config.policy, config.reference_policy, config.reward_model):
+        if source:
+            models.check_model_source(source)
+    rankings = read_rankings(config.rankings) if config.rankings else None
+    prompts = read_prompts(config.prompts, split=config.split) if config.prompts else None
     device = models.pick_device(config.device)
     log = MetricsLog(config.out)
     results: dict = {}
     tasks = int(bool(config.rankings)) + int(bool(config.prompts))
     bar = progress(max(tasks, 1), "eval")
-    if config.rankings:
-        if not config.reward_model:
-            raise DataError("--rankings needs --reward-model (the model whose accuracy to report)")
+    if rankings is not None:
         from trainer.reward import evaluate_rankings
 
         model, tokenizer = models.load_scalar_model(config.reward_model, device)
         results["reward_model"] = evaluate_rankings(
-            model, tokenizer, read_rankings(config.rankings), config.max_length,
-            config.batch_size, device)
+            model, tokenizer, rankings, config.max_length, config.batch_size, device)
         log.log(1, stage="reward_model", accuracy=results["reward_model"]["accuracy"])
         bar.update(1)
-    if config.prompts:
-        if not config.policy:
-            raise DataError("--prompts needs --policy (the policy to evaluate)")
-        prompts = read_prompts(config.prompts, split=config.split)
+    if prompts is not None:
         policy_rows = _complete(config.policy, prompts, config, device)
         completions = [r["completion"] for r in policy_rows]
         texts = [p.prompt for p in prompts]
@@ -231,8 +243,6 @@ def evaluate(config: EvalConfig) -> dict:
                 [prompts[i].reference for i in with_reference])
         judge = _judge(config, device)
         if config.reference_policy:
-            if judge is None:
-                raise DataError("a win rate needs a judge: --reward-model or --score-fn")
             reference_rows = _complete(config.reference_policy, prompts, config, device)
             policy_scores = judge(texts, completions)
             reference_scores = judge(texts, [r["completion"] for r in reference_rows])
@@ -250,6 +260,4 @@ def evaluate(config: EvalConfig) -> dict:
         log.log(tasks, stage="policy", prompts=len(prompts))
         bar.update(1)
     bar.close()
-    if not results:
-        raise DataError("nothing to evaluate: give --rankings and/or --prompts")
     return log.finish(**results, config=asdict(config))

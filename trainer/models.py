@@ -185,7 +185,8 @@ def load_tokenizer(name_or_dir: str):
     return tokenizer
 
 
-def _check_source(name_or_dir: str) -> None:
+def check_model_source(name_or_dir: str) -> None:
+    """A clear error for a local path that is not a save_pretrained directory."""
     path = Path(name_or_dir)
     looks_local = path.exists() or name_or_dir.startswith((".", "/", "var/")) or (
         name_or_dir.count("/") != 1
@@ -201,7 +202,7 @@ def load_policy(name_or_dir: str, device: torch.device | None = None, dtype=torc
     """(causal LM, tokenizer) from a local directory or a hub name, in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    _check_source(name_or_dir)
+    check_model_source(name_or_dir)
     tokenizer = load_tokenizer(name_or_dir)
     model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
     ensure_distinct_pad(tokenizer, model)
@@ -218,7 +219,7 @@ def load_scalar_model(name_or_dir: str, device: torch.device | None = None, dtyp
     """
     from transformers import AutoModelForSequenceClassification
 
-    _check_source(name_or_dir)
+    check_model_source(name_or_dir)
     tokenizer = load_tokenizer(name_or_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
         name_or_dir, num_labels=1, dtype=dtype

@@ -104,3 +104,20 @@ def test_eval_reports_reward_model_accuracy_per_k(tiny_dir, tmp_path):
     assert result["accuracy"] == 0.0
     assert result["accuracy_by_k"] == {"2": 0.0, "3": 0.0}
     assert result["loss"] == pytest.approx(0.6931472, abs=1e-6)  # -log sigmoid(0)
+
+
+def test_eval_checks_inputs_before_writing_anything(tiny_dir, tmp_path):
+    from trainer.data import DataError
+
+    (tmp_path / "prompts.jsonl").write_text('{"id": 1, "prompt": "ok"}\n{"id": 2}\n')
+    out = tmp_path / "eval"
+    with pytest.raises(DataError, match=r"prompts.jsonl:2: missing field 'prompt'"):
+        evaluate(EvalConfig(out=str(out), prompts=str(tmp_path / "prompts.jsonl"),
+                            policy=str(tiny_dir)))
+    with pytest.raises(DataError, match="not a model directory"):
+        evaluate(EvalConfig(out=str(out), rankings=str(tmp_path / "r.jsonl"),
+                            reward_model=str(tmp_path / "nope")))
+    with pytest.raises(DataError, match="needs a judge"):
+        evaluate(EvalConfig(out=str(out), prompts=str(tmp_path / "prompts.jsonl"),
+                            policy=str(tiny_dir), reference_policy=str(tiny_dir)))
+    assert not out.exists()
