@@ -121,3 +121,23 @@ def test_eval_checks_inputs_before_writing_anything(tiny_dir, tmp_path):
         evaluate(EvalConfig(out=str(out), prompts=str(tmp_path / "prompts.jsonl"),
                             policy=str(tiny_dir), reference_policy=str(tiny_dir)))
     assert not out.exists()
+
+
+def test_reward_model_judge_with_equal_scores_gives_ties(tiny_dir, tmp_path):
+    from trainer import models
+
+    rm_dir = tmp_path / "rm"
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    models.zero_head(model)
+    model.config.reward_bias = 1.5
+    models.save_model(model, tokenizer, rm_dir)
+    write_jsonl(tmp_path / "prompts.jsonl", [
+        {"id": i, "prompt": f"Q{i}", "category": "chat", "split": "test"} for i in range(3)])
+    metrics = evaluate(EvalConfig(
+        out=str(tmp_path / "eval"), prompts=str(tmp_path / "prompts.jsonl"),
+        policy=str(tiny_dir), reference_policy=str(tiny_dir), reward_model=str(rm_dir),
+        max_new_tokens=4, bootstrap_samples=100))
+    # every answer scores exactly the bias, so every comparison is a tie (0.5)
+    assert metrics["mean_score"] == {"policy": 1.5, "reference": 1.5}
+    assert metrics["win_rate"]["overall"] == {"win_rate": 0.5, "ci_low": 0.5, "ci_high": 0.5,
+                                              "n": 3}
