@@ -87,7 +87,7 @@ class PPOConfig:
     ppo_epochs: int = 4
     """Passes over each rollout."""
     lr: float = 1e-5
-    """AdamW learning rate for the policy."""
+    """AdamW learning rate for the policy (constant over the run)."""
     value_lr: float | None = None
     """Learning rate of the value model; default: lr."""
     max_new_tokens: int = 32

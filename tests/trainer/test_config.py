@@ -96,3 +96,14 @@ def test_trainer_imports_without_django():
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
+
+
+def test_docs_list_every_config_field_under_its_command():
+    docs = (Path(__file__).resolve().parents[2] / "docs/trainer.md").read_text()
+    reference = docs[docs.index("## Configuration reference"):]
+    for name, cls in zip(["bootstrap", "sample", "sft", "rm", "ppo", "eval"], ALL_CONFIGS,
+                         strict=True):
+        section = reference[reference.index(f"#### `{name}`"):]
+        section = section[: section.find("\n#### ", 1) if "\n#### " in section[1:] else None]
+        for field in dataclasses.fields(cls):
+            assert f"`--{field.name.replace('_', '-')}`" in section, (name, field.name)
