@@ -296,7 +296,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},
         {"params": [p for p in value.parameters() if p.requires_grad],
          "lr": config.value_lr or config.lr},
-    ], eps=1e-5)
+    ], eps=1e-5, weight_decay=0.0)
     kl_controller = (
         AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
         if config.adaptive_kl else FixedKLController(config.kl_coef)

@@ -121,3 +121,22 @@ def test_ppo_with_reward_model_ptx_lora_adaptive_kl_and_eos_penalty(tiny_dir, pr
     key = "model.layers.0.self_attn.q_proj.weight"
     assert policy.keys() == base.keys() and not torch.equal(policy[key], base[key])
     assert metrics["finished"] is True
+
+
+def test_value_model_starts_as_the_reward_model(tiny_dir, prompts_file, tmp_path):
+    rankings = tmp_path / "rankings.jsonl"
+    write_jsonl(rankings, [{"prompt": r.prompt, "completions": r.completions,
+                            "ranking": r.groups} for r in count_rule_rankings(8, 3, seed=6)])
+    rm_dir = tmp_path / "rm"
+    train_reward_model(RewardConfig(model=str(tiny_dir), train=str(rankings), out=str(rm_dir),
+                                    max_steps=1, lr=1e-2, device="cpu", valid_fraction=0.25))
+    out = tmp_path / "ppo"
+    # lr 0: nothing moves, so the saved value model is its initialisation
+    metrics = train_ppo(base_config(tiny_dir, prompts_file, out, reward_model=str(rm_dir),
+                                    total_steps=1, lr=0.0))
+    value = models.load_scalar_model(str(out / "value_model"))[0].state_dict()
+    reward = models.load_scalar_model(str(rm_dir))[0].state_dict()
+    assert value.keys() == reward.keys()
+    assert all(torch.equal(value[k], reward[k]) for k in reward)
+    assert torch.count_nonzero(reward["score.weight"]) > 0
+    assert metrics["steps_done"] == 1
