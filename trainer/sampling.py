@@ -49,7 +49,8 @@ class SampleConfig:
     device: str = "auto"
     """"auto" (CUDA when present), "cpu" or "cuda:N"."""
     reuse: bool = True
-    """Skip the work when OUTDIR already holds samples made with the same settings."""
+    """Skip the work when OUTDIR already holds samples made with the same settings from the
+    same prompts file and model files."""
 
 
 @torch.no_grad()
@@ -212,10 +213,11 @@ def sample(config: SampleConfig) -> dict:
         raise DataError(f"--top-p must be in (0, 1], got {config.top_p}")
     out = Path(config.out)
     settings = asdict(config)
+    inputs = inputs_fingerprint(config.model, config.prompts)
     previous = out / METRICS_JSON
     if config.reuse and previous.is_file() and (out / "samples.jsonl").is_file():
         cached = json.loads(previous.read_text())
-        if cached.get("config") == settings:
+        if cached.get("config") == settings and cached.get("inputs") == inputs:
             return {**cached, "reused": True}
     prompts = read_prompts(config.prompts, split=config.split)
     device = models.pick_device(config.device)
@@ -239,4 +241,24 @@ def sample(config: SampleConfig) -> dict:
     )
     bar.close()
     write_jsonl(out / "samples.jsonl", rows)
-    return log.finish(**stats, device=str(device), config=settings)
+    return log.finish(**stats, device=str(device), config=settings, inputs=inputs)
+
+
+def inputs_fingerprint(model: str, prompts: str) -> str:
+    """Changes when the prompts file's bytes or the model directory's files change, so a
+    cached sample run is reused only for the very same inputs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    prompts_path = Path(prompts)
+    if prompts_path.is_file():
+        digest.update(prompts_path.read_bytes())
+    model_path = Path(model)
+    if model_path.is_dir():
+        for item in sorted(model_path.iterdir()):
+            if item.is_file() and not item.name.startswith("metrics"):
+                stat = item.stat()
+                digest.update(f"{item.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        digest.update(model.encode())
+    return digest.hexdigest()

@@ -102,3 +102,7 @@ def test_sample_command_writes_the_contract(tiny_dir, tmp_path):
     assert (tmp_path / "out/metrics.jsonl").read_text().count("\n") >= 1
     again = sample(config)
     assert again["reused"] is True
+    with prompts.open("a") as handle:  # new inputs at the same path: sample again
+        handle.write(json.dumps({"id": "p3", "prompt": "More", "category": "chat"}) + "\n")
+    third = sample(config)
+    assert "reused" not in third and third["completions"] == 9
