@@ -456,7 +456,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         }
         history.append(row)
         if log:
-            log.log(step + 1, **row)
+            log.log(step + 1, total_steps=config.total_steps, **row)
         bar.update(1)
         bar.set_postfix(score=f"{row['score']:.3f}", kl=f"{mean_kl:.3f}")
         done = step + 1

@@ -242,7 +242,8 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if log:
-                log.log(step, epoch=epoch, loss=loss.item(), train_pair_accuracy=accuracy,
+                log.log(step, total_steps=total_steps, epoch=epoch, loss=loss.item(),
+                        train_pair_accuracy=accuracy,
                         lr=scheduler.get_last_lr()[0], rankings=len(batch["ks"]))
     bar.close()
     accelerator.wait_for_everyone()

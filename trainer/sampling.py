@@ -224,13 +224,16 @@ def sample(config: SampleConfig) -> dict:
     torch.manual_seed(config.seed)
     model, tokenizer = models.load_policy(config.model, device)
     log = MetricsLog(out)
-    bar = progress(len(prompts) * config.k, "sample")
-    batches = [0]
+    total = len(prompts) * config.k
+    bar = progress(total, "sample")
+    done = {"batches": 0, "completions": 0}
 
     def on_batch(rows: int, new_tokens: int, seconds: float) -> None:
-        batches[0] += 1
+        done["batches"] += 1
+        done["completions"] += rows
         bar.update(rows)
-        log.log(batches[0], completions_done=bar.n, new_tokens=new_tokens,
+        log.log(done["batches"], completions_done=done["completions"],
+                completions_total=total, new_tokens=new_tokens,
                 tokens_per_second=new_tokens / max(seconds, 1e-9))
 
     rows, stats = sample_completions(

@@ -142,7 +142,8 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.4f}")
             if log:
-                log.log(step, epoch=epoch, loss=last_loss, lr=scheduler.get_last_lr()[0])
+                log.log(step, total_steps=total_steps, epoch=epoch, loss=last_loss,
+                        lr=scheduler.get_last_lr()[0])
     bar.close()
     accelerator.wait_for_everyone()
     trained = models.merge_lora(accelerator.unwrap_model(model))

@@ -45,6 +45,7 @@ def test_ppo_raises_a_synthetic_reward_with_bounded_kl(tiny_dir, prompts_file, t
     assert metrics["kl_last"] < 30.0
     steps = rows(out)
     assert [r["step"] for r in steps] == list(range(1, 41))
+    assert {r["total_steps"] for r in steps} == {40}
     assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # first rollout: policy == reference
     for key in ("approx_kl", "clip_fraction", "entropy", "kl", "score", "non_score_reward",
                 "response_length", "value_loss", "policy_loss"):

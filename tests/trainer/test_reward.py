@@ -75,6 +75,7 @@ def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
     assert metrics["steps"] == 3 * 30
     steps = [json.loads(line) for line in (tmp_path / "rm/metrics.jsonl").read_text().splitlines()]
     assert len(steps) == 90 and steps[-1]["loss"] < steps[0]["loss"]
+    assert steps[0]["total_steps"] == 90
     # the saved directory loads with from_pretrained and reproduces the held-out accuracy
     reloaded, tokenizer = models.load_scalar_model(str(tmp_path / "rm"))
     again = evaluate_rankings(reloaded, tokenizer, valid, 64)

@@ -99,7 +99,9 @@ def test_sample_command_writes_the_contract(tiny_dir, tmp_path):
     assert len({r["seed"] for r in rows}) == 6
     assert metrics["completions"] == 6
     assert metrics["new_tokens"] == sum(r["num_tokens"] for r in rows)
-    assert (tmp_path / "out/metrics.jsonl").read_text().count("\n") >= 1
+    progress_rows = [json.loads(x) for x in (tmp_path / "out/metrics.jsonl").read_text()
+                     .splitlines()]
+    assert progress_rows[-1]["completions_done"] == progress_rows[-1]["completions_total"] == 6
     again = sample(config)
     assert again["reused"] is True
     with prompts.open("a") as handle:  # new inputs at the same path: sample again
