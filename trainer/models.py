@@ -266,16 +266,32 @@ def token_values(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
     return scalar_head(model)(outputs.last_hidden_state).squeeze(-1)
 
 
+def read_at_last_token(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """values (B, T) -> (B,): each row's value at its last real token (either padding side)."""
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    last = (positions * attention_mask.long()).argmax(-1)
+    return values[torch.arange(values.size(0), device=values.device), last]
+
+
 def reward_scores(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     """Reward of each row read at its last real token, plus the fitted ``reward_bias``."""
     values = token_values(model, input_ids, attention_mask)
-    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
-    last = (positions * attention_mask.long()).argmax(-1)
-    rows = torch.arange(values.size(0), device=values.device)
-    bias = float(getattr(model.config, "reward_bias", 0.0) or 0.0)
-    return values[rows, last] + bias
+    bias = float(getattr(unwrap_peft(model).config, "reward_bias", 0.0) or 0.0)
+    return read_at_last_token(values, attention_mask) + bias
+
+
+class RewardReadout(nn.Module):
+    """A reward model as one module whose forward returns the rewards, so that DDP (under
+    `accelerate launch`) sees the whole computation and averages its gradients."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return reward_scores(self.model, input_ids, attention_mask)
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

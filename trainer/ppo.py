@@ -155,12 +155,17 @@ class ActorCritic(nn.Module):
         self.policy = policy
         self.value = value
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids, attention_mask, ptx_ids=None, ptx_mask=None):
+        """(policy logits, per-token values, policy logits on ptx text or None).
+
+        The ptx batch goes through this same call so DDP sees every gradient in one forward.
+        """
         positions = position_ids_from_mask(attention_mask)
         logits = self.policy(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=positions, use_cache=False).logits
         values = models.token_values(self.value, input_ids, attention_mask)
-        return logits, values
+        ptx_logits = None if ptx_ids is None else self.lm_logits(ptx_ids, ptx_mask)
+        return logits, values, ptx_logits
 
     def lm_logits(self, input_ids, attention_mask):
         return self.policy(input_ids=input_ids, attention_mask=attention_mask,
@@ -400,7 +405,15 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             order = torch.randperm(config.batch_size, generator=order_generator).to(device)
             for start in range(0, config.batch_size, config.mini_batch_size):
                 idx = order[start : start + config.mini_batch_size]
-                new_logits, new_full_values = actor_critic(sequences[idx], sequence_mask[idx])
+                ptx_ids = ptx_mask = None
+                if ptx_encoded:
+                    pick = torch.randint(len(ptx_encoded), (config.ptx_batch_size,),
+                                         generator=ptx_generator).tolist()
+                    ptx_ids, ptx_mask = pad_sequences([ptx_encoded[i] for i in pick], pad,
+                                                      side="right")
+                    ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
+                new_logits, new_full_values, ptx_logits = actor_critic(
+                    sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask)
                 new_logprobs, step_logits = response_logprobs(
                     new_logits, responses[idx], context_length, temperature)
                 mb_mask = response_mask[idx]
@@ -411,14 +424,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 value_loss, value_clip = ppo_value_loss(new_values, values[idx], returns[idx],
                                                         mb_mask, config.clip_range_value)
                 loss = policy_stats.loss + config.vf_coef * value_loss
-                if ptx_encoded:
-                    pick = torch.randint(len(ptx_encoded), (config.ptx_batch_size,),
-                                         generator=ptx_generator).tolist()
-                    ptx_ids, ptx_mask = pad_sequences([ptx_encoded[i] for i in pick], pad,
-                                                      side="right")
-                    ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
-                    ptx_logits = accelerator.unwrap_model(actor_critic).lm_logits(ptx_ids,
-                                                                                  ptx_mask)
+                if ptx_logits is not None:
                     ptx_loss = sequence_logprob_loss(ptx_logits.float(), ptx_ids, ptx_mask)
                     loss = loss + config.ptx_coef * ptx_loss
                     stats["ptx_loss"].append(ptx_loss.item())

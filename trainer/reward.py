@@ -111,8 +111,12 @@ def unflatten(flat_rewards: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
 
 
 def batch_rewards(model, batch: dict, device) -> torch.Tensor:
-    rewards = models.reward_scores(model, batch["input_ids"].to(device),
-                                   batch["attention_mask"].to(device))
+    """(B, max K) rewards; ``model`` is a reward model or a (DDP-wrapped) RewardReadout."""
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    if isinstance(model, torch.nn.Module) and hasattr(model, "config"):
+        rewards = models.reward_scores(model, ids, mask)
+    else:
+        rewards = model(ids, mask)
     return unflatten(rewards, batch["ks"].to(device))
 
 
@@ -214,7 +218,8 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
         [p for p in model.parameters() if p.requires_grad], lr=config.lr,
         weight_decay=config.weight_decay,
     )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    readout, optimizer, loader = accelerator.prepare(models.RewardReadout(model), optimizer,
+                                                     loader)
     total_steps = config.epochs * len(loader)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -222,16 +227,16 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
     log = MetricsLog(config.out) if accelerator.is_main_process else None
     bar = progress(total_steps, "rm")
     step = 0
-    model.train()
+    readout.train()
     for epoch in range(config.epochs):
         for batch in loader:
             if step >= total_steps:
                 break
-            rewards = batch_rewards(model, batch, accelerator.device)
+            rewards = batch_rewards(readout, batch, accelerator.device)
             loss = ranking_loss(rewards.float(), batch["ranks"], batch["weights"])
             accelerator.backward(loss)
             if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                accelerator.clip_grad_norm_(readout.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -247,8 +252,7 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
                         lr=scheduler.get_last_lr()[0], rankings=len(batch["ks"]))
     bar.close()
     accelerator.wait_for_everyone()
-    trained = accelerator.unwrap_model(model)
-    trained = models.merge_lora(trained)
+    trained = models.merge_lora(accelerator.unwrap_model(readout).model)
     trained.eval()
     if config.reference:
         reference = [(d.prompt, d.completion) for d in read_demonstrations(config.reference)]

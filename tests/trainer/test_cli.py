@@ -109,3 +109,34 @@ def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
     win = json.loads((tmp_path / "eval/metrics.json").read_text())["win_rate"]
     assert win["overall"]["n"] == 2  # the two test-split prompts
     assert win["seen_categories"]["n"] == 1 and win["unseen_categories"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_share_the_work(tiny_dir, tmp_path):
+    """The DDP code path (what `accelerate launch` runs on GPUs), as 2 CPU processes (gloo)."""
+    rankings = tmp_path / "rankings.jsonl"
+    rankings.write_text("".join(json.dumps(ranking_row(r)) + "\n"
+                                for r in count_rule_rankings(16, 3, seed=0)))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Q{i}:"}) + "\n"
+                               for i in range(4)))
+    ptx = tmp_path / "ptx.jsonl"
+    ptx.write_text(json.dumps({"text": "hello"}) + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "-m", "trainer"]
+    result = subprocess.run(
+        [*torchrun, "rm", "--model", str(tiny_dir), "--train", str(rankings), "--out",
+         str(tmp_path / "rm"), "--batch-size", "4", "--valid-fraction", "0.25", "--device",
+         "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # 12 training rankings in batches of 4 split over 2 processes: 2 steps each, not 3
+    assert json.loads((tmp_path / "rm/metrics.json").read_text())["steps"] == 2
+    result = subprocess.run(
+        [*torchrun, "ppo", "--policy", str(tiny_dir), "--reward-model", str(tmp_path / "rm"),
+         "--prompts", str(prompts), "--split", "none", "--out", str(tmp_path / "ppo"),
+         "--total-steps", "2", "--batch-size", "2", "--mini-batch-size", "1",
+         "--max-new-tokens", "4", "--ptx", str(ptx), "--ptx-coef", "0.5", "--device", "cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "ppo/metrics.json").read_text())["finished"] is True
