@@ -38,7 +38,7 @@ run: demo
 	HOST=$(HOST) PORT=$(PORT) PY=$(PY) scripts/run.sh
 
 test: install browser
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-fast: install
 	$(PY) -m pytest -m "not browser and not slow"
