@@ -64,13 +64,18 @@ CHECKPOINT_DIR = "checkpoint"
 @dataclass
 class PPOConfig:
     policy: str
-    """Initial policy and frozen KL reference: the SFT model directory (or a hub name)."""
+    """Initial policy: the SFT model directory (or a hub name); also the KL reference unless
+    `reference` is given."""
     prompts: str
     """prompts.jsonl; rows of the chosen split are the RL prompts."""
     out: str
     """Output directory: the final policy (save_pretrained), value model, metrics, checkpoint."""
     reward_model: str | None = None
     """Reward model directory from `trainer rm`; the score is read at the response's EOS."""
+    reference: str | None = None
+    """Frozen KL reference when it differs from `policy`: in a later round of the loop the
+    policy starts from the last PPO model while the KL is still measured from the SFT model
+    (InstructGPT eq. 2). Unset: the initial policy."""
     score_fn: str | None = None
     """Instead of a reward model: "module:function" taking (prompts, completions) -> scores."""
     value_model: str | None = None
@@ -288,11 +293,13 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     value.config.reward_bias = 0.0
     models.disable_dropout(value)
     reference = None
+    reference_source = config.reference or config.policy
     if config.lora_r > 0:
         policy = models.apply_lora(policy, config.lora_r, config.lora_alpha, 0.0, "CAUSAL_LM")
         value = models.apply_lora(value, config.lora_r, config.lora_alpha, 0.0, "SEQ_CLS")
-    else:
-        reference, _ = models.load_policy(config.policy, device)
+    if config.lora_r == 0 or reference_source != config.policy:
+        # With LoRA and no other reference, the adapters switched off are the reference.
+        reference, _ = models.load_policy(reference_source, device)
         models.disable_dropout(reference)
         reference.requires_grad_(False)
     scorer = RewardScorer(tokenizer, reward_model, reward_tokenizer, score_fn)

@@ -141,3 +141,26 @@ def test_value_model_starts_as_the_reward_model(tiny_dir, prompts_file, tmp_path
     assert all(torch.equal(value[k], reward[k]) for k in reward)
     assert torch.count_nonzero(reward["score.weight"]) > 0
     assert metrics["steps_done"] == 1
+
+
+def test_a_separate_reference_is_the_kl_anchor(tiny_dir, prompts_file, tmp_path):
+    # A reference with sharpened output logits: a tiny random model is nearly uniform, so a
+    # second random one would sit almost on top of it.
+    other = tmp_path / "sharp-reference"
+    model, tokenizer = models.load_policy(str(tiny_dir))
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(50.0)
+    model.save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    same = train_ppo(base_config(tiny_dir, prompts_file, tmp_path / "same", total_steps=1),
+                     score_fn=digit_count)
+    anchored = train_ppo(
+        base_config(tiny_dir, prompts_file, tmp_path / "anchored", total_steps=1,
+                    reference=str(other)),
+        score_fn=digit_count,
+    )
+    # The first rollout's KL is zero against the policy itself, and clearly not zero against
+    # a differently initialised reference.
+    assert rows(tmp_path / "same")[0]["kl"] == pytest.approx(0.0, abs=1e-4)
+    assert rows(tmp_path / "anchored")[0]["kl"] > 0.5
+    assert same["steps_done"] == anchored["steps_done"] == 1
