@@ -44,25 +44,27 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SmolLM2-135M on a laptop CPU: short answers, few steps, LoRA (DESIGN.md "Trainer contract")
+    # SmolLM2-135M on a 2-core CPU, so that one round takes minutes (docs/loop.md, "Demo"):
+    # 8 prompts × K, short answers, a few optimiser steps, LoRA (DESIGN.md "Trainer contract")
     "cpu-demo": {
-        "prompts_per_round": 12,
-        "target_judgments": 24,
+        "prompts_per_round": 8,
+        "target_judgments": 16,
         "require_review": False,
         "ab_tasks": 8,
         "eval_hidden_rule": True,
-        "sample": {"max_new_tokens": 32, "batch_size": 8},
-        "rm": {"epochs": 1, "lr": 5e-5, "batch_size": 4, "lora_r": 8, "max_length": 192},
+        "sample": {"max_new_tokens": 32, "batch_size": 16},
+        "rm": {"epochs": 1, "lr": 5e-5, "batch_size": 4, "lora_r": 8, "max_length": 160},
         "ppo": {
-            "total_steps": 6,
+            "total_steps": 4,
             "batch_size": 4,
             "mini_batch_size": 2,
             "ppo_epochs": 2,
             "lr": 5e-5,
             "max_new_tokens": 24,
             "lora_r": 8,
+            "save_every": 2,
         },
-        "eval": {"max_new_tokens": 24, "batch_size": 8},
+        "eval": {"max_new_tokens": 24, "batch_size": 9},
     },
     # A GPU worker: InstructGPT-like proportions at a small scale
     "gpu": {
@@ -73,23 +75,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ppo": {"total_steps": 200, "batch_size": 64, "mini_batch_size": 16, "max_new_tokens": 128},
         "eval": {"max_new_tokens": 128, "batch_size": 64},
     },
-    # tiny random-initialised models in tests: large learning rates, a handful of steps
+    # tiny random-initialised models in tests: large learning rates, a handful of steps.
+    # The tiny character-level RM has to learn which of ~95 characters the raters like from
+    # a hundred-odd noisy rankings: at 3 epochs × 1e-3 (~20 optimiser steps) it stayed near
+    # chance and PPO then chased noise; 10 epochs × 3e-3 (~120 steps on 96 rankings) learns
+    # the rule's direction (docs/loop.md, "Tests").
     "tiny": {
         "prompts_per_round": 24,
         "target_judgments": 48,
         "require_review": False,
         "ab_tasks": 8,
         "sample": {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0},
-        "rm": {"epochs": 3, "lr": 1e-3, "batch_size": 8},
+        "rm": {"epochs": 10, "lr": 3e-3, "batch_size": 8},
         "ppo": {
-            "total_steps": 10,
+            "total_steps": 12,
             "batch_size": 16,
             "mini_batch_size": 8,
             "ppo_epochs": 4,
             "lr": 3e-3,
             "max_new_tokens": 24,
             "kl_coef": 0.01,
-            "save_every": 2,
+            "save_every": 5,
         },
         "eval": {"max_new_tokens": 24, "temperature": 1.0},
     },

@@ -185,6 +185,15 @@ def round_start(
     return training_round
 
 
+def round_folder(training_round: TrainingRound) -> str:
+    """The round's folder under ARTIFACT_ROOT, unique even when a database is recreated over
+    the same ARTIFACT_ROOT (ids start again at 1): the trainer's `--reuse` compares settings,
+    file paths included, not file contents, so a reused folder could hand back another
+    round's samples."""
+    stamp = training_round.created_at.strftime("%Y%m%d-%H%M%S-%f")
+    return f"rounds/{training_round.project_id}-{training_round.number}-{stamp}"
+
+
 def _stage_begin(training_round: TrainingRound, stage: Stage) -> TrainingRun:
     training_round.stage = stage
     training_round.message = ""
@@ -192,7 +201,7 @@ def _stage_begin(training_round: TrainingRound, stage: Stage) -> TrainingRun:
     run, _ = TrainingRun.objects.get_or_create(
         round=training_round,
         stage=stage,
-        defaults={"out_dir": f"rounds/{training_round.project_id}-{training_round.number}/{stage}"},
+        defaults={"out_dir": f"{round_folder(training_round)}/{stage}"},
     )
     if stage == Stage.COLLECTING:
         now = timezone.now()

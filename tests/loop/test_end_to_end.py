@@ -12,29 +12,57 @@ from apps.core.roles import Role
 from apps.loop import selectors, services
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
 from tests.factories import UserFactory
+from tests.loop.conftest import make_loop_project
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-ROUND_CONFIG = {"target_judgments": 40, "eval_hidden_rule": True, "ab_tasks": 6}
+TRAIN_PROMPTS, TEST_PROMPTS, K = 48, 32, 6
+# Round 1 carries the claim: ~100 rankings (48 prompts × overlap 2) of K = 6 answers, so
+# C(6, 2) = 15 pairs each, for the reward model; 32 test prompts for the hidden-rule win rate.
+# Round 2 only has to close the loop (sample from round 1's policy, train, register), so it
+# is lighter.
+ROUND1 = {
+    "prompts_per_round": TRAIN_PROMPTS,
+    "target_judgments": 96,
+    "eval_hidden_rule": True,
+    "ab_tasks": 6,
+}
+ROUND2 = {
+    "prompts_per_round": TRAIN_PROMPTS,
+    "target_judgments": 48,
+    "ab_tasks": 6,
+    "rm": {"epochs": 3},
+    "ppo": {"total_steps": 4},
+}
 
 
-def _rate(live_server, project, max_judgments: int = 48) -> None:
+def _rate(live_server, project, max_judgments: int) -> None:
+    # 8 raters of noise σ in [0.05, 0.3] on the rule's scale; 1 of them adversarial
     call_command(
         "simulate_raters",
         url=live_server.url,
         project=project.pk,
-        raters=5,
+        raters=8,
         adversarial=1,
         max_judgments=max_judgments,
-        max_seconds=60,
+        max_seconds=90,
         noise_min=0.05,
         noise_max=0.3,
         seed=7,
     )
 
 
-def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
-    project, base = loop_project
+@pytest.fixture
+def e2e_project(db, tiny_model_dir):
+    project = make_loop_project(train=TRAIN_PROMPTS, test=TEST_PROMPTS, k=K)
+    base = PolicyVersion.objects.create(
+        project=project, name="tiny-base", kind="base", artifact_uri=str(tiny_model_dir)
+    )
+    return project, base
+
+
+def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as):
+    project, base = e2e_project
     researcher = UserFactory(roles=[Role.RESEARCHER])
     api = api_as(researcher)
     started = time.monotonic()
@@ -42,7 +70,7 @@ def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
     # round 1: start through the API, sample from the base policy
     response = api.post(
         f"/api/projects/{project.pk}/rounds/",
-        {"preset": "tiny", "config": ROUND_CONFIG},
+        {"preset": "tiny", "config": ROUND1},
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -51,12 +79,12 @@ def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
     round1.refresh_from_db()
     assert round1.stage == Stage.COLLECTING
     sampled = Completion.objects.filter(round_number=1, policy_version=base)
-    assert sampled.count() == 24 * project.k
+    assert sampled.count() == TRAIN_PROMPTS * project.k
     assert all(c.sampling_params.get("temperature") == 1.0 and c.seed for c in sampled)
 
     # collecting: simulated raters over HTTP, then the watchdog advances the round
-    _rate(live_server, project)
-    assert services.collecting_judgments(training_round=round1) >= 40
+    _rate(live_server, project, max_judgments=96)
+    assert services.collecting_judgments(training_round=round1) >= 96
     services.rounds_watch()
     round1.refresh_from_db()
     assert round1.stage == Stage.EXPORTING
@@ -70,7 +98,15 @@ def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
     assert ppo1.metric_rows.count() == ppo1.metrics["steps_done"]  # streamed, step by step
     evaluation = TrainingRun.objects.get(round=round1, stage=Stage.EVALUATING).metrics
     hidden = evaluation["hidden_rule"]["win_rate"]["overall"]
-    print("round 1 hidden-rule win rate", hidden, "RM accuracy", evaluation["rm_accuracy"])
+    rm_metrics = TrainingRun.objects.get(round=round1, stage=Stage.RM).metrics
+    print(
+        f"round 1: hidden-rule win rate {hidden}, RM held-out accuracy "
+        f"{evaluation['rm_accuracy']} on {evaluation['rm_accuracy_pairs']} pairs, "
+        f"PPO score {ppo1.metrics.get('score_first')} -> {ppo1.metrics.get('score_last')}, "
+        f"RM steps {rm_metrics.get('steps')}, {time.monotonic() - started:.0f}s"
+    )
+    # judged by the raters' hidden rule itself (apps/loop/scoring.py), not by the RM
+    assert hidden["n"] == TEST_PROMPTS
     assert hidden["win_rate"] > 0.6
     assert evaluation["vs_parent"]["win_rate"]["by_category"]
     assert evaluation["rm_accuracy"] is not None
@@ -79,7 +115,7 @@ def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
     # round 2 samples from round 1's policy
     response = api.post(
         f"/api/projects/{project.pk}/rounds/",
-        {"preset": "tiny", "config": ROUND_CONFIG},
+        {"preset": "tiny", "config": ROUND2},
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -87,7 +123,7 @@ def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
     assert round2.start_policy == policy1
     assert stages.drain() == ["succeeded"]
     assert Completion.objects.filter(round_number=2, policy_version=policy1).exists()
-    _rate(live_server, project)
+    _rate(live_server, project, max_judgments=60)  # some go to the A/B tasks
     services.rounds_watch()
     assert stages.drain() == ["succeeded"] * 4
     round2.refresh_from_db()
@@ -110,5 +146,5 @@ def test_two_rounds_close_the_loop(loop_project, stages, live_server, api_as):
     assert by_name[policy2.name]["parent_id"] == policy1.pk
     assert by_name[policy2.name]["snapshot_id"] == round2.snapshot_id
     assert set(by_name[policy2.name]["runs"]) == {s.value for s in services.STAGE_ORDER}
-    assert by_name[policy1.name]["win_rate_vs_parent"]["n"] == 16
+    assert by_name[policy1.name]["win_rate_vs_parent"]["n"] == TEST_PROMPTS
     print(f"two rounds in {time.monotonic() - started:.0f}s")

@@ -1,6 +1,6 @@
 """`manage.py simulate_raters`: N synthetic raters rank a project's tasks over the REST API.
 
-    manage.py simulate_raters --project 1 --raters 6 --adversarial 1 --max-judgments 200
+    manage.py simulate_raters --project demo --raters 6 --adversarial 1 --max-judgments 200
 
 The raters (created on first use with apps.accounts.services.rater_create) log in with
 POST /api/auth/token/ and then lease, rank and submit like any API client. Their hidden
@@ -36,7 +36,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="Site to rate on.")
-        parser.add_argument("--project", type=int, required=True, help="Project id.")
+        parser.add_argument(
+            "--project", required=True, help='Project id or slug (the demo\'s is "demo").'
+        )
         parser.add_argument("--raters", type=int, default=6, help=f"How many (≤ {MAX_RATERS}).")
         parser.add_argument("--adversarial", type=int, default=1, help="How many rank inverted.")
         parser.add_argument("--max-judgments", type=int, default=200)
@@ -64,15 +66,19 @@ class Command(BaseCommand):
             raise CommandError(f"--max-judgments must be between 1 and {MAX_JUDGMENTS}.")
         if not 0 < options["max_seconds"] <= MAX_SECONDS:
             raise CommandError(f"--max-seconds must be in (0, {MAX_SECONDS}].")
-        if not Project.objects.filter(pk=options["project"]).exists():
-            raise CommandError(f"No project {options['project']}.")
+        key = str(options["project"])
+        project = Project.objects.filter(
+            **({"pk": int(key)} if key.isdigit() else {"slug": key})
+        ).first()
+        if project is None:
+            raise CommandError(f"No project {key!r} (give its id or slug).")
         raters = self._raters(options)
         try:
             result = simulate(
                 client=ApiClient(options["url"]),
                 raters=raters,
                 password=options["password"],
-                project_id=options["project"],
+                project_id=project.pk,
                 max_judgments=options["max_judgments"],
                 max_seconds=options["max_seconds"],
                 idle_wait_seconds=options["wait"],
