@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -174,10 +175,16 @@ def task_create(
 # --- answers -------------------------------------------------------------------------------
 
 
-def _lock_for_answer(*, assignment: Assignment, now) -> tuple[Assignment, Task]:
-    """Lock the assignment and its task, and check the answer may still be taken."""
+def _lock_for_answer(*, assignment: Assignment) -> tuple[Assignment, Task, datetime]:
+    """Lock the assignment and its task, and check the answer may still be taken.
+
+    The clock is read once the task is locked: read earlier, a lease that ran out while we
+    waited for the lock would look live here, although `next` has already given its slot to
+    someone else (and that rater's lease would then be one too many).
+    """
     locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
     task = Task.objects.select_for_update().get(pk=locked.task_id)
+    now = timezone.now()
     if locked.status == Assignment.Status.SUBMITTED:
         raise Conflict("This assignment has already been answered.")
     if locked.status == Assignment.Status.SKIPPED:
@@ -188,7 +195,7 @@ def _lock_for_answer(*, assignment: Assignment, now) -> tuple[Assignment, Task]:
         taken = task_taken_slots(task_id=task.pk, now=now, excluding=locked.pk)
         if taken >= task.overlap:
             raise Conflict("Your lease expired and the task has since been given to other raters.")
-    return locked, task
+    return locked, task, now
 
 
 def _finish(*, assignment: Assignment, task: Task, now) -> None:
@@ -259,10 +266,9 @@ def judgment_submit(
     if errors:
         raise InvalidInput("The judgment is not valid; nothing was stored.", fields=errors)
 
-    now = timezone.now()
     try:
         with transaction.atomic():
-            locked, task = _lock_for_answer(assignment=assignment, now=now)
+            locked, task, now = _lock_for_answer(assignment=assignment)
             judgment = Judgment.objects.create(
                 assignment=locked,
                 task=task,
@@ -308,10 +314,9 @@ def demonstration_submit(
     time_clean = _clean_time_spent(time_spent_ms, errors)
     if errors:
         raise InvalidInput("The demonstration is not valid; nothing was stored.", fields=errors)
-    now = timezone.now()
     try:
         with transaction.atomic():
-            locked, task = _lock_for_answer(assignment=assignment, now=now)
+            locked, task, now = _lock_for_answer(assignment=assignment)
             demonstration = Demonstration.objects.create(
                 assignment=locked,
                 task=task,

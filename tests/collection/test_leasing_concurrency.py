@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 from django.db.models import Count, F, Q
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from apps.collection.leasing import assignment_next
 from apps.collection.models import Assignment, Judgment, Task
@@ -37,9 +37,11 @@ LATE_ANSWER_RATE = 0.5
 
 
 def over_assigned_tasks() -> list[int]:
-    now = timezone.now()
+    # The database's clock, read when the statement starts, matches the rows it sees; a clock
+    # read in Python before the query could call a lease live that expired (and whose slot
+    # was taken again) by the time the query ran.
     held = Q(assignments__status="submitted") | Q(
-        assignments__status="leased", assignments__expires_at__gt=now
+        assignments__status="leased", assignments__expires_at__gt=Now()
     )
     return list(
         Task.objects.annotate(taken=Count("assignments", filter=held))
