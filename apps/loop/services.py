@@ -935,10 +935,14 @@ def _stage_ppo(run: TrainingRun) -> dict:
     rm_dir = _artifact(_succeeded_run(training_round, Stage.RM), "model", "reward model")
     folder = snapshot_verify(training_round.snapshot)
     policy = training_round.start_policy
+    # A later round starts from the last PPO policy but keeps the KL penalty measured from
+    # the SFT/base policy the lineage grew from, as InstructGPT does.
+    anchor = lineage_root(policy)
     model_dir = _stage_dir(run, "model")
     config = {
         **training_round.config["ppo"],
         "policy": _policy_model(policy, f"policy {policy.name!r}"),
+        "reference": _policy_model(anchor, f"policy {anchor.name!r}"),
         "reward_model": str(rm_dir),
         "prompts": str(folder / "prompts.jsonl"),
         "split": "train",

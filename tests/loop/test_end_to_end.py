@@ -31,8 +31,8 @@ ROUND2 = {
     "prompts_per_round": TRAIN_PROMPTS,
     "target_judgments": 48,
     "ab_tasks": 6,
-    "rm": {"epochs": 3},
-    "ppo": {"total_steps": 4},
+    "rm": {"epochs": 1},
+    "ppo": {"total_steps": 2},
 }
 
 
@@ -128,7 +128,11 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as):
     assert stages.drain() == ["succeeded"] * 4
     round2.refresh_from_db()
     assert round2.stage == Stage.DONE, round2.message
-    policy2 = TrainingRun.objects.get(round=round2, stage=Stage.PPO).produced_policy
+    ppo2 = TrainingRun.objects.get(round=round2, stage=Stage.PPO)
+    policy2 = ppo2.produced_policy
+    # round 2 starts from round 1's policy, but its KL penalty is still measured from the base
+    assert ppo2.config["ppo"]["policy"] == services.policy_location(policy1)
+    assert ppo2.config["ppo"]["reference"] == services.policy_location(base)
 
     # lineage: policy2 → round 2 → snapshot → judgments; policy2.parent → policy1 → base
     assert [p.name for p in selectors.policy_ancestry(policy=policy2)] == [
