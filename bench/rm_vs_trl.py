@@ -50,20 +50,37 @@ def make_rankings(n: int, k: int, seed: int, length: int) -> list[Ranking]:
 
 
 def to_pairs(rankings: list[Ranking]) -> list[dict]:
-    return [{"prompt": r.prompt, "chosen": r.completions[win], "rejected": r.completions[lose]}
-            for r in rankings for win, lose in r.strict_pairs()]
+    return [
+        {"prompt": r.prompt, "chosen": r.completions[win], "rejected": r.completions[lose]}
+        for r in rankings
+        for win, lose in r.strict_pairs()
+    ]
 
 
 def run_prefloop(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     out = work / "prefloop"
     metrics = train_reward_model(
-        RewardConfig(model=str(model_dir), train="bench", out=str(out), epochs=1,
-                     batch_size=args.batch_rankings, lr=args.lr, max_length=128,
-                     device="cpu", seed=seed, reference_limit=64),
-        train=train, valid=valid)
+        RewardConfig(
+            model=str(model_dir),
+            train="bench",
+            out=str(out),
+            epochs=1,
+            batch_size=args.batch_rankings,
+            lr=args.lr,
+            max_length=128,
+            device="cpu",
+            seed=seed,
+            reference_limit=64,
+        ),
+        train=train,
+        valid=valid,
+    )
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"epoch_seconds": steps[-1]["time_s"], "accuracy": metrics["valid_accuracy"],
-            "steps": metrics["steps"]}
+    return {
+        "epoch_seconds": steps[-1]["time_s"],
+        "accuracy": metrics["valid_accuracy"],
+        "steps": metrics["steps"],
+    }
 
 
 def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
@@ -79,19 +96,35 @@ def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     k = train[0].k
     config = TRLRewardConfig(
-        output_dir=str(work / "trl"), per_device_train_batch_size=args.batch_rankings
-        * math.comb(k, 2), num_train_epochs=1, learning_rate=args.lr,
-        lr_scheduler_type="cosine", report_to=[], save_strategy="no", logging_steps=10_000,
-        disable_tqdm=True, max_length=128, use_cpu=True, seed=seed, dataloader_num_workers=0,
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=args.batch_rankings * math.comb(k, 2),
+        num_train_epochs=1,
+        learning_rate=args.lr,
+        lr_scheduler_type="cosine",
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        max_length=128,
+        use_cpu=True,
+        seed=seed,
+        dataloader_num_workers=0,
         max_grad_norm=1.0,
     )
-    trainer = RewardTrainer(model=model, args=config, processing_class=tokenizer,
-                            train_dataset=Dataset.from_list(to_pairs(train)))
+    trainer = RewardTrainer(
+        model=model,
+        args=config,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(to_pairs(train)),
+    )
     result = trainer.train()
     model.eval()
     accuracy = evaluate_rankings(model, models.load_tokenizer(str(model_dir)), valid, 128)
-    return {"epoch_seconds": result.metrics["train_runtime"], "accuracy": accuracy["accuracy"],
-            "steps": result.global_step}
+    return {
+        "epoch_seconds": result.metrics["train_runtime"],
+        "accuracy": accuracy["accuracy"],
+        "steps": result.global_step,
+    }
 
 
 def main() -> None:
@@ -102,9 +135,13 @@ def main() -> None:
     parser.add_argument("--batch-rankings", type=int, default=4)
     parser.add_argument("--length", type=int, default=24, help="characters per completion")
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads for both sides (0: torch default); 1 keeps "
-                        "a shared 2-core machine from thrashing")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both sides (0: torch default); 1 keeps "
+        "a shared 2-core machine from thrashing",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=Path("var/bench/rm_vs_trl.json"))
     args = parser.parse_args()
@@ -115,10 +152,14 @@ def main() -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    results = {"machine": platform.processor() or platform.machine(),
-               "torch_threads": torch.get_num_threads(), "trl": trl.__version__,
-               "date": time.strftime("%Y-%m-%d"), "settings": vars(args) | {"json": None},
-               "by_k": {}}
+    results = {
+        "machine": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "trl": trl.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "settings": vars(args) | {"json": None},
+        "by_k": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "tiny"
         model, tokenizer = models.build_tiny("llama", seed=0)
@@ -133,17 +174,19 @@ def main() -> None:
                     runs[name].append(fn(model_dir, train, valid, args, work, seed=repeat))
                     print(f"K={k} {name} run {repeat}: {runs[name][-1]}", flush=True)
             summary = {
-                name: {"epoch_seconds_median": statistics.median(r["epoch_seconds"]
-                                                                 for r in rows),
-                       "accuracy_mean": statistics.mean(r["accuracy"] for r in rows),
-                       "accuracy_median": statistics.median(r["accuracy"] for r in rows),
-                       "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
-                       "epoch_seconds_runs": [r["epoch_seconds"] for r in rows],
-                       "steps": rows[0]["steps"]}
+                name: {
+                    "epoch_seconds_median": statistics.median(r["epoch_seconds"] for r in rows),
+                    "accuracy_mean": statistics.mean(r["accuracy"] for r in rows),
+                    "accuracy_median": statistics.median(r["accuracy"] for r in rows),
+                    "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
+                    "epoch_seconds_runs": [r["epoch_seconds"] for r in rows],
+                    "steps": rows[0]["steps"],
+                }
                 for name, rows in runs.items()
             }
-            summary["speedup"] = (summary["trl"]["epoch_seconds_median"]
-                                  / summary["prefloop"]["epoch_seconds_median"])
+            summary["speedup"] = (
+                summary["trl"]["epoch_seconds_median"] / summary["prefloop"]["epoch_seconds_median"]
+            )
             summary["pairs_per_ranking"] = math.comb(k, 2)
             summary["trunk_rows_per_ranking"] = {"prefloop": k, "trl": 2 * math.comb(k, 2)}
             results["by_k"][str(k)] = summary
@@ -153,9 +196,11 @@ def main() -> None:
     print("\n| K | PrefLoop s/epoch | TRL s/epoch | speed-up | PrefLoop acc | TRL acc |")
     print("|---|---|---|---|---|---|")
     for k, s in results["by_k"].items():
-        print(f"| {k} | {s['prefloop']['epoch_seconds_median']:.2f} | "
-              f"{s['trl']['epoch_seconds_median']:.2f} | {s['speedup']:.2f}x | "
-              f"{s['prefloop']['accuracy_mean']:.3f} | {s['trl']['accuracy_mean']:.3f} |")
+        print(
+            f"| {k} | {s['prefloop']['epoch_seconds_median']:.2f} | "
+            f"{s['trl']['epoch_seconds_median']:.2f} | {s['speedup']:.2f}x | "
+            f"{s['prefloop']['accuracy_mean']:.3f} | {s['trl']['accuracy_mean']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,12 @@ from trainer.data import Prompt, write_jsonl  # noqa: E402
 from trainer.ppo import PPOConfig, train_ppo  # noqa: E402
 from trainer.sampling import sample_completions  # noqa: E402
 
-PROMPTS = ["Write a haiku about autumn.", "Give me three tips for learning to cook.",
-           "Explain what a rainbow is to a child.", "Summarize: the cat sat on the mat all day."]
+PROMPTS = [
+    "Write a haiku about autumn.",
+    "Give me three tips for learning to cook.",
+    "Explain what a rainbow is to a child.",
+    "Summarize: the cat sat on the mat all day.",
+]
 
 
 def main() -> None:
@@ -49,13 +53,18 @@ def main() -> None:
     logging.set_verbosity_error()
     import os
 
-    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch_threads":
-                     torch.get_num_threads(), "load_average_start": os.getloadavg()}
+    results: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_start": os.getloadavg(),
+    }
 
     started = time.perf_counter()
     boot = bootstrap(BootstrapConfig(out=args.model))
-    results["bootstrap"] = {"skipped": boot.get("skipped", False),
-                            "seconds": round(time.perf_counter() - started, 1)}
+    results["bootstrap"] = {
+        "skipped": boot.get("skipped", False),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     started = time.perf_counter()
     policy, tokenizer = models.load_policy(args.model)
     results["load_seconds"] = round(time.perf_counter() - started, 2)
@@ -63,9 +72,16 @@ def main() -> None:
     prompts = [Prompt(str(i), p) for i, p in enumerate(PROMPTS)]
     k = max(1, args.sample_batch // len(prompts))
     _, warm = sample_completions(policy, tokenizer, prompts[:1], k=1, max_new_tokens=4)
-    rows, stats = sample_completions(policy, tokenizer, prompts, k=k,
-                                     max_new_tokens=args.new_tokens, temperature=0.8,
-                                     top_p=0.95, batch_size=args.sample_batch)
+    rows, stats = sample_completions(
+        policy,
+        tokenizer,
+        prompts,
+        k=k,
+        max_new_tokens=args.new_tokens,
+        temperature=0.8,
+        top_p=0.95,
+        batch_size=args.sample_batch,
+    )
     results["sampling"] = {**stats, "batch": args.sample_batch, "example": rows[0]["completion"]}
     print(json.dumps(results["sampling"], indent=2), flush=True)
     del policy
@@ -80,17 +96,32 @@ def main() -> None:
         write_jsonl(root / "prompts.jsonl", [{"id": p.id, "prompt": p.prompt} for p in prompts])
         for lora in (0, 8):
             out = root / f"ppo-lora{lora}"
-            train_ppo(PPOConfig(
-                policy=args.model, reward_model=str(root / "rm"),
-                prompts=str(root / "prompts.jsonl"),
-                out=str(out), split=None, total_steps=args.ppo_steps, batch_size=args.ppo_batch,
-                mini_batch_size=args.ppo_batch // 2, ppo_epochs=1, max_new_tokens=args.ppo_tokens,
-                lr=1e-6 if not lora else 1e-4, lora_r=lora, save_every=0, device="cpu"))
+            train_ppo(
+                PPOConfig(
+                    policy=args.model,
+                    reward_model=str(root / "rm"),
+                    prompts=str(root / "prompts.jsonl"),
+                    out=str(out),
+                    split=None,
+                    total_steps=args.ppo_steps,
+                    batch_size=args.ppo_batch,
+                    mini_batch_size=args.ppo_batch // 2,
+                    ppo_epochs=1,
+                    max_new_tokens=args.ppo_tokens,
+                    lr=1e-6 if not lora else 1e-4,
+                    lora_r=lora,
+                    save_every=0,
+                    device="cpu",
+                )
+            )
             steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
             seconds = [s["step_seconds"] for s in steps]
             results[f"ppo_lora{lora}"] = {
-                "batch": args.ppo_batch, "response_tokens": args.ppo_tokens, "ppo_epochs": 1,
-                "minibatch": args.ppo_batch // 2, "step_seconds": seconds,
+                "batch": args.ppo_batch,
+                "response_tokens": args.ppo_tokens,
+                "ppo_epochs": 1,
+                "minibatch": args.ppo_batch // 2,
+                "step_seconds": seconds,
                 "median_after_first": statistics.median(seconds[1:] or seconds),
             }
             print(json.dumps(results[f"ppo_lora{lora}"]), flush=True)

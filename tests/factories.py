@@ -71,7 +71,11 @@ def make_task(
 ) -> Task:
     """A task with `k` fresh completions of a fresh prompt (none for demonstrations)."""
     prompt = PromptFactory(project=project)
-    count = 0 if kind == Task.Kind.DEMONSTRATION else (2 if kind == Task.Kind.EVALUATION else (k or project.k))
+    count = (
+        0
+        if kind == Task.Kind.DEMONSTRATION
+        else (2 if kind == Task.Kind.EVALUATION else (k or project.k))
+    )
     task = Task.objects.create(
         project=project,
         prompt=prompt,

@@ -37,8 +37,7 @@ def build_parser(commands) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (config_cls, _, help_text) in commands.items():
-        command_parser = sub.add_parser(
-            name, help=help_text, description=help_text)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
         add_config_arguments(command_parser, config_cls)
     return parser
 

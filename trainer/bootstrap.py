@@ -1,7 +1,7 @@
 """Create the base policy directory the other commands start from.
 
-    python -m trainer bootstrap --out var/models/smollm2-135m-instruct   # SmolLM2 from GGUF
-    python -m trainer bootstrap --tiny --out var/models/tiny             # tests, in code
+python -m trainer bootstrap --out var/models/smollm2-135m-instruct   # SmolLM2 from GGUF
+python -m trainer bootstrap --tiny --out var/models/tiny             # tests, in code
 """
 
 from __future__ import annotations
@@ -53,9 +53,13 @@ def bootstrap(config: BootstrapConfig) -> dict:
     from transformers import AutoConfig
 
     return log.finish(
-        out=str(out), source=source, skipped=False, parameters=_count_parameters(out),
+        out=str(out),
+        source=source,
+        skipped=False,
+        parameters=_count_parameters(out),
         model_type=AutoConfig.from_pretrained(out).model_type,
-        seconds=round(time.perf_counter() - started, 2), config=asdict(config),
+        seconds=round(time.perf_counter() - started, 2),
+        config=asdict(config),
     )
 
 

@@ -102,8 +102,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f"{docs.get(field.name, '')} (default: {default!r})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(
-                flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS, help=help_text,
+                flag,
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
             )
         else:
             parser.add_argument(flag, dest=field.name, default=argparse.SUPPRESS, help=help_text)
@@ -121,7 +124,8 @@ def build_config(cls: type[ConfigT], args: argparse.Namespace) -> ConfigT:
         if name in vars(args):
             values[name] = _coerce(name, hints[name], getattr(args, name), "command line")
     missing = [
-        f.name for f in dataclasses.fields(cls)
+        f.name
+        for f in dataclasses.fields(cls)
         if f.name not in values
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING  # type: ignore[misc]

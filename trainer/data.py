@@ -43,12 +43,7 @@ class Ranking:
     def strict_pairs(self) -> list[tuple[int, int]]:
         """(winner, loser) index pairs; tied completions give no pair."""
         ranks = self.ranks
-        return [
-            (i, j)
-            for i in range(self.k)
-            for j in range(self.k)
-            if ranks[i] < ranks[j]
-        ]
+        return [(i, j) for i in range(self.k) for j in range(self.k) if ranks[i] < ranks[j]]
 
 
 @dataclass(frozen=True)
@@ -145,8 +140,11 @@ def read_demonstrations(path: str | Path) -> list[Demonstration]:
     rows = []
     for n, obj in iter_jsonl(path):
         where = f"{path}:{n}"
-        rows.append(Demonstration(_require_str(obj, "prompt", where),
-                                  _require_str(obj, "completion", where)))
+        rows.append(
+            Demonstration(
+                _require_str(obj, "prompt", where), _require_str(obj, "completion", where)
+            )
+        )
     if not rows:
         raise DataError(f"{path}: no demonstrations found")
     return rows
@@ -171,8 +169,9 @@ def read_prompts(path: str | Path, split: str | None = None) -> list[Prompt]:
         row_split = obj.get("split") or "train"
         if not isinstance(category, str) or not isinstance(row_split, str):
             raise DataError(f"{where}: 'category' and 'split' must be strings")
-        rows.append(Prompt(prompt_id, _require_str(obj, "prompt", where), category, row_split,
-                           reference))
+        rows.append(
+            Prompt(prompt_id, _require_str(obj, "prompt", where), category, row_split, reference)
+        )
     if split is not None:
         rows = [r for r in rows if r.split == split]
     if not rows:
@@ -224,8 +223,9 @@ def read_hh_rlhf(path: str | Path, limit: int | None = None) -> tuple[list[Ranki
     rankings, skipped = [], 0
     for n, obj in iter_jsonl(path):
         where = f"{path}:{n}"
-        ranking = hh_rlhf_to_ranking(_require_str(obj, "chosen", where),
-                                     _require_str(obj, "rejected", where))
+        ranking = hh_rlhf_to_ranking(
+            _require_str(obj, "chosen", where), _require_str(obj, "rejected", where)
+        )
         if ranking is None:
             skipped += 1
             continue

@@ -71,8 +71,9 @@ class EvalConfig:
 # --------------------------------------------------------------------------- pure metrics
 
 
-def bootstrap_ci(values, n_resamples: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean, low, high): percentile bootstrap over the items of ``values``."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
@@ -86,8 +87,10 @@ def bootstrap_ci(values, n_resamples: int = 1000, confidence: float = 0.95,
 
 def win_values(policy_scores, reference_scores) -> list[float]:
     """1 for a win, 0.5 for a tie, 0 for a loss, per prompt."""
-    return [1.0 if p > r else 0.5 if p == r else 0.0
-            for p, r in zip(policy_scores, reference_scores, strict=True)]
+    return [
+        1.0 if p > r else 0.5 if p == r else 0.0
+        for p, r in zip(policy_scores, reference_scores, strict=True)
+    ]
 
 
 def normalize_answer(text: str) -> str:
@@ -120,23 +123,33 @@ def text_metrics(predictions: list[str], references: list[str]) -> dict[str, flo
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    rouge = [scorer.score(r, p)["rougeL"].fmeasure
-             for p, r in zip(predictions, references, strict=True)]
+    rouge = [
+        scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)
+    ]
     bleu = sacrebleu.corpus_bleu(predictions, [references]).score
     return {
         "rougeL": float(np.mean(rouge)),
         "bleu": float(bleu),
-        "exact_match": float(np.mean([exact_match(p, r)
-                                      for p, r in zip(predictions, references, strict=True)])),
-        "token_f1": float(np.mean([token_f1(p, r)
-                                   for p, r in zip(predictions, references, strict=True)])),
+        "exact_match": float(
+            np.mean([exact_match(p, r) for p, r in zip(predictions, references, strict=True)])
+        ),
+        "token_f1": float(
+            np.mean([token_f1(p, r) for p, r in zip(predictions, references, strict=True)])
+        ),
         "count": len(predictions),
     }
 
 
-def grouped_win_rates(wins: list[float], categories: list[str], train_categories: list[str],
-                      n_resamples: int, confidence: float, seed: int) -> dict:
+def grouped_win_rates(
+    wins: list[float],
+    categories: list[str],
+    train_categories: list[str],
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict:
     """Win rate with CI overall, per category, and seen/unseen when train_categories is set."""
+
     def summary(values):
         mean, low, high = bootstrap_ci(values, n_resamples, confidence, seed)
         return {"win_rate": mean, "ci_low": low, "ci_high": high, "n": len(values)}
@@ -144,8 +157,10 @@ def grouped_win_rates(wins: list[float], categories: list[str], train_categories
     by_category: dict[str, list[float]] = defaultdict(list)
     for win, category in zip(wins, categories, strict=True):
         by_category[category].append(win)
-    result = {"overall": summary(wins),
-              "by_category": {c: summary(v) for c, v in sorted(by_category.items())}}
+    result = {
+        "overall": summary(wins),
+        "by_category": {c: summary(v) for c, v in sorted(by_category.items())},
+    }
     if train_categories:
         seen = [w for w, c in zip(wins, categories, strict=True) if c in train_categories]
         unseen = [w for w, c in zip(wins, categories, strict=True) if c not in train_categories]
@@ -174,11 +189,16 @@ def _judge(config: EvalConfig, device):
         def judge(prompts, completions):
             scores = []
             for start in range(0, len(prompts), config.batch_size):
-                rows = [encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]),
-                                       config.max_length).rows[0]
-                        for p, c in zip(prompts[start : start + config.batch_size],
-                                        completions[start : start + config.batch_size],
-                                        strict=True)]
+                rows = [
+                    encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), config.max_length).rows[
+                        0
+                    ]
+                    for p, c in zip(
+                        prompts[start : start + config.batch_size],
+                        completions[start : start + config.batch_size],
+                        strict=True,
+                    )
+                ]
                 ids, mask = pad_sequences(rows, tokenizer.pad_token_id, side="right")
                 scores += models.reward_scores(model, ids.to(device), mask.to(device)).tolist()
             return scores
@@ -192,9 +212,16 @@ def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device)
 
     model, tokenizer = models.load_policy(model_dir, device)
     rows, _ = sample_completions(
-        model, tokenizer, prompts, k=1, max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-        batch_size=config.batch_size, model_name=model_dir,
+        model,
+        tokenizer,
+        prompts,
+        k=1,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        model_name=model_dir,
     )
     return rows
 
@@ -229,7 +256,8 @@ def evaluate(config: EvalConfig) -> dict:
 
         model, tokenizer = models.load_scalar_model(config.reward_model, device)
         results["reward_model"] = evaluate_rankings(
-            model, tokenizer, rankings, config.max_length, config.batch_size, device)
+            model, tokenizer, rankings, config.max_length, config.batch_size, device
+        )
         log.log(1, stage="reward_model", accuracy=results["reward_model"]["accuracy"])
         bar.update(1)
     if prompts is not None:
@@ -240,7 +268,8 @@ def evaluate(config: EvalConfig) -> dict:
         if with_reference:
             results["text_metrics"] = text_metrics(
                 [completions[i] for i in with_reference],
-                [prompts[i].reference for i in with_reference])
+                [prompts[i].reference for i in with_reference],
+            )
         judge = _judge(config, device)
         if config.reference_policy:
             reference_rows = _complete(config.reference_policy, prompts, config, device)
@@ -248,14 +277,23 @@ def evaluate(config: EvalConfig) -> dict:
             reference_scores = judge(texts, [r["completion"] for r in reference_rows])
             wins = win_values(policy_scores, reference_scores)
             results["win_rate"] = grouped_win_rates(
-                wins, [p.category for p in prompts], config.train_categories,
-                config.bootstrap_samples, config.confidence, config.seed)
-            results["mean_score"] = {"policy": float(np.mean(policy_scores)),
-                                     "reference": float(np.mean(reference_scores))}
-            for row, ref, ps, rs, w in zip(policy_rows, reference_rows, policy_scores,
-                                           reference_scores, wins, strict=True):
-                row.update(reference_completion=ref["completion"], score=ps,
-                           reference_score=rs, win=w)
+                wins,
+                [p.category for p in prompts],
+                config.train_categories,
+                config.bootstrap_samples,
+                config.confidence,
+                config.seed,
+            )
+            results["mean_score"] = {
+                "policy": float(np.mean(policy_scores)),
+                "reference": float(np.mean(reference_scores)),
+            }
+            for row, ref, ps, rs, w in zip(
+                policy_rows, reference_rows, policy_scores, reference_scores, wins, strict=True
+            ):
+                row.update(
+                    reference_completion=ref["completion"], score=ps, reference_score=rs, win=w
+                )
         write_jsonl(Path(config.out) / "completions.jsonl", policy_rows)
         log.log(tasks, stage="policy", prompts=len(prompts))
         bar.update(1)

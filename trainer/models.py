@@ -87,10 +87,18 @@ def tiny_config(vocab_size: int, pad_id: int, eos_id: int, arch: str = "llama", 
         from transformers import LlamaConfig
 
         settings = dict(
-            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-            tie_word_embeddings=True, pad_token_id=pad_id, eos_token_id=eos_id,
-            bos_token_id=None, attention_dropout=0.0,
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=1024,
+            tie_word_embeddings=True,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            bos_token_id=None,
+            attention_dropout=0.0,
         )
         settings.update(overrides)
         return LlamaConfig(**settings)
@@ -98,8 +106,14 @@ def tiny_config(vocab_size: int, pad_id: int, eos_id: int, arch: str = "llama", 
         from transformers import GPT2Config
 
         settings = dict(
-            vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=1024,
-            pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=eos_id,
+            vocab_size=vocab_size,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_positions=1024,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            bos_token_id=eos_id,
         )
         settings.update(overrides)
         return GPT2Config(**settings)
@@ -111,8 +125,9 @@ def build_tiny(arch: str = "llama", seed: int = 0, **overrides):
     from transformers import AutoModelForCausalLM
 
     tokenizer = build_tiny_tokenizer()
-    config = tiny_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, arch,
-                         **overrides)
+    config = tiny_config(
+        len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, arch, **overrides
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -188,8 +203,8 @@ def load_tokenizer(name_or_dir: str):
 def check_model_source(name_or_dir: str) -> None:
     """A clear error for a local path that is not a save_pretrained directory."""
     path = Path(name_or_dir)
-    looks_local = path.exists() or name_or_dir.startswith((".", "/", "var/")) or (
-        name_or_dir.count("/") != 1
+    looks_local = (
+        path.exists() or name_or_dir.startswith((".", "/", "var/")) or (name_or_dir.count("/") != 1)
     )
     if looks_local and not (path / "config.json").is_file():
         raise DataError(
@@ -357,19 +372,34 @@ def disable_dropout(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-    for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                "dropout"):
+    for key in (
+        "attention_dropout",
+        "hidden_dropout",
+        "resid_pdrop",
+        "embd_pdrop",
+        "attn_pdrop",
+        "dropout",
+    ):
         if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
             setattr(model.config, key, 0.0)
 
 
-def apply_lora(model, r: int, alpha: int, dropout: float, task_type: str,
-               target_modules: list[str] | None = None):
+def apply_lora(
+    model,
+    r: int,
+    alpha: int,
+    dropout: float,
+    task_type: str,
+    target_modules: list[str] | None = None,
+):
     """Wrap with peft LoRA adapters (``task_type``: "CAUSAL_LM" or "SEQ_CLS")."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, task_type=task_type,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        task_type=task_type,
         target_modules=target_modules or "all-linear",
         modules_to_save=["score"] if task_type == "SEQ_CLS" else None,
     )

@@ -166,16 +166,23 @@ class ActorCritic(nn.Module):
         The ptx batch goes through this same call so DDP sees every gradient in one forward.
         """
         positions = position_ids_from_mask(attention_mask)
-        logits = self.policy(input_ids=input_ids, attention_mask=attention_mask,
-                             position_ids=positions, use_cache=False).logits
+        logits = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            use_cache=False,
+        ).logits
         values = models.token_values(self.value, input_ids, attention_mask)
         ptx_logits = None if ptx_ids is None else self.lm_logits(ptx_ids, ptx_mask)
         return logits, values, ptx_logits
 
     def lm_logits(self, input_ids, attention_mask):
-        return self.policy(input_ids=input_ids, attention_mask=attention_mask,
-                           position_ids=position_ids_from_mask(attention_mask),
-                           use_cache=False).logits
+        return self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        ).logits
 
 
 def load_score_fn(spec: str) -> ScoreFn:
@@ -188,8 +195,9 @@ def load_score_fn(spec: str) -> ScoreFn:
         raise DataError(f"--score-fn {spec!r}: {exc}") from None
 
 
-def response_logprobs(logits: torch.Tensor, responses: torch.Tensor, context_length: int,
-                      temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def response_logprobs(
+    logits: torch.Tensor, responses: torch.Tensor, context_length: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi(response token) at the sampling temperature, and the logits used, (B, N)."""
     width = responses.size(1)
     step_logits = logits[:, context_length - 1 : context_length - 1 + width].float()
@@ -203,8 +211,9 @@ def step_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int) -
     chosen, n = [], len(prompts)
     for position in range(step * batch_size, (step + 1) * batch_size):
         epoch, offset = divmod(position, n)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(
-            derive_seed(seed, "epoch", epoch)))
+        order = torch.randperm(
+            n, generator=torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
+        )
         chosen.append(prompts[int(order[offset])])
     return chosen
 
@@ -212,8 +221,13 @@ def step_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int) -
 class RewardScorer:
     """Scores prompt+response with a reward model, or with a Python function."""
 
-    def __init__(self, policy_tokenizer, reward_model=None, reward_tokenizer=None,
-                 score_fn: ScoreFn | None = None):
+    def __init__(
+        self,
+        policy_tokenizer,
+        reward_model=None,
+        reward_tokenizer=None,
+        score_fn: ScoreFn | None = None,
+    ):
         self.policy_tokenizer = policy_tokenizer
         self.model = reward_model
         self.tokenizer = reward_tokenizer
@@ -224,8 +238,14 @@ class RewardScorer:
         )
 
     @torch.no_grad()
-    def __call__(self, prompts: list[Prompt], query_ids: list[list[int]],
-                 responses: torch.Tensor, lengths: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    def __call__(
+        self,
+        prompts: list[Prompt],
+        query_ids: list[list[int]],
+        responses: torch.Tensor,
+        lengths: torch.Tensor,
+        texts: list[str],
+    ) -> torch.Tensor:
         if self.score_fn is not None:
             scores = self.score_fn([p.prompt for p in prompts], texts)
             return torch.tensor([float(s) for s in scores], dtype=torch.float32)
@@ -234,8 +254,10 @@ class RewardScorer:
             if self.same_vocab:
                 rows.append(query_ids[i] + responses[i, : int(lengths[i])].tolist())
             else:
-                rows.append(models.encode_prompt(self.tokenizer, prompt.prompt)
-                            + models.encode_completion(self.tokenizer, texts[i]))
+                rows.append(
+                    models.encode_prompt(self.tokenizer, prompt.prompt)
+                    + models.encode_completion(self.tokenizer, texts[i])
+                )
         ids, mask = pad_sequences(rows, self.tokenizer.pad_token_id, side="right")
         device = next(self.model.parameters()).device
         return models.reward_scores(self.model, ids.to(device), mask.to(device)).float().cpu()
@@ -253,8 +275,10 @@ def _load_weights(model: nn.Module, directory: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     if unexpected or any(k not in tied and "lm_head" not in k for k in missing):
-        raise DataError(f"{directory}: checkpoint does not match the model "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise DataError(
+            f"{directory}: checkpoint does not match the model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def _rng_generator(*parts) -> torch.Generator:
@@ -304,14 +328,21 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         reference.requires_grad_(False)
     scorer = RewardScorer(tokenizer, reward_model, reward_tokenizer, score_fn)
     actor_critic = ActorCritic(policy, value)
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},
-        {"params": [p for p in value.parameters() if p.requires_grad],
-         "lr": config.value_lr or config.lr},
-    ], eps=1e-5, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},
+            {
+                "params": [p for p in value.parameters() if p.requires_grad],
+                "lr": config.value_lr or config.lr,
+            },
+        ],
+        eps=1e-5,
+        weight_decay=0.0,
+    )
     kl_controller = (
         AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
-        if config.adaptive_kl else FixedKLController(config.kl_coef)
+        if config.adaptive_kl
+        else FixedKLController(config.kl_coef)
     )
 
     start_step = 0
@@ -326,10 +357,13 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     actor_critic, optimizer = accelerator.prepare(actor_critic, optimizer)
     log = MetricsLog(out, append=start_step > 0) if accelerator.is_main_process else None
 
-    encoded_prompts = {p.id: models.encode_prompt(tokenizer, p.prompt, config.max_prompt_tokens)
-                       for p in prompts}
-    ptx_encoded = [tokenizer(t, add_special_tokens=False)["input_ids"][: config.ptx_max_length]
-                   for t in ptx_texts]
+    encoded_prompts = {
+        p.id: models.encode_prompt(tokenizer, p.prompt, config.max_prompt_tokens) for p in prompts
+    }
+    ptx_encoded = [
+        tokenizer(t, add_special_tokens=False)["input_ids"][: config.ptx_max_length]
+        for t in ptx_texts
+    ]
     last_step = config.total_steps
     if config.stop_after is not None:
         last_step = min(last_step, start_step + config.stop_after)
@@ -343,8 +377,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         started = time.perf_counter()
         seed_everything(derive_seed(config.seed, "step", step))
         # Under `accelerate launch` each process takes its own slice of the prompt stream.
-        batch_prompts = step_prompts(prompts, step * world + rank, config.batch_size,
-                                     config.seed)
+        batch_prompts = step_prompts(prompts, step * world + rank, config.batch_size, config.seed)
         query_rows = [encoded_prompts[p.id] for p in batch_prompts]
         queries, query_mask = pad_sequences(query_rows, pad, side="left")
         queries, query_mask = queries.to(device), query_mask.to(device)
@@ -355,18 +388,30 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         unwrapped.eval()
         with torch.no_grad():
             sampled, sampled_logprobs = generate(
-                unwrapped.policy, queries, query_mask, max_new_tokens=config.max_new_tokens,
-                eos_token_id=eos, pad_token_id=pad, temperature=temperature,
-                top_p=config.top_p, generators=make_generators(
-                    [derive_seed(config.seed, "rollout", step, rank, i)
-                     for i in range(len(batch_prompts))]),
+                unwrapped.policy,
+                queries,
+                query_mask,
+                max_new_tokens=config.max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=pad,
+                temperature=temperature,
+                top_p=config.top_p,
+                generators=make_generators(
+                    [
+                        derive_seed(config.seed, "rollout", step, rank, i)
+                        for i in range(len(batch_prompts))
+                    ]
+                ),
             )
             responses, lengths, contains_eos = truncate_after_eos(sampled, eos, pad)
             response_mask = lengths_to_mask(lengths, responses.size(1))
-            texts = [tokenizer.decode(responses[i, : int(lengths[i])].tolist(),
-                                      skip_special_tokens=True) for i in range(len(lengths))]
-            scores = scorer(batch_prompts, query_rows, responses.cpu(), lengths.cpu(),
-                            texts).to(device)
+            texts = [
+                tokenizer.decode(responses[i, : int(lengths[i])].tolist(), skip_special_tokens=True)
+                for i in range(len(lengths))
+            ]
+            scores = scorer(batch_prompts, query_rows, responses.cpu(), lengths.cpu(), texts).to(
+                device
+            )
             raw_scores = scores.clone()
             if config.missing_eos_penalty is not None:
                 scores = scores - config.missing_eos_penalty * (~contains_eos).float()
@@ -378,14 +423,16 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             logprobs = sampled_logprobs
             full_values = models.token_values(unwrapped.value, sequences, sequence_mask)
             if reference is not None:
-                ref_logits = reference(input_ids=sequences, attention_mask=sequence_mask,
-                                       position_ids=position_ids_from_mask(sequence_mask),
-                                       use_cache=False).logits
+                ref_logits = reference(
+                    input_ids=sequences,
+                    attention_mask=sequence_mask,
+                    position_ids=position_ids_from_mask(sequence_mask),
+                    use_cache=False,
+                ).logits
             else:
                 with unwrapped.policy.disable_adapter():
                     ref_logits = unwrapped.lm_logits(sequences, sequence_mask)
-            ref_logprobs, _ = response_logprobs(ref_logits, responses, context_length,
-                                                temperature)
+            ref_logprobs, _ = response_logprobs(ref_logits, responses, context_length, temperature)
             del ref_logits
             values = full_values[:, context_length - 1 : -1].float()
             logprobs = logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
@@ -394,8 +441,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
 
             # 5. per-token rewards, GAE, whitening
             beta = kl_controller.value
-            rewards, non_score, kl = kl_penalized_rewards(logprobs, ref_logprobs, scores,
-                                                          lengths, beta)
+            rewards, non_score, kl = kl_penalized_rewards(
+                logprobs, ref_logprobs, scores, lengths, beta
+            )
             if config.whiten_rewards:
                 rewards = masked_whiten(rewards, response_mask, shift_mean=False)
             advantages, returns = gae(rewards, values, response_mask, config.gamma, config.lam)
@@ -403,9 +451,19 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
 
         # 6. PPO epochs over shuffled minibatches
         unwrapped.train()
-        stats: dict[str, list[float]] = {k: [] for k in (
-            "policy_loss", "value_loss", "approx_kl", "clip_fraction", "value_clip_fraction",
-            "entropy", "ratio", "ptx_loss")}
+        stats: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "policy_loss",
+                "value_loss",
+                "approx_kl",
+                "clip_fraction",
+                "value_clip_fraction",
+                "entropy",
+                "ratio",
+                "ptx_loss",
+            )
+        }
         order_generator = _rng_generator(config.seed, "minibatch", step)
         ptx_generator = _rng_generator(config.seed, "ptx", step)
         for _ in range(config.ppo_epochs):
@@ -414,22 +472,28 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 idx = order[start : start + config.mini_batch_size]
                 ptx_ids = ptx_mask = None
                 if ptx_encoded:
-                    pick = torch.randint(len(ptx_encoded), (config.ptx_batch_size,),
-                                         generator=ptx_generator).tolist()
-                    ptx_ids, ptx_mask = pad_sequences([ptx_encoded[i] for i in pick], pad,
-                                                      side="right")
+                    pick = torch.randint(
+                        len(ptx_encoded), (config.ptx_batch_size,), generator=ptx_generator
+                    ).tolist()
+                    ptx_ids, ptx_mask = pad_sequences(
+                        [ptx_encoded[i] for i in pick], pad, side="right"
+                    )
                     ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
                 new_logits, new_full_values, ptx_logits = actor_critic(
-                    sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask)
+                    sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask
+                )
                 new_logprobs, step_logits = response_logprobs(
-                    new_logits, responses[idx], context_length, temperature)
+                    new_logits, responses[idx], context_length, temperature
+                )
                 mb_mask = response_mask[idx]
                 new_logprobs = new_logprobs.masked_fill(~mb_mask, INVALID_LOGPROB)
                 new_values = new_full_values[:, context_length - 1 : -1].float()
-                policy_stats = ppo_policy_loss(new_logprobs, logprobs[idx], advantages[idx],
-                                               mb_mask, config.clip_range)
-                value_loss, value_clip = ppo_value_loss(new_values, values[idx], returns[idx],
-                                                        mb_mask, config.clip_range_value)
+                policy_stats = ppo_policy_loss(
+                    new_logprobs, logprobs[idx], advantages[idx], mb_mask, config.clip_range
+                )
+                value_loss, value_clip = ppo_value_loss(
+                    new_values, values[idx], returns[idx], mb_mask, config.clip_range_value
+                )
                 loss = policy_stats.loss + config.vf_coef * value_loss
                 if ptx_logits is not None:
                     ptx_loss = sequence_logprob_loss(ptx_logits.float(), ptx_ids, ptx_mask)
@@ -476,8 +540,15 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         if accelerator.is_main_process and (
             done == last_step or (config.save_every and done % config.save_every == 0)
         ):
-            _save_checkpoint(accelerator.unwrap_model(actor_critic), tokenizer, optimizer,
-                             kl_controller.value, done, checkpoint, config)
+            _save_checkpoint(
+                accelerator.unwrap_model(actor_critic),
+                tokenizer,
+                optimizer,
+                kl_controller.value,
+                done,
+                checkpoint,
+                config,
+            )
     bar.close()
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -486,13 +557,17 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     summary = _summarise(history)
     if finished:
         final = accelerator.unwrap_model(actor_critic)
-        models.save_model(models.merge_lora(_copy_if_peft(final.policy)), tokenizer, out,
-                          config)
-        models.save_model(models.merge_lora(_copy_if_peft(final.value)), tokenizer,
-                          out / "value_model", config)
+        models.save_model(models.merge_lora(_copy_if_peft(final.policy)), tokenizer, out, config)
+        models.save_model(
+            models.merge_lora(_copy_if_peft(final.value)), tokenizer, out / "value_model", config
+        )
     return log.finish(
-        steps_done=last_step, finished=finished, start_step=start_step, **summary,
-        final_beta=kl_controller.value, config=asdict(config),
+        steps_done=last_step,
+        finished=finished,
+        start_step=start_step,
+        **summary,
+        final_beta=kl_controller.value,
+        config=asdict(config),
     )
 
 
@@ -515,23 +590,34 @@ def _summarise(history: list[dict]) -> dict:
         return sum(values) / len(values) if values else None
 
     return {
-        "score_first": mean(first, "score"), "score_last": mean(last, "score"),
-        "kl_last": mean(last, "kl"), "response_length_last": mean(last, "response_length"),
+        "score_first": mean(first, "score"),
+        "score_last": mean(last, "score"),
+        "kl_last": mean(last, "kl"),
+        "response_length_last": mean(last, "response_length"),
         "eos_fraction_last": mean(last, "eos_fraction"),
         "step_seconds_mean": mean(history, "step_seconds"),
     }
 
 
-def _save_checkpoint(actor_critic: ActorCritic, tokenizer, optimizer, kl_coef: float,
-                     step: int, directory: Path, config: PPOConfig) -> None:
+def _save_checkpoint(
+    actor_critic: ActorCritic,
+    tokenizer,
+    optimizer,
+    kl_coef: float,
+    step: int,
+    directory: Path,
+    config: PPOConfig,
+) -> None:
     """policy/ and value/ in save_pretrained format (adapters only under LoRA), plus the
     optimizer, beta and step needed to continue bit-for-bit."""
     tmp = directory.with_name(directory.name + ".tmp")
     actor_critic.policy.save_pretrained(tmp / "policy")
     tokenizer.save_pretrained(tmp / "policy")
     actor_critic.value.save_pretrained(tmp / "value")
-    torch.save({"optimizer": optimizer.state_dict(), "kl_coef": kl_coef, "step": step},
-               tmp / "trainer_state.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "kl_coef": kl_coef, "step": step},
+        tmp / "trainer_state.pt",
+    )
     (tmp / models.TRAINER_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     if directory.exists():
         import shutil
@@ -544,6 +630,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric rows logged after the checkpoint we resume from."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
     path.write_text("".join(line + "\n" for line in keep))

@@ -95,8 +95,13 @@ def collate(batch: list[EncodedRanking], pad_token_id: int):
         ranks[b, : item.k] = torch.tensor(item.ranks)
     ks = torch.tensor([item.k for item in batch])
     weights = torch.tensor([item.weight for item in batch], dtype=torch.float32)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "ranks": ranks,
-            "ks": ks, "weights": weights}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "ranks": ranks,
+        "ks": ks,
+        "weights": weights,
+    }
 
 
 def unflatten(flat_rewards: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
@@ -131,8 +136,9 @@ def split_by_prompt(rankings: list[Ranking], fraction: float, seed: int):
 
 
 @torch.no_grad()
-def evaluate_rankings(model, tokenizer, rankings: list[Ranking], max_length: int,
-                      batch_size: int = 16, device=None) -> dict:
+def evaluate_rankings(
+    model, tokenizer, rankings: list[Ranking], max_length: int, batch_size: int = 16, device=None
+) -> dict:
     """Held-out pairwise accuracy (overall and per K) and mean ranking loss."""
     if device is None:
         device = next(model.parameters()).device
@@ -157,24 +163,28 @@ def evaluate_rankings(model, tokenizer, rankings: list[Ranking], max_length: int
     total_pairs = sum(pairs_by_k.values())
     return {
         "accuracy": sum(correct_by_k.values()) / total_pairs if total_pairs else float("nan"),
-        "accuracy_by_k": {str(k): correct_by_k[k] / pairs_by_k[k]
-                          for k in sorted(pairs_by_k) if pairs_by_k[k]},
+        "accuracy_by_k": {
+            str(k): correct_by_k[k] / pairs_by_k[k] for k in sorted(pairs_by_k) if pairs_by_k[k]
+        },
         "pairs": total_pairs,
         "loss": sum(losses) / sum(weights) if weights else float("nan"),
     }
 
 
 @torch.no_grad()
-def fit_reward_bias(model, tokenizer, pairs: list[tuple[str, str]], max_length: int,
-                    batch_size: int = 16) -> float:
+def fit_reward_bias(
+    model, tokenizer, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 16
+) -> float:
     """Set config.reward_bias so the given (prompt, completion) pairs score 0 on average."""
     device = next(model.parameters()).device
     model.config.reward_bias = 0.0
     scores = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        rows = [encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), max_length).rows[0]
-                for p, c in chunk]
+        rows = [
+            encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), max_length).rows[0]
+            for p, c in chunk
+        ]
         ids, mask = pad_sequences(rows, tokenizer.pad_token_id, side="right")
         scores.append(models.reward_scores(model, ids.to(device), mask.to(device)).float().cpu())
     mean = float(torch.cat(scores).mean()) if scores else 0.0
@@ -187,8 +197,9 @@ def _cosine(step: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_))
 
 
-def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
-                       valid: list[Ranking] | None = None) -> dict:
+def train_reward_model(
+    config: RewardConfig, train: list[Ranking] | None = None, valid: list[Ranking] | None = None
+) -> dict:
     """Python API and the ``rm`` command. Returns the final metrics."""
     from accelerate import Accelerator
 
@@ -211,15 +222,18 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
         raise DataError(f"{config.train}: no ranking has a strict preference to learn from")
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
-        encoded, batch_size=config.batch_size, shuffle=True, generator=generator,
+        encoded,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
         collate_fn=lambda b: collate(b, tokenizer.pad_token_id),
     )
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.lr,
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
         weight_decay=config.weight_decay,
     )
-    readout, optimizer, loader = accelerator.prepare(models.RewardReadout(model), optimizer,
-                                                     loader)
+    readout, optimizer, loader = accelerator.prepare(models.RewardReadout(model), optimizer, loader)
     total_steps = config.epochs * len(loader)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -247,9 +261,15 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if log:
-                log.log(step, total_steps=total_steps, epoch=epoch, loss=loss.item(),
-                        train_pair_accuracy=accuracy,
-                        lr=scheduler.get_last_lr()[0], rankings=len(batch["ks"]))
+                log.log(
+                    step,
+                    total_steps=total_steps,
+                    epoch=epoch,
+                    loss=loss.item(),
+                    train_pair_accuracy=accuracy,
+                    lr=scheduler.get_last_lr()[0],
+                    rankings=len(batch["ks"]),
+                )
     bar.close()
     accelerator.wait_for_everyone()
     trained = models.merge_lora(accelerator.unwrap_model(readout).model)
@@ -259,16 +279,23 @@ def train_reward_model(config: RewardConfig, train: list[Ranking] | None = None,
     else:
         reference = [(r.prompt, c) for r in train for c in r.completions]
     reference = reference[: config.reference_limit]
-    bias = fit_reward_bias(trained, tokenizer, reference, config.max_length,
-                           config.eval_batch_size)
-    held_out = evaluate_rankings(trained, tokenizer, valid, config.max_length,
-                                 config.eval_batch_size) if valid else {}
+    bias = fit_reward_bias(trained, tokenizer, reference, config.max_length, config.eval_batch_size)
+    held_out = (
+        evaluate_rankings(trained, tokenizer, valid, config.max_length, config.eval_batch_size)
+        if valid
+        else {}
+    )
     if not accelerator.is_main_process:
         return {}
     models.save_model(trained, tokenizer, Path(config.out), config)
     return log.finish(
-        steps=step, train_rankings=len(encoded), valid_rankings=len(valid or []),
-        reward_bias=bias, valid_accuracy=held_out.get("accuracy"),
-        valid_accuracy_by_k=held_out.get("accuracy_by_k"), valid_loss=held_out.get("loss"),
-        valid_pairs=held_out.get("pairs"), config=asdict(config),
+        steps=step,
+        train_rankings=len(encoded),
+        valid_rankings=len(valid or []),
+        reward_bias=bias,
+        valid_accuracy=held_out.get("accuracy"),
+        valid_accuracy_by_k=held_out.get("accuracy_by_k"),
+        valid_loss=held_out.get("loss"),
+        valid_pairs=held_out.get("pairs"),
+        config=asdict(config),
     )

@@ -82,5 +82,6 @@ def progress(total: int, desc: str, initial: int = 0):
     """A tqdm bar on a terminal; silent when stderr is not a TTY (workers, tests)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, initial=initial, disable=not sys.stderr.isatty(),
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, initial=initial, disable=not sys.stderr.isatty(), dynamic_ncols=True
+    )

@@ -76,8 +76,9 @@ def generate(
     device = input_ids.device
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     positions = position_ids_from_mask(attention_mask)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                use_cache=True)
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True
+    )
     cache_arg = _cache_argument(model)
     past = out[cache_arg]
     logits = out.logits[:, -1, :].float()
@@ -93,10 +94,12 @@ def generate(
             if generators is None:
                 chosen = torch.multinomial(probs, 1).squeeze(-1)
             else:
-                chosen = torch.stack([
-                    torch.multinomial(probs[i].cpu(), 1, generator=generators[i]).squeeze(0)
-                    for i in range(batch)
-                ]).to(device)
+                chosen = torch.stack(
+                    [
+                        torch.multinomial(probs[i].cpu(), 1, generator=generators[i]).squeeze(0)
+                        for i in range(batch)
+                    ]
+                ).to(device)
         chosen = torch.where(finished, torch.full_like(chosen, pad_token_id), chosen)
         tokens.append(chosen)
         logprobs.append(log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1))
@@ -104,8 +107,13 @@ def generate(
         if bool(finished.all()):
             break
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], 1)
-        out = model(input_ids=chosen.unsqueeze(-1), attention_mask=attention_mask,
-                    position_ids=next_position, use_cache=True, **{cache_arg: past})
+        out = model(
+            input_ids=chosen.unsqueeze(-1),
+            attention_mask=attention_mask,
+            position_ids=next_position,
+            use_cache=True,
+            **{cache_arg: past},
+        )
         past = out[cache_arg]
         logits = out.logits[:, -1, :].float()
         next_position = next_position + 1
@@ -168,24 +176,40 @@ def sample_completions(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         seeds = [derive_seed(seed, jobs[j][0].id, jobs[j][1]) for j in chunk]
-        ids, mask = pad_sequences([encoded[jobs[j][0].id] for j in chunk],
-                                  tokenizer.pad_token_id, side="left")
+        ids, mask = pad_sequences(
+            [encoded[jobs[j][0].id] for j in chunk], tokenizer.pad_token_id, side="left"
+        )
         tokens, _ = generate(
-            model, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            temperature=temperature, top_p=top_p, generators=make_generators(seeds),
+            model,
+            ids.to(device),
+            mask.to(device),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            temperature=temperature,
+            top_p=top_p,
+            generators=make_generators(seeds),
         )
         for row, j in enumerate(chunk):
             prompt, index = jobs[j]
             token_list = tokens[row].tolist()
             text, reason = decode_completion(tokenizer, token_list)
-            produced = len(token_list) if reason == "length" else token_list.index(
-                tokenizer.eos_token_id) + 1
+            produced = (
+                len(token_list)
+                if reason == "length"
+                else token_list.index(tokenizer.eos_token_id) + 1
+            )
             new_tokens += produced
             rows[j] = {
-                "prompt_id": prompt.id, "prompt": prompt.prompt, "index": index,
-                "completion": text, "seed": seeds[row], "sampling": sampling,
-                "model": model_name, "finish_reason": reason, "category": prompt.category,
+                "prompt_id": prompt.id,
+                "prompt": prompt.prompt,
+                "index": index,
+                "completion": text,
+                "seed": seeds[row],
+                "sampling": sampling,
+                "model": model_name,
+                "finish_reason": reason,
+                "category": prompt.category,
                 "num_tokens": produced,
             }
         if on_batch is not None:
@@ -232,15 +256,27 @@ def sample(config: SampleConfig) -> dict:
         done["batches"] += 1
         done["completions"] += rows
         bar.update(rows)
-        log.log(done["batches"], completions_done=done["completions"],
-                completions_total=total, new_tokens=new_tokens,
-                tokens_per_second=new_tokens / max(seconds, 1e-9))
+        log.log(
+            done["batches"],
+            completions_done=done["completions"],
+            completions_total=total,
+            new_tokens=new_tokens,
+            tokens_per_second=new_tokens / max(seconds, 1e-9),
+        )
 
     rows, stats = sample_completions(
-        model, tokenizer, prompts, k=config.k, max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-        batch_size=config.batch_size, max_prompt_tokens=config.max_prompt_tokens,
-        model_name=config.model, on_batch=on_batch,
+        model,
+        tokenizer,
+        prompts,
+        k=config.k,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        max_prompt_tokens=config.max_prompt_tokens,
+        model_name=config.model,
+        on_batch=on_batch,
     )
     bar.close()
     write_jsonl(out / "samples.jsonl", rows)

@@ -108,11 +108,17 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
     encoded = [encode_demonstration(tokenizer, d, config.max_length) for d in train]
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
-        encoded, batch_size=config.batch_size, shuffle=True, generator=generator,
+        encoded,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
         collate_fn=lambda b: collate(b, tokenizer.pad_token_id),
     )
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     total_steps = config.epochs * len(loader)
     if config.max_steps is not None:
@@ -142,8 +148,13 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.4f}")
             if log:
-                log.log(step, total_steps=total_steps, epoch=epoch, loss=last_loss,
-                        lr=scheduler.get_last_lr()[0])
+                log.log(
+                    step,
+                    total_steps=total_steps,
+                    epoch=epoch,
+                    loss=last_loss,
+                    lr=scheduler.get_last_lr()[0],
+                )
     bar.close()
     accelerator.wait_for_everyone()
     trained = models.merge_lora(accelerator.unwrap_model(model))
@@ -152,5 +163,11 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
     if not accelerator.is_main_process:
         return {}
     models.save_model(trained, tokenizer, Path(config.out), config)
-    return log.finish(steps=step, first_loss=first_loss, final_loss=last_loss,
-                      valid_loss=valid_loss, train_examples=len(encoded), config=asdict(config))
+    return log.finish(
+        steps=step,
+        first_loss=first_loss,
+        final_loss=last_loss,
+        valid_loss=valid_loss,
+        train_examples=len(encoded),
+        config=asdict(config),
+    )

@@ -53,5 +53,12 @@ def count_rule_rankings(n: int, k: int, seed: int, length: int = 8) -> list[Rank
 
 
 def ranking_row(r: Ranking) -> dict:
-    return {"prompt": r.prompt, "completions": r.completions, "ranking": r.groups,
-            "rater": "r1", "task_id": 1, "judgment_id": 1, "policy_versions": ["base"]}
+    return {
+        "prompt": r.prompt,
+        "completions": r.completions,
+        "ranking": r.groups,
+        "rater": "r1",
+        "task_id": 1,
+        "judgment_id": 1,
+        "policy_versions": ["base"],
+    }

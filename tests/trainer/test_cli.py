@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def trainer(*args, timeout=300):
     # one intra-op thread: the tiny models gain nothing from more on a shared 2-core machine
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "trainer", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.mark.slow
@@ -31,12 +37,28 @@ def test_bootstrap_sample_rm_through_the_command_line(tmp_path):
     assert json.loads(again.stdout)["skipped"] is True
 
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(json.dumps({"id": "a", "prompt": "Hi", "category": "chat",
-                                   "split": "train"}) + "\n")
+    prompts.write_text(
+        json.dumps({"id": "a", "prompt": "Hi", "category": "chat", "split": "train"}) + "\n"
+    )
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"k": 5, "max_new_tokens": 4, "seed": 1}))
-    result = trainer("sample", "--config", run, "--k", 2, "--model", model, "--prompts",
-                     prompts, "--out", tmp_path / "s", "--temperature", 0.7, "--top-p", 0.9)
+    result = trainer(
+        "sample",
+        "--config",
+        run,
+        "--k",
+        2,
+        "--model",
+        model,
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "s",
+        "--temperature",
+        0.7,
+        "--top-p",
+        0.9,
+    )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(x) for x in (tmp_path / "s/samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2  # the flag beat the config file's k=5
@@ -44,10 +66,22 @@ def test_bootstrap_sample_rm_through_the_command_line(tmp_path):
     assert json.loads((tmp_path / "s/metrics.json").read_text())["completions"] == 2
 
     rankings = tmp_path / "rankings.jsonl"
-    rankings.write_text("".join(json.dumps(ranking_row(r)) + "\n"
-                                for r in count_rule_rankings(12, 3, seed=0)))
-    result = trainer("rm", "--model", model, "--train", rankings, "--out", tmp_path / "rm",
-                     "--max-steps", 1, "--valid-fraction", 0.25)
+    rankings.write_text(
+        "".join(json.dumps(ranking_row(r)) + "\n" for r in count_rule_rankings(12, 3, seed=0))
+    )
+    result = trainer(
+        "rm",
+        "--model",
+        model,
+        "--train",
+        rankings,
+        "--out",
+        tmp_path / "rm",
+        "--max-steps",
+        1,
+        "--valid-fraction",
+        0.25,
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "rm/metrics.json").read_text())
     assert metrics["steps"] == 1 and metrics["valid_rankings"] == 3
@@ -58,16 +92,25 @@ def test_bootstrap_sample_rm_through_the_command_line(tmp_path):
 def test_malformed_input_exits_2_with_file_and_line(tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "a", "prompt": "ok"}\n{"id": "b"}\n')
-    result = trainer("sample", "--model", tmp_path, "--prompts", prompts, "--out",
-                     tmp_path / "o")
+    result = trainer("sample", "--model", tmp_path, "--prompts", prompts, "--out", tmp_path / "o")
     assert result.returncode == 2
     assert f"error: {prompts}:2: missing field 'prompt'" in result.stderr
-    result = trainer("rm", "--model", tmp_path, "--train", tmp_path / "missing.jsonl",
-                     "--out", tmp_path / "o")
+    result = trainer(
+        "rm", "--model", tmp_path, "--train", tmp_path / "missing.jsonl", "--out", tmp_path / "o"
+    )
     assert result.returncode == 2
     assert "missing.jsonl: file not found" in result.stderr
-    result = trainer("ppo", "--policy", "x", "--prompts", prompts, "--out", tmp_path / "o",
-                     "--total-steps", "lots")
+    result = trainer(
+        "ppo",
+        "--policy",
+        "x",
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "o",
+        "--total-steps",
+        "lots",
+    )
     assert result.returncode == 2
     assert "field 'total_steps' expects int, got 'lots'" in result.stderr
 
@@ -75,24 +118,61 @@ def test_malformed_input_exits_2_with_file_and_line(tmp_path):
 @pytest.mark.slow
 def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
     demos = tmp_path / "demos.jsonl"
-    demos.write_text("".join(json.dumps({"prompt": f"Q{i}: ", "completion": "7"}) + "\n"
-                             for i in range(8)))
-    result = trainer("sft", "--model", tiny_dir, "--train", demos, "--out", tmp_path / "sft",
-                     "--epochs", 1, "--batch-size", 4, "--lr", 1e-3)
+    demos.write_text(
+        "".join(json.dumps({"prompt": f"Q{i}: ", "completion": "7"}) + "\n" for i in range(8))
+    )
+    result = trainer(
+        "sft",
+        "--model",
+        tiny_dir,
+        "--train",
+        demos,
+        "--out",
+        tmp_path / "sft",
+        "--epochs",
+        1,
+        "--batch-size",
+        4,
+        "--lr",
+        1e-3,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["steps"] == 2
 
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Q{i}: ", "category": c,
-                                           "split": s}) + "\n"
-                               for i, (c, s) in enumerate([("chat", "train"), ("chat", "train"),
-                                                           ("chat", "test"), ("rewrite", "test")])))
+    prompts.write_text(
+        "".join(
+            json.dumps({"id": i, "prompt": f"Q{i}: ", "category": c, "split": s}) + "\n"
+            for i, (c, s) in enumerate(
+                [("chat", "train"), ("chat", "train"), ("chat", "test"), ("rewrite", "test")]
+            )
+        )
+    )
     run = tmp_path / "ppo.json"
-    run.write_text(json.dumps({"score_fn": "tests.trainer.scoring:digit_count",
-                               "total_steps": 2, "batch_size": 2, "mini_batch_size": 1,
-                               "ppo_epochs": 1, "max_new_tokens": 4, "save_every": 1}))
-    result = trainer("ppo", "--config", run, "--policy", tmp_path / "sft", "--prompts",
-                     prompts, "--out", tmp_path / "ppo")
+    run.write_text(
+        json.dumps(
+            {
+                "score_fn": "tests.trainer.scoring:digit_count",
+                "total_steps": 2,
+                "batch_size": 2,
+                "mini_batch_size": 1,
+                "ppo_epochs": 1,
+                "max_new_tokens": 4,
+                "save_every": 1,
+            }
+        )
+    )
+    result = trainer(
+        "ppo",
+        "--config",
+        run,
+        "--policy",
+        tmp_path / "sft",
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "ppo",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "ppo/metrics.json").read_text())
     assert metrics["finished"] is True and metrics["steps_done"] == 2
@@ -101,10 +181,23 @@ def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
     state = tmp_path / "ppo/checkpoint/trainer_state.pt"
     assert state.is_file()
 
-    result = trainer("eval", "--policy", tmp_path / "ppo", "--reference-policy",
-                     tmp_path / "sft", "--score-fn", "tests.trainer.scoring:length_score",
-                     "--prompts", prompts, "--max-new-tokens", 4, "--train-categories", "chat",
-                     "--out", tmp_path / "eval")
+    result = trainer(
+        "eval",
+        "--policy",
+        tmp_path / "ppo",
+        "--reference-policy",
+        tmp_path / "sft",
+        "--score-fn",
+        "tests.trainer.scoring:length_score",
+        "--prompts",
+        prompts,
+        "--max-new-tokens",
+        4,
+        "--train-categories",
+        "chat",
+        "--out",
+        tmp_path / "eval",
+    )
     assert result.returncode == 0, result.stderr
     win = json.loads((tmp_path / "eval/metrics.json").read_text())["win_rate"]
     assert win["overall"]["n"] == 2  # the two test-split prompts
@@ -115,28 +208,83 @@ def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
 def test_two_processes_under_torchrun_share_the_work(tiny_dir, tmp_path):
     """The DDP code path (what `accelerate launch` runs on GPUs), as 2 CPU processes (gloo)."""
     rankings = tmp_path / "rankings.jsonl"
-    rankings.write_text("".join(json.dumps(ranking_row(r)) + "\n"
-                                for r in count_rule_rankings(16, 3, seed=0)))
+    rankings.write_text(
+        "".join(json.dumps(ranking_row(r)) + "\n" for r in count_rule_rankings(16, 3, seed=0))
+    )
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Q{i}:"}) + "\n"
-                               for i in range(4)))
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": f"Q{i}:"}) + "\n" for i in range(4)))
     ptx = tmp_path / "ptx.jsonl"
     ptx.write_text(json.dumps({"text": "hello"}) + "\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "-m", "trainer"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "trainer",
+    ]
     result = subprocess.run(
-        [*torchrun, "rm", "--model", str(tiny_dir), "--train", str(rankings), "--out",
-         str(tmp_path / "rm"), "--batch-size", "4", "--valid-fraction", "0.25", "--device",
-         "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        [
+            *torchrun,
+            "rm",
+            "--model",
+            str(tiny_dir),
+            "--train",
+            str(rankings),
+            "--out",
+            str(tmp_path / "rm"),
+            "--batch-size",
+            "4",
+            "--valid-fraction",
+            "0.25",
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     # 12 training rankings in batches of 4 split over 2 processes: 2 steps each, not 3
     assert json.loads((tmp_path / "rm/metrics.json").read_text())["steps"] == 2
     result = subprocess.run(
-        [*torchrun, "ppo", "--policy", str(tiny_dir), "--reward-model", str(tmp_path / "rm"),
-         "--prompts", str(prompts), "--split", "none", "--out", str(tmp_path / "ppo"),
-         "--total-steps", "2", "--batch-size", "2", "--mini-batch-size", "1",
-         "--max-new-tokens", "4", "--ptx", str(ptx), "--ptx-coef", "0.5", "--device", "cpu"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        [
+            *torchrun,
+            "ppo",
+            "--policy",
+            str(tiny_dir),
+            "--reward-model",
+            str(tmp_path / "rm"),
+            "--prompts",
+            str(prompts),
+            "--split",
+            "none",
+            "--out",
+            str(tmp_path / "ppo"),
+            "--total-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--mini-batch-size",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--ptx",
+            str(ptx),
+            "--ptx-coef",
+            "0.5",
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "ppo/metrics.json").read_text())["finished"] is True

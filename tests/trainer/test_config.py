@@ -34,8 +34,18 @@ def parse(cls, argv):
 
 def test_flags_override_config_file_which_overrides_defaults(tmp_path):
     run = tmp_path / "run.json"
-    run.write_text(json.dumps({"policy": "a", "prompts": "p.jsonl", "out": "o",
-                               "kl_coef": 0.2, "total_steps": 7, "adaptive_kl": True}))
+    run.write_text(
+        json.dumps(
+            {
+                "policy": "a",
+                "prompts": "p.jsonl",
+                "out": "o",
+                "kl_coef": 0.2,
+                "total_steps": 7,
+                "adaptive_kl": True,
+            }
+        )
+    )
     config = parse(PPOConfig, ["--config", str(run), "--kl-coef", "0.3", "--no-adaptive-kl"])
     assert config.kl_coef == 0.3  # flag wins
     assert config.total_steps == 7  # file wins over default
@@ -59,8 +69,21 @@ def test_config_errors_are_clear(tmp_path):
 
 
 def test_optional_field_can_be_unset_from_a_flag():
-    config = parse(PPOConfig, ["--policy", "a", "--prompts", "p", "--out", "o",
-                               "--split", "none", "--missing-eos-penalty", "null"])
+    config = parse(
+        PPOConfig,
+        [
+            "--policy",
+            "a",
+            "--prompts",
+            "p",
+            "--out",
+            "o",
+            "--split",
+            "none",
+            "--missing-eos-penalty",
+            "null",
+        ],
+    )
     assert config.split is None and config.missing_eos_penalty is None
 
 
@@ -91,19 +114,25 @@ def test_trainer_imports_without_django():
         "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
         "print(len(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, env={"PATH": "/usr/bin:/bin"},
-                            cwd=Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
 
 
 def test_docs_list_every_config_field_under_its_command():
     docs = (Path(__file__).resolve().parents[2] / "docs/trainer.md").read_text()
-    reference = docs[docs.index("## Configuration reference"):]
-    for name, cls in zip(["bootstrap", "sample", "sft", "rm", "ppo", "eval"], ALL_CONFIGS,
-                         strict=True):
-        section = reference[reference.index(f"#### `{name}`"):]
+    reference = docs[docs.index("## Configuration reference") :]
+    for name, cls in zip(
+        ["bootstrap", "sample", "sft", "rm", "ppo", "eval"], ALL_CONFIGS, strict=True
+    ):
+        section = reference[reference.index(f"#### `{name}`") :]
         section = section[: section.find("\n#### ", 1) if "\n#### " in section[1:] else None]
         for field in dataclasses.fields(cls):
             assert f"`--{field.name.replace('_', '-')}`" in section, (name, field.name)

@@ -23,9 +23,16 @@ def write(path: Path, lines: list[str]) -> Path:
 
 
 def test_rankings_roundtrip_with_ties_and_weight(tmp_path):
-    row = {"prompt": "p", "completions": ["a", "b", "c"], "ranking": [[1], [0, 2]],
-           "rater": "r7", "task_id": 3, "judgment_id": 9, "policy_versions": ["base"],
-           "weight": 0.5}
+    row = {
+        "prompt": "p",
+        "completions": ["a", "b", "c"],
+        "ranking": [[1], [0, 2]],
+        "rater": "r7",
+        "task_id": 3,
+        "judgment_id": 9,
+        "policy_versions": ["base"],
+        "weight": 0.5,
+    }
     (ranking,) = read_rankings(write(tmp_path / "r.jsonl", [json.dumps(row)]))
     assert ranking.ranks == [1, 0, 1]
     assert ranking.strict_pairs() == [(1, 0), (1, 2)]
@@ -36,15 +43,19 @@ def test_rankings_roundtrip_with_ties_and_weight(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [0]]}',
-         "every completion index 0..1 exactly once"),
+        (
+            '{"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [0]]}',
+            "every completion index 0..1 exactly once",
+        ),
         ('{"prompt": "p", "completions": ["a"], "ranking": [[0]]}', "at least 2 strings"),
         ('{"completions": ["a", "b"], "ranking": [[0], [1]]}', "missing field 'prompt'"),
         ('{"prompt": "p", "completions": ["a", "b"], "ranking": [0, 1]}', "best-first groups"),
-        ('{"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]], "weight": -1}',
-         "'weight' must be a non-negative number"),
+        (
+            '{"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]], "weight": -1}',
+            "'weight' must be a non-negative number",
+        ),
         ('{"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]]', "invalid JSON"),
-        ('[1, 2]', "expected a JSON object"),
+        ("[1, 2]", "expected a JSON object"),
     ],
 )
 def test_malformed_ranking_names_file_line_and_expectation(tmp_path, line, message):
@@ -64,8 +75,10 @@ def test_missing_file_and_empty_file(tmp_path):
 
 
 def test_prompts_split_filter_duplicates_and_reference(tmp_path):
-    rows = [{"id": 1, "prompt": "a", "category": "open QA", "split": "train"},
-            {"id": "2", "prompt": "b", "category": "chat", "split": "test", "reference": "x"}]
+    rows = [
+        {"id": 1, "prompt": "a", "category": "open QA", "split": "train"},
+        {"id": "2", "prompt": "b", "category": "chat", "split": "test", "reference": "x"},
+    ]
     path = write(tmp_path / "p.jsonl", [json.dumps(r) for r in rows])
     assert [p.id for p in read_prompts(path)] == ["1", "2"]
     (test_prompt,) = read_prompts(path, split="test")

@@ -49,8 +49,7 @@ def test_grouped_win_rates_by_category_and_seen_unseen():
     categories = ["chat", "chat", "open QA", "rewrite"]
     result = grouped_win_rates(wins, categories, ["chat"], 200, 0.95, 0)
     assert result["overall"]["win_rate"] == pytest.approx(0.625)
-    assert result["by_category"]["chat"] == {"win_rate": 1.0, "ci_low": 1.0, "ci_high": 1.0,
-                                             "n": 2}
+    assert result["by_category"]["chat"] == {"win_rate": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 2}
     assert result["seen_categories"]["win_rate"] == 1.0
     assert result["unseen_categories"]["win_rate"] == 0.25
     assert result["unseen_categories"]["n"] == 2
@@ -60,28 +59,59 @@ def test_grouped_win_rates_by_category_and_seen_unseen():
 def test_eval_win_rate_against_reference_policy(sft_dir, tiny_dir, tmp_path):  # noqa: F811
     model_dir, _ = sft_dir
     prompts = tmp_path / "prompts.jsonl"
-    write_jsonl(prompts, [
-        {"id": "1", "prompt": "What is 2+3? ", "category": "closed QA", "split": "test",
-         "reference": "42"},
-        {"id": "2", "prompt": "What is 4+4? ", "category": "closed QA", "split": "test",
-         "reference": "42"},
-        {"id": "3", "prompt": "What is 1+5? ", "category": "chat", "split": "test",
-         "reference": "forty two"},
-        {"id": "4", "prompt": "unused", "category": "chat", "split": "train"},
-    ])
+    write_jsonl(
+        prompts,
+        [
+            {
+                "id": "1",
+                "prompt": "What is 2+3? ",
+                "category": "closed QA",
+                "split": "test",
+                "reference": "42",
+            },
+            {
+                "id": "2",
+                "prompt": "What is 4+4? ",
+                "category": "closed QA",
+                "split": "test",
+                "reference": "42",
+            },
+            {
+                "id": "3",
+                "prompt": "What is 1+5? ",
+                "category": "chat",
+                "split": "test",
+                "reference": "forty two",
+            },
+            {"id": "4", "prompt": "unused", "category": "chat", "split": "train"},
+        ],
+    )
     # Judge: longer is better. Greedy SFT answers "42"; the random base runs to 16 tokens.
-    metrics = evaluate(EvalConfig(
-        out=str(tmp_path / "eval"), prompts=str(prompts), policy=str(model_dir),
-        reference_policy=str(tiny_dir), score_fn="tests.trainer.scoring:length_score",
-        max_new_tokens=16, train_categories=["closed QA"], bootstrap_samples=200))
-    assert metrics["win_rate"]["overall"] == {"win_rate": 0.0, "ci_low": 0.0, "ci_high": 0.0,
-                                              "n": 3}
+    metrics = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "eval"),
+            prompts=str(prompts),
+            policy=str(model_dir),
+            reference_policy=str(tiny_dir),
+            score_fn="tests.trainer.scoring:length_score",
+            max_new_tokens=16,
+            train_categories=["closed QA"],
+            bootstrap_samples=200,
+        )
+    )
+    assert metrics["win_rate"]["overall"] == {
+        "win_rate": 0.0,
+        "ci_low": 0.0,
+        "ci_high": 0.0,
+        "n": 3,
+    }
     assert set(metrics["win_rate"]["by_category"]) == {"closed QA", "chat"}
     assert metrics["win_rate"]["unseen_categories"]["n"] == 1
     assert metrics["mean_score"]["policy"] == 2.0
     assert metrics["text_metrics"]["exact_match"] == pytest.approx(2 / 3)
-    rows = [json.loads(line) for line in (tmp_path / "eval/completions.jsonl").read_text()
-            .splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "eval/completions.jsonl").read_text().splitlines()
+    ]
     assert [r["completion"] for r in rows] == ["42", "42", "42"]
     assert all(r["win"] == 0.0 for r in rows)
 
@@ -93,12 +123,20 @@ def test_eval_reports_reward_model_accuracy_per_k(tiny_dir, tmp_path):
     model, tokenizer = models.load_scalar_model(str(tiny_dir))
     models.zero_head(model)  # every completion scores 0: no pair is ordered correctly
     models.save_model(model, tokenizer, rm_dir)
-    write_jsonl(tmp_path / "rankings.jsonl", [
-        {"prompt": "p", "completions": ["a", "b", "c"], "ranking": [[0], [1, 2]]},
-        {"prompt": "q", "completions": ["a", "b"], "ranking": [[1], [0]]},
-    ])
-    metrics = evaluate(EvalConfig(out=str(tmp_path / "eval"), reward_model=str(rm_dir),
-                                  rankings=str(tmp_path / "rankings.jsonl")))
+    write_jsonl(
+        tmp_path / "rankings.jsonl",
+        [
+            {"prompt": "p", "completions": ["a", "b", "c"], "ranking": [[0], [1, 2]]},
+            {"prompt": "q", "completions": ["a", "b"], "ranking": [[1], [0]]},
+        ],
+    )
+    metrics = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "eval"),
+            reward_model=str(rm_dir),
+            rankings=str(tmp_path / "rankings.jsonl"),
+        )
+    )
     result = metrics["reward_model"]
     assert result["pairs"] == 3  # 2 strict pairs in the tied K=3 ranking + 1 in the K=2 one
     assert result["accuracy"] == 0.0
@@ -112,14 +150,26 @@ def test_eval_checks_inputs_before_writing_anything(tiny_dir, tmp_path):
     (tmp_path / "prompts.jsonl").write_text('{"id": 1, "prompt": "ok"}\n{"id": 2}\n')
     out = tmp_path / "eval"
     with pytest.raises(DataError, match=r"prompts.jsonl:2: missing field 'prompt'"):
-        evaluate(EvalConfig(out=str(out), prompts=str(tmp_path / "prompts.jsonl"),
-                            policy=str(tiny_dir)))
+        evaluate(
+            EvalConfig(out=str(out), prompts=str(tmp_path / "prompts.jsonl"), policy=str(tiny_dir))
+        )
     with pytest.raises(DataError, match="not a model directory"):
-        evaluate(EvalConfig(out=str(out), rankings=str(tmp_path / "r.jsonl"),
-                            reward_model=str(tmp_path / "nope")))
+        evaluate(
+            EvalConfig(
+                out=str(out),
+                rankings=str(tmp_path / "r.jsonl"),
+                reward_model=str(tmp_path / "nope"),
+            )
+        )
     with pytest.raises(DataError, match="needs a judge"):
-        evaluate(EvalConfig(out=str(out), prompts=str(tmp_path / "prompts.jsonl"),
-                            policy=str(tiny_dir), reference_policy=str(tiny_dir)))
+        evaluate(
+            EvalConfig(
+                out=str(out),
+                prompts=str(tmp_path / "prompts.jsonl"),
+                policy=str(tiny_dir),
+                reference_policy=str(tiny_dir),
+            )
+        )
     assert not out.exists()
 
 
@@ -131,13 +181,26 @@ def test_reward_model_judge_with_equal_scores_gives_ties(tiny_dir, tmp_path):
     models.zero_head(model)
     model.config.reward_bias = 1.5
     models.save_model(model, tokenizer, rm_dir)
-    write_jsonl(tmp_path / "prompts.jsonl", [
-        {"id": i, "prompt": f"Q{i}", "category": "chat", "split": "test"} for i in range(3)])
-    metrics = evaluate(EvalConfig(
-        out=str(tmp_path / "eval"), prompts=str(tmp_path / "prompts.jsonl"),
-        policy=str(tiny_dir), reference_policy=str(tiny_dir), reward_model=str(rm_dir),
-        max_new_tokens=4, bootstrap_samples=100))
+    write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [{"id": i, "prompt": f"Q{i}", "category": "chat", "split": "test"} for i in range(3)],
+    )
+    metrics = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "eval"),
+            prompts=str(tmp_path / "prompts.jsonl"),
+            policy=str(tiny_dir),
+            reference_policy=str(tiny_dir),
+            reward_model=str(rm_dir),
+            max_new_tokens=4,
+            bootstrap_samples=100,
+        )
+    )
     # every answer scores exactly the bias, so every comparison is a tie (0.5)
     assert metrics["mean_score"] == {"policy": 1.5, "reference": 1.5}
-    assert metrics["win_rate"]["overall"] == {"win_rate": 0.5, "ci_low": 0.5, "ci_high": 0.5,
-                                              "n": 3}
+    assert metrics["win_rate"]["overall"] == {
+        "win_rate": 0.5,
+        "ci_low": 0.5,
+        "ci_high": 0.5,
+        "n": 3,
+    }

@@ -64,16 +64,17 @@ def test_gae_on_hand_worked_sequence():
     values = torch.tensor([[0.5, 0.2, 0.4], [0.5, 0.2, 9.0]])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
     advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
-    assert torch.allclose(advantages, torch.tensor([[0.4315, 0.77, 0.6], [0.46, 0.8, 0.0]]),
-                          atol=1e-6)
-    assert torch.allclose(returns, torch.tensor([[0.9315, 0.97, 1.0], [0.96, 1.0, 0.0]]),
-                          atol=1e-6)
+    assert torch.allclose(
+        advantages, torch.tensor([[0.4315, 0.77, 0.6], [0.46, 0.8, 0.0]]), atol=1e-6
+    )
+    assert torch.allclose(returns, torch.tensor([[0.9315, 0.97, 1.0], [0.96, 1.0, 0.0]]), atol=1e-6)
 
 
 def test_gae_discount():
     # gamma 0.5, lambda 1: A1 = 1 - 0 = 1 ; A0 = (0 + 0.5 * 0 - 0) + 0.5 * 1 = 0.5
-    advantages, _ = gae(torch.tensor([[0.0, 1.0]]), torch.zeros(1, 2), torch.ones(1, 2),
-                        gamma=0.5, lam=1.0)
+    advantages, _ = gae(
+        torch.tensor([[0.0, 1.0]]), torch.zeros(1, 2), torch.ones(1, 2), gamma=0.5, lam=1.0
+    )
     assert advantages.tolist() == [[0.5, 1.0]]
 
 
@@ -108,8 +109,9 @@ def test_ppo_policy_loss_clips_and_reports_clip_fraction():
 
 def test_ppo_value_loss_takes_clipped_when_worse():
     # v_new 1, v_old 0, R 2, clip 0.2 -> v_clip 0.2: max((1-2)^2, (0.2-2)^2) = 3.24 -> 1.62
-    loss, clip_fraction = ppo_value_loss(torch.tensor([[1.0]]), torch.tensor([[0.0]]),
-                                         torch.tensor([[2.0]]), torch.ones(1, 1), 0.2)
+    loss, clip_fraction = ppo_value_loss(
+        torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[2.0]]), torch.ones(1, 1), 0.2
+    )
     assert loss.item() == pytest.approx(1.62, abs=1e-6)
     assert clip_fraction.item() == 1.0
 
@@ -130,5 +132,6 @@ def test_sequence_loss_only_counts_masked_labels():
     assert sequence_logprob_loss(logits, labels, mask).item() == pytest.approx(math.log(4))
     # Make position 1 predict token 2 with certainty: only that term changes.
     logits[0, 1, 2] = 100.0
-    assert sequence_logprob_loss(logits, labels, mask).item() == pytest.approx(math.log(4) / 2,
-                                                                               abs=1e-4)
+    assert sequence_logprob_loss(logits, labels, mask).item() == pytest.approx(
+        math.log(4) / 2, abs=1e-4
+    )

@@ -14,9 +14,14 @@ from trainer.reward import RewardConfig, train_reward_model
 @pytest.fixture
 def prompts_file(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    write_jsonl(path, [{"id": str(i), "prompt": f"Q{i}: say", "category": "generation",
-                        "split": "train"} for i in range(16)]
-                + [{"id": "t", "prompt": "held out", "category": "chat", "split": "test"}])
+    write_jsonl(
+        path,
+        [
+            {"id": str(i), "prompt": f"Q{i}: say", "category": "generation", "split": "train"}
+            for i in range(16)
+        ]
+        + [{"id": "t", "prompt": "held out", "category": "chat", "split": "test"}],
+    )
     return path
 
 
@@ -25,9 +30,20 @@ def rows(out):
 
 
 def base_config(tiny_dir, prompts_file, out, **overrides):
-    settings = dict(policy=str(tiny_dir), prompts=str(prompts_file), out=str(out),
-                    batch_size=8, mini_batch_size=4, ppo_epochs=4, lr=3e-3, max_new_tokens=12,
-                    kl_coef=0.05, missing_eos_penalty=None, device="cpu", save_every=0)
+    settings = dict(
+        policy=str(tiny_dir),
+        prompts=str(prompts_file),
+        out=str(out),
+        batch_size=8,
+        mini_batch_size=4,
+        ppo_epochs=4,
+        lr=3e-3,
+        max_new_tokens=12,
+        kl_coef=0.05,
+        missing_eos_penalty=None,
+        device="cpu",
+        save_every=0,
+    )
     settings.update(overrides)
     return PPOConfig(**settings)
 
@@ -35,8 +51,9 @@ def base_config(tiny_dir, prompts_file, out, **overrides):
 @pytest.mark.slow
 def test_ppo_raises_a_synthetic_reward_with_bounded_kl(tiny_dir, prompts_file, tmp_path):
     out = tmp_path / "ppo"
-    metrics = train_ppo(base_config(tiny_dir, prompts_file, out, total_steps=40),
-                        score_fn=digit_count)
+    metrics = train_ppo(
+        base_config(tiny_dir, prompts_file, out, total_steps=40), score_fn=digit_count
+    )
     # A random 98-token policy writes ~1.2 digits in 12 tokens (score ~0.3 per response);
     # the reward caps at 3.0 (12 digits).
     assert metrics["score_first"] < 1.0
@@ -47,8 +64,17 @@ def test_ppo_raises_a_synthetic_reward_with_bounded_kl(tiny_dir, prompts_file, t
     assert [r["step"] for r in steps] == list(range(1, 41))
     assert {r["total_steps"] for r in steps} == {40}
     assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # first rollout: policy == reference
-    for key in ("approx_kl", "clip_fraction", "entropy", "kl", "score", "non_score_reward",
-                "response_length", "value_loss", "policy_loss"):
+    for key in (
+        "approx_kl",
+        "clip_fraction",
+        "entropy",
+        "kl",
+        "score",
+        "non_score_reward",
+        "response_length",
+        "value_loss",
+        "policy_loss",
+    ):
         assert steps[-1][key] is not None
     # non-score reward is -beta * KL summed over the response
     assert steps[-1]["non_score_reward"] == pytest.approx(-0.05 * steps[-1]["kl"], rel=1e-4)
@@ -56,25 +82,33 @@ def test_ppo_raises_a_synthetic_reward_with_bounded_kl(tiny_dir, prompts_file, t
     policy, tokenizer = models.load_policy(str(out))
     assert (out / "value_model" / "config.json").is_file()
     ids = torch.tensor([tokenizer("Q3: say")["input_ids"]])
-    generated = policy.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                max_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
-    text = tokenizer.decode(generated[0, ids.size(1):], skip_special_tokens=True)
+    generated = policy.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=12,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text = tokenizer.decode(generated[0, ids.size(1) :], skip_special_tokens=True)
     assert sum(ch.isdigit() for ch in text) >= 6
 
 
 @pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(tiny_dir, prompts_file, tmp_path):
     straight = tmp_path / "straight"
-    train_ppo(base_config(tiny_dir, prompts_file, straight, total_steps=4),
-              score_fn=digit_count)
+    train_ppo(base_config(tiny_dir, prompts_file, straight, total_steps=4), score_fn=digit_count)
     resumed = tmp_path / "resumed"
-    first = train_ppo(base_config(tiny_dir, prompts_file, resumed, total_steps=4,
-                                  stop_after=2), score_fn=digit_count)
+    first = train_ppo(
+        base_config(tiny_dir, prompts_file, resumed, total_steps=4, stop_after=2),
+        score_fn=digit_count,
+    )
     assert first["finished"] is False and first["steps_done"] == 2
     assert (resumed / "checkpoint/policy/config.json").is_file()
     assert not (resumed / "model.safetensors").exists()
-    second = train_ppo(base_config(tiny_dir, prompts_file, resumed, total_steps=4, resume=True),
-                       score_fn=digit_count)
+    second = train_ppo(
+        base_config(tiny_dir, prompts_file, resumed, total_steps=4, resume=True),
+        score_fn=digit_count,
+    )
     assert second["start_step"] == 2 and second["finished"] is True
     a = models.load_policy(str(straight))[0].state_dict()
     b = models.load_policy(str(resumed))[0].state_dict()
@@ -92,21 +126,51 @@ def test_step_prompts_cycle_through_shuffled_epochs():
 
 
 @pytest.mark.slow
-def test_ppo_with_reward_model_ptx_lora_adaptive_kl_and_eos_penalty(tiny_dir, prompts_file,
-                                                                   tmp_path):
+def test_ppo_with_reward_model_ptx_lora_adaptive_kl_and_eos_penalty(
+    tiny_dir, prompts_file, tmp_path
+):
     rankings = tmp_path / "rankings.jsonl"
-    write_jsonl(rankings, [{"prompt": r.prompt, "completions": r.completions,
-                            "ranking": r.groups} for r in count_rule_rankings(16, 3, seed=4)])
+    write_jsonl(
+        rankings,
+        [
+            {"prompt": r.prompt, "completions": r.completions, "ranking": r.groups}
+            for r in count_rule_rankings(16, 3, seed=4)
+        ],
+    )
     rm_dir = tmp_path / "rm"
-    train_reward_model(RewardConfig(model=str(tiny_dir), train=str(rankings), out=str(rm_dir),
-                                    max_steps=2, lr=1e-3, device="cpu", valid_fraction=0.25))
+    train_reward_model(
+        RewardConfig(
+            model=str(tiny_dir),
+            train=str(rankings),
+            out=str(rm_dir),
+            max_steps=2,
+            lr=1e-3,
+            device="cpu",
+            valid_fraction=0.25,
+        )
+    )
     ptx = tmp_path / "ptx.jsonl"
     write_jsonl(ptx, [{"text": "The quick brown fox."}, {"prompt": "Q:", "completion": "A."}])
     out = tmp_path / "ppo"
-    metrics = train_ppo(base_config(
-        tiny_dir, prompts_file, out, reward_model=str(rm_dir), total_steps=2, ptx=str(ptx),
-        ptx_coef=0.5, lora_r=4, adaptive_kl=True, kl_coef=0.1, kl_target=1.0, kl_horizon=100,
-        missing_eos_penalty=2.0, max_new_tokens=6, lr=1e-3))
+    metrics = train_ppo(
+        base_config(
+            tiny_dir,
+            prompts_file,
+            out,
+            reward_model=str(rm_dir),
+            total_steps=2,
+            ptx=str(ptx),
+            ptx_coef=0.5,
+            lora_r=4,
+            adaptive_kl=True,
+            kl_coef=0.1,
+            kl_target=1.0,
+            kl_horizon=100,
+            missing_eos_penalty=2.0,
+            max_new_tokens=6,
+            lr=1e-3,
+        )
+    )
     steps = rows(out)
     assert all(r["ptx_loss"] is not None and r["ptx_loss"] > 0 for r in steps)
     for r in steps:
@@ -126,15 +190,30 @@ def test_ppo_with_reward_model_ptx_lora_adaptive_kl_and_eos_penalty(tiny_dir, pr
 
 def test_value_model_starts_as_the_reward_model(tiny_dir, prompts_file, tmp_path):
     rankings = tmp_path / "rankings.jsonl"
-    write_jsonl(rankings, [{"prompt": r.prompt, "completions": r.completions,
-                            "ranking": r.groups} for r in count_rule_rankings(8, 3, seed=6)])
+    write_jsonl(
+        rankings,
+        [
+            {"prompt": r.prompt, "completions": r.completions, "ranking": r.groups}
+            for r in count_rule_rankings(8, 3, seed=6)
+        ],
+    )
     rm_dir = tmp_path / "rm"
-    train_reward_model(RewardConfig(model=str(tiny_dir), train=str(rankings), out=str(rm_dir),
-                                    max_steps=1, lr=1e-2, device="cpu", valid_fraction=0.25))
+    train_reward_model(
+        RewardConfig(
+            model=str(tiny_dir),
+            train=str(rankings),
+            out=str(rm_dir),
+            max_steps=1,
+            lr=1e-2,
+            device="cpu",
+            valid_fraction=0.25,
+        )
+    )
     out = tmp_path / "ppo"
     # lr 0: nothing moves, so the saved value model is its initialisation
-    metrics = train_ppo(base_config(tiny_dir, prompts_file, out, reward_model=str(rm_dir),
-                                    total_steps=1, lr=0.0))
+    metrics = train_ppo(
+        base_config(tiny_dir, prompts_file, out, reward_model=str(rm_dir), total_steps=1, lr=0.0)
+    )
     value = models.load_scalar_model(str(out / "value_model"))[0].state_dict()
     reward = models.load_scalar_model(str(rm_dir))[0].state_dict()
     assert value.keys() == reward.keys()
@@ -152,11 +231,13 @@ def test_a_separate_reference_is_the_kl_anchor(tiny_dir, prompts_file, tmp_path)
         model.get_output_embeddings().weight.mul_(50.0)
     model.save_pretrained(other)
     tokenizer.save_pretrained(other)
-    same = train_ppo(base_config(tiny_dir, prompts_file, tmp_path / "same", total_steps=1),
-                     score_fn=digit_count)
+    same = train_ppo(
+        base_config(tiny_dir, prompts_file, tmp_path / "same", total_steps=1), score_fn=digit_count
+    )
     anchored = train_ppo(
-        base_config(tiny_dir, prompts_file, tmp_path / "anchored", total_steps=1,
-                    reference=str(other)),
+        base_config(
+            tiny_dir, prompts_file, tmp_path / "anchored", total_steps=1, reference=str(other)
+        ),
         score_fn=digit_count,
     )
     # The first rollout's KL is zero against the policy itself, and clearly not zero against

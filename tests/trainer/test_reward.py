@@ -23,8 +23,10 @@ HH_RLHF = Path(__file__).resolve().parents[3] / "shared/data/hh-rlhf/harmless-ba
 
 def test_k_way_batch_scores_each_completion_like_a_lone_pass(tiny_dir):
     model, tokenizer = models.load_scalar_model(str(tiny_dir))
-    rankings = [Ranking("Q:", ["a", "bbbbbb", "cc"], [[0], [1, 2]]),
-                Ranking("Longer question:", ["x", "yy"], [[1], [0]])]
+    rankings = [
+        Ranking("Q:", ["a", "bbbbbb", "cc"], [[0], [1, 2]]),
+        Ranking("Longer question:", ["x", "yy"], [[1], [0]]),
+    ]
     encoded = [encode_ranking(tokenizer, r, 64) for r in rankings]
     batch = collate(encoded, tokenizer.pad_token_id)
     # 3 + 2 completions flattened into one trunk batch; ranks padded with -1
@@ -60,13 +62,22 @@ def test_bias_makes_reference_completions_score_zero(tiny_dir):
 def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
     train = count_rule_rankings(240, k=4, seed=1)
     valid = count_rule_rankings(40, k=4, seed=2) + count_rule_rankings(40, k=3, seed=3)
-    (tmp_path / "rankings.jsonl").write_text("".join(json.dumps(ranking_row(r)) + "\n"
-                                                     for r in train))
-    config = RewardConfig(model=str(tiny_dir), train=str(tmp_path / "rankings.jsonl"),
-                          out=str(tmp_path / "rm"), epochs=3, batch_size=8, lr=3e-3,
-                          device="cpu", seed=0)
-    before = evaluate_rankings(models.load_scalar_model(str(tiny_dir))[0],
-                               models.load_tokenizer(str(tiny_dir)), valid, 64)
+    (tmp_path / "rankings.jsonl").write_text(
+        "".join(json.dumps(ranking_row(r)) + "\n" for r in train)
+    )
+    config = RewardConfig(
+        model=str(tiny_dir),
+        train=str(tmp_path / "rankings.jsonl"),
+        out=str(tmp_path / "rm"),
+        epochs=3,
+        batch_size=8,
+        lr=3e-3,
+        device="cpu",
+        seed=0,
+    )
+    before = evaluate_rankings(
+        models.load_scalar_model(str(tiny_dir))[0], models.load_tokenizer(str(tiny_dir)), valid, 64
+    )
     metrics = train_reward_model(config, valid=valid)
     assert before["accuracy"] < 0.75
     assert metrics["valid_accuracy"] >= 0.9
@@ -87,12 +98,21 @@ def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
 
 def test_one_reward_model_step_on_real_hh_rlhf_pairs(tiny_dir, tmp_path):
     rankings, _ = read_hh_rlhf(HH_RLHF, limit=12)
-    config = RewardConfig(model=str(tiny_dir), train="hh-rlhf", out=str(tmp_path / "rm"),
-                          batch_size=8, max_steps=1, lr=1e-3, max_length=192, device="cpu",
-                          reference_limit=8)
+    config = RewardConfig(
+        model=str(tiny_dir),
+        train="hh-rlhf",
+        out=str(tmp_path / "rm"),
+        batch_size=8,
+        max_steps=1,
+        lr=1e-3,
+        max_length=192,
+        device="cpu",
+        reference_limit=8,
+    )
     metrics = train_reward_model(config, train=rankings[:8], valid=rankings[8:])
-    (step,) = [json.loads(line) for line in (tmp_path / "rm/metrics.jsonl").read_text()
-               .splitlines()]
+    (step,) = [
+        json.loads(line) for line in (tmp_path / "rm/metrics.jsonl").read_text().splitlines()
+    ]
     assert metrics["steps"] == 1 and metrics["train_rankings"] == 8
     # a fresh head gives rewards near 0, so the pairwise loss starts near log 2
     assert step["loss"] == pytest.approx(math.log(2), abs=0.05)
@@ -106,10 +126,19 @@ def test_one_reward_model_step_on_real_hh_rlhf_pairs(tiny_dir, tmp_path):
 def test_lora_reward_model_merges_into_a_plain_directory(tiny_dir, tmp_path):
     train = count_rule_rankings(16, k=3, seed=5)
     metrics = train_reward_model(
-        RewardConfig(model=str(tiny_dir), train="synthetic", out=str(tmp_path / "rm"),
-                     max_steps=2, batch_size=4, lr=1e-2, lora_r=4, device="cpu",
-                     valid_fraction=0.25),
-        train=train)
+        RewardConfig(
+            model=str(tiny_dir),
+            train="synthetic",
+            out=str(tmp_path / "rm"),
+            max_steps=2,
+            batch_size=4,
+            lr=1e-2,
+            lora_r=4,
+            device="cpu",
+            valid_fraction=0.25,
+        ),
+        train=train,
+    )
     assert metrics["steps"] == 2
     merged, _ = models.load_scalar_model(str(tmp_path / "rm"))
     base, _ = models.load_scalar_model(str(tiny_dir))

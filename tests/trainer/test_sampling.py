@@ -14,35 +14,51 @@ from trainer.sampling import (
 
 
 def encode(tokenizer, texts):
-    return pad_sequences([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id,
-                         side="left")
+    return pad_sequences(
+        [tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id, side="left"
+    )
 
 
 def test_greedy_batched_left_padded_matches_transformers_generate(tiny_dir):
     model, tokenizer = models.load_policy(str(tiny_dir))
     texts = ["Hello there, how are", "Hi"]
     ids, mask = encode(tokenizer, texts)
-    ours, _ = generate(model, ids, mask, max_new_tokens=10, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id, temperature=0.0)
+    ours, _ = generate(
+        model,
+        ids,
+        mask,
+        max_new_tokens=10,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=0.0,
+    )
     for row, text in enumerate(texts):
         single = torch.tensor([tokenizer(text)["input_ids"]])
-        reference = model.generate(single, attention_mask=torch.ones_like(single),
-                                   do_sample=False, max_new_tokens=10,
-                                   pad_token_id=tokenizer.pad_token_id,
-                                   eos_token_id=tokenizer.eos_token_id)
-        expected = reference[0, single.size(1):].tolist()
+        reference = model.generate(
+            single,
+            attention_mask=torch.ones_like(single),
+            do_sample=False,
+            max_new_tokens=10,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        expected = reference[0, single.size(1) :].tolist()
         assert ours[row, : len(expected)].tolist() == expected
 
 
 def test_per_row_seed_makes_a_completion_independent_of_its_batch(tiny_dir):
     model, tokenizer = models.load_policy(str(tiny_dir))
-    kwargs = dict(max_new_tokens=12, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, temperature=1.0, top_p=0.9)
+    kwargs = dict(
+        max_new_tokens=12,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=1.0,
+        top_p=0.9,
+    )
     alone_ids, alone_mask = encode(tokenizer, ["Tell me"])
     alone, _ = generate(model, alone_ids, alone_mask, generators=make_generators([7]), **kwargs)
     batch_ids, batch_mask = encode(tokenizer, ["A much longer prompt goes first", "Tell me"])
-    batch, _ = generate(model, batch_ids, batch_mask, generators=make_generators([3, 7]),
-                        **kwargs)
+    batch, _ = generate(model, batch_ids, batch_mask, generators=make_generators([3, 7]), **kwargs)
     width = min(alone.size(1), batch.size(1))
     assert batch[1, :width].tolist() == alone[0, :width].tolist()
     other, _ = generate(model, alone_ids, alone_mask, generators=make_generators([8]), **kwargs)
@@ -53,15 +69,22 @@ def test_rollout_logprobs_are_at_the_sampling_temperature(tiny_dir):
     model, tokenizer = models.load_policy(str(tiny_dir))
     ids, mask = encode(tokenizer, ["abc", "a longer one"])
     temperature = 0.7
-    tokens, logprobs = generate(model, ids, mask, max_new_tokens=6, temperature=temperature,
-                                eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id,
-                                generators=make_generators([1, 2]))
+    tokens, logprobs = generate(
+        model,
+        ids,
+        mask,
+        max_new_tokens=6,
+        temperature=temperature,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        generators=make_generators([1, 2]),
+    )
     full = torch.cat([ids, tokens], 1)
     full_mask = torch.cat([mask, torch.ones_like(tokens)], 1)
     with torch.no_grad():
-        logits = model(full, attention_mask=full_mask,
-                       position_ids=position_ids_from_mask(full_mask)).logits
+        logits = model(
+            full, attention_mask=full_mask, position_ids=position_ids_from_mask(full_mask)
+        ).logits
     step_logits = logits[:, ids.size(1) - 1 : -1] / temperature
     expected = step_logits.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(logprobs, expected, atol=1e-4)
@@ -78,20 +101,53 @@ def test_decode_stops_at_first_eos(tiny_dir):
 
 def test_sample_command_writes_the_contract(tiny_dir, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("\n".join(json.dumps(r) for r in [
-        {"id": "p1", "prompt": "Say hi", "category": "chat", "split": "train"},
-        {"id": "p2", "prompt": "Count to three", "category": "generation", "split": "train"},
-    ]) + "\n")
-    config = SampleConfig(model=str(tiny_dir), prompts=str(prompts), out=str(tmp_path / "out"),
-                          k=3, max_new_tokens=8, temperature=0.9, top_p=0.95, seed=5)
+    prompts.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "p1", "prompt": "Say hi", "category": "chat", "split": "train"},
+                {
+                    "id": "p2",
+                    "prompt": "Count to three",
+                    "category": "generation",
+                    "split": "train",
+                },
+            ]
+        )
+        + "\n"
+    )
+    config = SampleConfig(
+        model=str(tiny_dir),
+        prompts=str(prompts),
+        out=str(tmp_path / "out"),
+        k=3,
+        max_new_tokens=8,
+        temperature=0.9,
+        top_p=0.95,
+        seed=5,
+    )
     metrics = sample(config)
     rows = [json.loads(line) for line in (tmp_path / "out/samples.jsonl").read_text().splitlines()]
     assert len(rows) == 6
     assert sorted((r["prompt_id"], r["index"]) for r in rows) == [
-        ("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p2", 1), ("p2", 2)]
+        ("p1", 0),
+        ("p1", 1),
+        ("p1", 2),
+        ("p2", 0),
+        ("p2", 1),
+        ("p2", 2),
+    ]
     for row in rows:
-        assert set(row) >= {"prompt_id", "prompt", "index", "completion", "seed", "sampling",
-                            "model", "finish_reason"}
+        assert set(row) >= {
+            "prompt_id",
+            "prompt",
+            "index",
+            "completion",
+            "seed",
+            "sampling",
+            "model",
+            "finish_reason",
+        }
         assert row["sampling"] == {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": 8}
         assert row["model"] == str(tiny_dir)
         assert row["finish_reason"] in ("eos", "length")
@@ -99,8 +155,9 @@ def test_sample_command_writes_the_contract(tiny_dir, tmp_path):
     assert len({r["seed"] for r in rows}) == 6
     assert metrics["completions"] == 6
     assert metrics["new_tokens"] == sum(r["num_tokens"] for r in rows)
-    progress_rows = [json.loads(x) for x in (tmp_path / "out/metrics.jsonl").read_text()
-                     .splitlines()]
+    progress_rows = [
+        json.loads(x) for x in (tmp_path / "out/metrics.jsonl").read_text().splitlines()
+    ]
     assert progress_rows[-1]["completions_done"] == progress_rows[-1]["completions_total"] == 6
     again = sample(config)
     assert again["reused"] is True
