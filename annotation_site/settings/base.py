@@ -122,7 +122,7 @@ LOOP_HEARTBEAT_STALE_SECONDS = int(os.environ.get("LOOP_HEARTBEAT_STALE_SECONDS"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apps.core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

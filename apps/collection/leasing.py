@@ -47,11 +47,58 @@ def slot_holding(now: datetime) -> Q:
     )
 
 
+def _tables() -> tuple[str, str, str]:
+    quote = connection.ops.quote_name
+    return (
+        quote(Task._meta.db_table),
+        quote(Assignment._meta.db_table),
+        quote(TaskCompletion._meta.db_table),
+    )
+
+
+# An assignment row `a` that holds a slot at the time given by the last two parameters.
+_SLOT_HOLDING_SQL = "(a.status = %s OR (a.status = %s AND a.expires_at > %s))"
+
+
+def _slot_holding_params(now: datetime) -> list:
+    return [
+        Assignment.Status.SUBMITTED,
+        Assignment.Status.LEASED,
+        connection.ops.adapt_datetimefield_value(now),
+    ]
+
+
 def task_taken_slots(*, task_id: int, now: datetime, excluding: int | None = None) -> int:
-    assignments = Assignment.objects.filter(slot_holding(now), task_id=task_id)
+    """Slots of the task held at `now` (optionally not counting one assignment)."""
+    _, assignment_table, _ = _tables()
+    sql = f"SELECT COUNT(*) FROM {assignment_table} a WHERE a.task_id = %s AND {_SLOT_HOLDING_SQL}"
+    params = [task_id, *_slot_holding_params(now)]
     if excluding is not None:
-        assignments = assignments.exclude(pk=excluding)
-    return assignments.count()
+        sql += " AND a.id <> %s"
+        params.append(excluding)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def task_complete_if_full(*, task_id: int, now: datetime) -> None:
+    """Close an open task once it holds `overlap` submitted answers (one statement)."""
+    task_table, assignment_table, _ = _tables()
+    sql = f"""
+        UPDATE {task_table} SET status = %s, updated_at = %s
+        WHERE id = %s AND status = %s
+          AND (SELECT COUNT(*) FROM {assignment_table} a
+               WHERE a.task_id = %s AND a.status = %s) >= overlap"""
+    params = [
+        Task.Status.COMPLETE,
+        connection.ops.adapt_datetimefield_value(now),
+        task_id,
+        Task.Status.OPEN,
+        task_id,
+        Assignment.Status.SUBMITTED,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def live_assignment_for_rater(*, project: Project, rater, now: datetime) -> Assignment | None:
@@ -94,8 +141,7 @@ def _candidate_tasks(
     building the ORM query cost more CPU than running it. Rows another transaction holds
     are skipped (SKIP LOCKED), not waited for.
     """
-    task_table = connection.ops.quote_name(Task._meta.db_table)
-    assignment_table = connection.ops.quote_name(Assignment._meta.db_table)
+    task_table, assignment_table, _ = _tables()
     skip = f"AND t.id NOT IN ({', '.join(['%s'] * len(skip_ids))})" if skip_ids else ""
     lock = (
         " FOR UPDATE OF t SKIP LOCKED"
@@ -109,8 +155,7 @@ def _candidate_tasks(
           AND NOT EXISTS (
             SELECT 1 FROM {assignment_table} a WHERE a.task_id = t.id AND a.rater_id = %s)
           AND (SELECT COUNT(*) FROM {assignment_table} a
-               WHERE a.task_id = t.id
-                 AND (a.status = %s OR (a.status = %s AND a.expires_at > %s))) < t.overlap
+               WHERE a.task_id = t.id AND {_SLOT_HOLDING_SQL}) < t.overlap
         ORDER BY t.priority DESC, t.id
         LIMIT %s{lock}"""
     params = [
@@ -120,9 +165,7 @@ def _candidate_tasks(
         *kinds,
         *sorted(skip_ids),
         rater.pk,
-        Assignment.Status.SUBMITTED,
-        Assignment.Status.LEASED,
-        connection.ops.adapt_datetimefield_value(now),
+        *_slot_holding_params(now),
         CANDIDATES_PER_QUERY,
     ]
     with connection.cursor() as cursor:
@@ -152,9 +195,12 @@ def _lease_first_free(
 
 
 def _lease(*, task_id: int, rater, now: datetime, seconds: int) -> Assignment:
-    order = list(
-        TaskCompletion.objects.filter(task_id=task_id).values_list("completion_id", flat=True)
-    )
+    _, _, task_completion_table = _tables()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT completion_id FROM {task_completion_table} WHERE task_id = %s", [task_id]
+        )
+        order = [row[0] for row in cursor.fetchall()]
     _rng.shuffle(order)
     return Assignment.objects.create(
         task_id=task_id,

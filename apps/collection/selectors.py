@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
-from apps.collection.models import Assignment, Completion, Project, Task
+from apps.collection.models import Assignment, Completion, Project, Prompt, Task, TaskCompletion
 from apps.core.errors import NotFound, NotPermitted
 from apps.core.roles import Role, user_has_role, user_roles
 
@@ -20,13 +21,18 @@ def projects_for_user(*, user) -> QuerySet[Project]:
     if roles & {Role.REVIEWER, Role.RESEARCHER}:
         return projects
     if Role.LABELER in roles:
-        return projects.filter(Q(open_to_all_labelers=True) | Q(members=user)).distinct()
+        member = Project.members.through.objects.filter(project_id=OuterRef("pk"), user=user)
+        return projects.filter(Q(open_to_all_labelers=True) | Exists(member))
     return projects.none()
 
 
 def project_for_labeler(*, project_id: int, user) -> Project:
+    """The project, if this labeler may work on it (its quality settings read along)."""
     project = (
-        projects_for_user(user=user).filter(pk=project_id).first()
+        projects_for_user(user=user)
+        .select_related("quality_settings")
+        .filter(pk=project_id)
+        .first()
         if user_has_role(user, Role.LABELER)
         else None
     )
@@ -36,17 +42,28 @@ def project_for_labeler(*, project_id: int, user) -> Project:
 
 
 def assignment_view(*, assignment: Assignment) -> dict:
-    """What the rater sees: prompt and completions in their own display order."""
-    task = assignment.task
-    by_id = {
-        c.pk: c.text
-        for c in Completion.objects.filter(pk__in=assignment.display_order).only("pk", "text")
-    }
+    """What the rater sees: prompt and completions in their own display order.
+
+    Read in one statement (task, prompt and completions joined): it answers every `next`.
+    """
+    quote = connection.ops.quote_name
+    sql = f"""
+        SELECT t.kind, t.prompt_id, p.text, c.id, c.text
+        FROM {quote(Task._meta.db_table)} t
+        JOIN {quote(Prompt._meta.db_table)} p ON p.id = t.prompt_id
+        LEFT JOIN {quote(TaskCompletion._meta.db_table)} tc ON tc.task_id = t.id
+        LEFT JOIN {quote(Completion._meta.db_table)} c ON c.id = tc.completion_id
+        WHERE t.id = %s"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [assignment.task_id])
+        rows = cursor.fetchall()
+    kind, prompt_id, prompt_text = rows[0][:3]
+    by_id = {completion_id: text for *_, completion_id, text in rows}
     return {
         "assignment_id": assignment.pk,
-        "task_id": task.pk,
-        "kind": task.kind,
-        "prompt": {"id": task.prompt_id, "text": task.prompt.text},
+        "task_id": assignment.task_id,
+        "kind": kind,
+        "prompt": {"id": prompt_id, "text": prompt_text},
         "completions": [{"id": cid, "text": by_id[cid]} for cid in assignment.display_order],
         "lease_expires_at": assignment.expires_at,
         "status": assignment.status,

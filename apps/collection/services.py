@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.collection import validation
-from apps.collection.leasing import task_taken_slots
+from apps.collection.leasing import task_complete_if_full, task_taken_slots
 from apps.collection.models import (
     MAX_K,
     MIN_K,
@@ -176,17 +176,21 @@ def task_create(
 
 
 def _lock_for_answer(*, assignment: Assignment) -> tuple[Assignment, Task, datetime]:
-    """Lock the assignment and its task, and check the answer may still be taken.
+    """Lock the assignment and its task (one statement), and check the answer may be taken.
 
     The clock is read once the task is locked: read earlier, a lease that ran out while we
     waited for the lock would look live here, although `next` has already given its slot to
     someone else (and that rater's lease would then be one too many).
     """
-    locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
-    task = Task.objects.select_for_update().get(pk=locked.task_id)
+    locked = (
+        Assignment.objects.select_for_update(of=("self", "task"))
+        .select_related("task")
+        .get(pk=assignment.pk)
+    )
+    task = locked.task
     now = timezone.now()
     if locked.status == Assignment.Status.SUBMITTED:
-        raise Conflict("This assignment has already been answered.")
+        raise _AlreadyAnswered
     if locked.status == Assignment.Status.SKIPPED:
         raise Conflict("This assignment was skipped.")
     if locked.status == Assignment.Status.RELEASED:
@@ -198,14 +202,15 @@ def _lock_for_answer(*, assignment: Assignment) -> tuple[Assignment, Task, datet
     return locked, task, now
 
 
+class _AlreadyAnswered(Exception):
+    """The assignment holds an answer: a replay of it, or a conflict (`_store_answer`)."""
+
+
 def _finish(*, assignment: Assignment, task: Task, now) -> None:
     assignment.status = Assignment.Status.SUBMITTED
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
-    submitted = Assignment.objects.filter(task=task, status=Assignment.Status.SUBMITTED).count()
-    if submitted >= task.overlap and task.status == Task.Status.OPEN:
-        task.status = Task.Status.COMPLETE
-        task.save(update_fields=["status", "updated_at"])
+    task_complete_if_full(task_id=task.pk, now=now)
 
 
 def _replayed(model, *, client_key: uuid.UUID, assignment: Assignment):
@@ -219,6 +224,39 @@ def _replayed(model, *, client_key: uuid.UUID, assignment: Assignment):
             fields={"client_key": ["Already used for another assignment; send a new uuid."]},
         )
     return earlier
+
+
+def _store_answer(model, *, assignment: Assignment, client_key: uuid.UUID, create):
+    """Run `create(locked_assignment, task, now)` under the locks; (answer, created).
+
+    A retry is recognised without an extra read on the usual path: the earlier answer is
+    looked up only when the assignment turns out answered already, or when the insert hits
+    the unique client_key (two copies of one request raced, or the key was reused).
+    """
+    try:
+        with transaction.atomic():
+            locked, task, now = _lock_for_answer(assignment=assignment)
+            answer = create(locked, task, now)
+            _finish(assignment=locked, task=task, now=now)
+    except _AlreadyAnswered:
+        earlier = _replayed(model, client_key=client_key, assignment=assignment)
+        if earlier is None:
+            raise Conflict("This assignment has already been answered.") from None
+        return earlier, False
+    except IntegrityError:
+        earlier = _replayed(model, client_key=client_key, assignment=assignment)
+        if earlier is None:
+            raise
+        return earlier, False
+    return answer, True
+
+
+def _replay_or_refuse(model, *, message: str, errors: validation.Errors, **replay):
+    """(earlier answer, False) if this invalid request retries a stored answer; else the 400."""
+    earlier = _replayed(model, **replay)
+    if earlier is None:
+        raise InvalidInput(message, fields=errors)
+    return earlier, False
 
 
 def _clean_time_spent(value: Any, errors: validation.Errors) -> int | None:
@@ -250,9 +288,7 @@ def judgment_submit(
     project = task.project
     if task.kind == Task.Kind.DEMONSTRATION:
         raise InvalidInput("This task asks for a demonstration, not a ranking.")
-    earlier = _replayed(Judgment, client_key=client_key, assignment=assignment)
-    if earlier is not None:
-        return earlier, False
+    replay = {"client_key": client_key, "assignment": assignment}
 
     shown = list(assignment.display_order)
     errors: validation.Errors = {}
@@ -264,33 +300,30 @@ def judgment_submit(
     if both_bad and task.kind != Task.Kind.EVALUATION:
         errors.setdefault("both_bad", []).append("Only A/B evaluation tasks take both_bad.")
     if errors:
-        raise InvalidInput("The judgment is not valid; nothing was stored.", fields=errors)
+        return _replay_or_refuse(
+            Judgment,
+            message="The judgment is not valid; nothing was stored.",
+            errors=errors,
+            **replay,
+        )
 
-    try:
-        with transaction.atomic():
-            locked, task, now = _lock_for_answer(assignment=assignment)
-            judgment = Judgment.objects.create(
-                assignment=locked,
-                task=task,
-                rater=rater,
-                ranking=groups,
-                likert=likert_clean,
-                flags=flags_clean,
-                rationale=rationale_clean,
-                both_bad=bool(both_bad),
-                time_spent_ms=time_clean,
-                display_order=shown,
-                guidelines_version=project.guidelines_version,
-                client_key=client_key,
-            )
-            _finish(assignment=locked, task=task, now=now)
-    except IntegrityError:
-        # Two copies of one retried request raced; the other stored it.
-        earlier = _replayed(Judgment, client_key=client_key, assignment=assignment)
-        if earlier is None:
-            raise
-        return earlier, False
-    return judgment, True
+    def create(locked: Assignment, task: Task, now) -> Judgment:
+        return Judgment.objects.create(
+            assignment=locked,
+            task=task,
+            rater=rater,
+            ranking=groups,
+            likert=likert_clean,
+            flags=flags_clean,
+            rationale=rationale_clean,
+            both_bad=bool(both_bad),
+            time_spent_ms=time_clean,
+            display_order=shown,
+            guidelines_version=project.guidelines_version,
+            client_key=client_key,
+        )
+
+    return _store_answer(Judgment, create=create, **replay)
 
 
 def demonstration_submit(
@@ -301,9 +334,7 @@ def demonstration_submit(
     task = assignment.task
     if task.kind != Task.Kind.DEMONSTRATION:
         raise InvalidInput("This task asks for a ranking, not a demonstration.")
-    earlier = _replayed(Demonstration, client_key=client_key, assignment=assignment)
-    if earlier is not None:
-        return earlier, False
+    replay = {"client_key": client_key, "assignment": assignment}
     errors: validation.Errors = {}
     if not isinstance(text, str) or not text.strip():
         errors.setdefault("text", []).append("Write the answer; it may not be empty.")
@@ -313,26 +344,25 @@ def demonstration_submit(
         )
     time_clean = _clean_time_spent(time_spent_ms, errors)
     if errors:
-        raise InvalidInput("The demonstration is not valid; nothing was stored.", fields=errors)
-    try:
-        with transaction.atomic():
-            locked, task, now = _lock_for_answer(assignment=assignment)
-            demonstration = Demonstration.objects.create(
-                assignment=locked,
-                task=task,
-                prompt_id=task.prompt_id,
-                rater=rater,
-                text=text.strip(),
-                time_spent_ms=time_clean,
-                client_key=client_key,
-            )
-            _finish(assignment=locked, task=task, now=now)
-    except IntegrityError:
-        earlier = _replayed(Demonstration, client_key=client_key, assignment=assignment)
-        if earlier is None:
-            raise
-        return earlier, False
-    return demonstration, True
+        return _replay_or_refuse(
+            Demonstration,
+            message="The demonstration is not valid; nothing was stored.",
+            errors=errors,
+            **replay,
+        )
+
+    def create(locked: Assignment, task: Task, now) -> Demonstration:
+        return Demonstration.objects.create(
+            assignment=locked,
+            task=task,
+            prompt_id=task.prompt_id,
+            rater=rater,
+            text=text.strip(),
+            time_spent_ms=time_clean,
+            client_key=client_key,
+        )
+
+    return _store_answer(Demonstration, create=create, **replay)
 
 
 MAX_SKIP_REASON = 500

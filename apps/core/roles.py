@@ -22,9 +22,14 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[Role]:
     cached = getattr(user, "_prefloop_roles", None)
     if cached is None:
         names = set(user.groups.values_list("name", flat=True))
-        cached = {role for role in Role if role.value in names}
-        user._prefloop_roles = cached
+        cached = remember_roles(user, {role for role in Role if role.value in names})
     return cached
+
+
+def remember_roles(user: AbstractBaseUser, roles: set[Role]) -> set[Role]:
+    """Keep the roles on this user object for the rest of the request."""
+    user._prefloop_roles = roles
+    return roles
 
 
 def user_has_role(user: AbstractBaseUser | AnonymousUser, role: Role) -> bool:

@@ -20,9 +20,14 @@ RANKED_KINDS = (Task.Kind.RANKING, Task.Kind.EVALUATION)
 
 
 def quality_settings(*, project: Project) -> ProjectQualitySettings:
-    """The project's settings row, or unsaved defaults (no screening) when it has none."""
-    found = ProjectQualitySettings.objects.filter(project=project).first()
-    return found or ProjectQualitySettings(project=project)
+    """The project's settings row, or unsaved defaults (no screening) when it has none.
+
+    A project read with `select_related("quality_settings")` answers without a query.
+    """
+    try:
+        return project.quality_settings
+    except ProjectQualitySettings.DoesNotExist:
+        return ProjectQualitySettings(project=project)
 
 
 def judgment_arrays(
