@@ -102,7 +102,8 @@ def seed(levels: list[int], tasks_per_level: int, k: int, overlap: int) -> dict[
     return plan
 
 
-def start_server(workers: int) -> subprocess.Popen:
+def start_server(workers: int, threads: int = 1) -> subprocess.Popen:
+    """gunicorn with `workers` processes; `threads` > 1 uses the gthread worker (keep-alive)."""
     gunicorn = Path(sys.executable).parent / "gunicorn"
     server = subprocess.Popen(
         [
@@ -112,8 +113,8 @@ def start_server(workers: int) -> subprocess.Popen:
             f"127.0.0.1:{PORT}",
             "--workers",
             str(workers),
-            "--worker-class",
-            "sync",
+            *(["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []),
+            *(["--worker-class", "sync"] if threads == 1 else []),
             "--backlog",
             "512",
             "--log-level",
@@ -185,20 +186,23 @@ async def rater_loop(client, token: str, project_id: int, stop_at: float, result
 
 
 async def run_level(level: int, plan: dict, duration: float) -> LevelResult:
-    import httpx
+    from bench.loadclient import Connection
 
     result = LevelResult(concurrency=level)
-    limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        started = time.perf_counter()
-        stop_at = started + duration
+    connections = [Connection(BASE) for _ in plan["tokens"]]
+    started = time.perf_counter()
+    stop_at = started + duration
+    try:
         await asyncio.gather(
             *(
-                rater_loop(client, token, plan["project_id"], stop_at, result)
-                for token in plan["tokens"]
+                rater_loop(connection, token, plan["project_id"], stop_at, result)
+                for connection, token in zip(connections, plan["tokens"], strict=True)
             )
         )
+    finally:
         result.seconds = time.perf_counter() - started
+        for connection in connections:
+            await connection.close()
     return result
 
 

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from apps.accounts.models import RaterProfile
 from apps.collection.models import Assignment, Project, Task, TaskCompletion
+from apps.core import sql
 from apps.core.errors import NotPermitted
 from apps.quality.screening import SCREENING_FAILED_MESSAGE, ScreeningGate, screening_gate
 
@@ -44,15 +45,6 @@ def slot_holding(now: datetime) -> Q:
     """Assignments that occupy one of a task's overlap slots at `now`."""
     return Q(status=Assignment.Status.SUBMITTED) | Q(
         status=Assignment.Status.LEASED, expires_at__gt=now
-    )
-
-
-def _tables() -> tuple[str, str, str]:
-    quote = connection.ops.quote_name
-    return (
-        quote(Task._meta.db_table),
-        quote(Assignment._meta.db_table),
-        quote(TaskCompletion._meta.db_table),
     )
 
 
@@ -70,24 +62,24 @@ def _slot_holding_params(now: datetime) -> list:
 
 def task_taken_slots(*, task_id: int, now: datetime, excluding: int | None = None) -> int:
     """Slots of the task held at `now` (optionally not counting one assignment)."""
-    _, assignment_table, _ = _tables()
-    sql = f"SELECT COUNT(*) FROM {assignment_table} a WHERE a.task_id = %s AND {_SLOT_HOLDING_SQL}"
+    query = f"""
+        SELECT COUNT(*) FROM {sql.table(Assignment)} a
+        WHERE a.task_id = %s AND {_SLOT_HOLDING_SQL}"""
     params = [task_id, *_slot_holding_params(now)]
     if excluding is not None:
-        sql += " AND a.id <> %s"
+        query += " AND a.id <> %s"
         params.append(excluding)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(query, params)
         return cursor.fetchone()[0]
 
 
 def task_complete_if_full(*, task_id: int, now: datetime) -> None:
     """Close an open task once it holds `overlap` submitted answers (one statement)."""
-    task_table, assignment_table, _ = _tables()
-    sql = f"""
-        UPDATE {task_table} SET status = %s, updated_at = %s
+    query = f"""
+        UPDATE {sql.table(Task)} SET status = %s, updated_at = %s
         WHERE id = %s AND status = %s
-          AND (SELECT COUNT(*) FROM {assignment_table} a
+          AND (SELECT COUNT(*) FROM {sql.table(Assignment)} a
                WHERE a.task_id = %s AND a.status = %s) >= overlap"""
     params = [
         Task.Status.COMPLETE,
@@ -98,20 +90,34 @@ def task_complete_if_full(*, task_id: int, now: datetime) -> None:
         Assignment.Status.SUBMITTED,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(query, params)
 
 
 def live_assignment_for_rater(*, project: Project, rater, now: datetime) -> Assignment | None:
-    return (
-        Assignment.objects.filter(
-            rater=rater,
-            task__project=project,
-            status=Assignment.Status.LEASED,
-            expires_at__gt=now,
-        )
-        .order_by("leased_at")
-        .first()
-    )
+    """The rater's oldest unexpired lease in `project`, if any."""
+    query = f"""
+        SELECT {sql.columns(Assignment, "a")} FROM {sql.table(Assignment)} a
+        JOIN {sql.table(Task)} t ON t.id = a.task_id
+        WHERE a.rater_id = %s AND t.project_id = %s AND a.status = %s AND a.expires_at > %s
+        ORDER BY a.leased_at LIMIT 1"""
+    params = [
+        rater.pk,
+        project.pk,
+        Assignment.Status.LEASED,
+        connection.ops.adapt_datetimefield_value(now),
+    ]
+    rows = sql.fetch_models(query, params, [Assignment])
+    return rows[0][0] if rows else None
+
+
+def _lock_rater(rater) -> RaterProfile | None:
+    """Lock the rater's profile row (creating it on first use): one rater, one call at a time."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    query = f"SELECT {sql.columns(RaterProfile, 'r')} FROM {sql.table(RaterProfile)} r "
+    rows = sql.fetch_models(query + f"WHERE r.user_id = %s{lock}", [rater.pk], [RaterProfile])
+    if rows:
+        return rows[0][0]
+    return RaterProfile.objects.select_for_update().get_or_create(user=rater)[0]
 
 
 def tasks_open_to_rater(*, project: Project, rater, now: datetime):
@@ -141,20 +147,19 @@ def _candidate_tasks(
     building the ORM query cost more CPU than running it. Rows another transaction holds
     are skipped (SKIP LOCKED), not waited for.
     """
-    task_table, assignment_table, _ = _tables()
     skip = f"AND t.id NOT IN ({', '.join(['%s'] * len(skip_ids))})" if skip_ids else ""
     lock = (
         " FOR UPDATE OF t SKIP LOCKED"
         if connection.features.has_select_for_update_skip_locked
         else ""
     )
-    sql = f"""
-        SELECT t.id, t.overlap FROM {task_table} t
+    query = f"""
+        SELECT t.id, t.overlap FROM {sql.table(Task)} t
         WHERE t.project_id = %s AND t.status = %s AND t.is_gold = %s
           AND t.kind IN ({", ".join(["%s"] * len(kinds))}) {skip}
           AND NOT EXISTS (
-            SELECT 1 FROM {assignment_table} a WHERE a.task_id = t.id AND a.rater_id = %s)
-          AND (SELECT COUNT(*) FROM {assignment_table} a
+            SELECT 1 FROM {sql.table(Assignment)} a WHERE a.task_id = t.id AND a.rater_id = %s)
+          AND (SELECT COUNT(*) FROM {sql.table(Assignment)} a
                WHERE a.task_id = t.id AND {_SLOT_HOLDING_SQL}) < t.overlap
         ORDER BY t.priority DESC, t.id
         LIMIT %s{lock}"""
@@ -169,7 +174,7 @@ def _candidate_tasks(
         CANDIDATES_PER_QUERY,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(query, params)
         return cursor.fetchall()
 
 
@@ -195,10 +200,9 @@ def _lease_first_free(
 
 
 def _lease(*, task_id: int, rater, now: datetime, seconds: int) -> Assignment:
-    _, _, task_completion_table = _tables()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT completion_id FROM {task_completion_table} WHERE task_id = %s", [task_id]
+            f"SELECT completion_id FROM {sql.table(TaskCompletion)} WHERE task_id = %s", [task_id]
         )
         order = [row[0] for row in cursor.fetchall()]
     _rng.shuffle(order)
@@ -226,7 +230,7 @@ def assignment_next(
     now = now or timezone.now()
     kinds = kinds or list(Task.Kind.values)
     with transaction.atomic():
-        profile, _ = RaterProfile.objects.select_for_update().get_or_create(user=rater)
+        profile = _lock_rater(rater)
         if profile.is_suspended:
             raise NotPermitted("Your rater account is suspended; ask a reviewer.")
         # Rater quality: a rater in screening gets gold tasks only; one who failed, none.

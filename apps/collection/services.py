@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -28,6 +28,7 @@ from apps.collection.models import (
     text_digest,
 )
 from apps.collection.selectors import assignment_get_for_rater
+from apps.core import sql
 from apps.core.errors import Conflict, InvalidInput
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
@@ -182,12 +183,12 @@ def _lock_for_answer(*, assignment: Assignment) -> tuple[Assignment, Task, datet
     waited for the lock would look live here, although `next` has already given its slot to
     someone else (and that rater's lease would then be one too many).
     """
-    locked = (
-        Assignment.objects.select_for_update(of=("self", "task"))
-        .select_related("task")
-        .get(pk=assignment.pk)
-    )
-    task = locked.task
+    lock = " FOR UPDATE OF a, t" if connection.features.has_select_for_update_of else ""
+    query = f"""
+        SELECT {sql.columns(Assignment, "a")}, {sql.columns(Task, "t")}
+        FROM {sql.table(Assignment)} a JOIN {sql.table(Task)} t ON t.id = a.task_id
+        WHERE a.id = %s{lock}"""
+    ((locked, task),) = sql.fetch_models(query, [assignment.pk], [Assignment, Task])
     now = timezone.now()
     if locked.status == Assignment.Status.SUBMITTED:
         raise _AlreadyAnswered

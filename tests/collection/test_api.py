@@ -158,6 +158,29 @@ def test_the_same_client_key_twice_gives_one_row_and_the_same_id(
     assert Judgment.objects.count() == 1
 
 
+def test_a_retry_is_replayed_even_after_the_project_changed_its_rules(
+    api_as, project, labeler, client_key
+):
+    """The answer was valid when stored; its retry must not turn into a 400 later."""
+    make_task(project)
+    api = api_as(labeler)
+    payload = lease(api, project)
+    first_id = payload["completions"][0]["id"]
+    url = f"/api/assignments/{payload['assignment_id']}/judgment/"
+    body = {"ranking": best_first(payload), "likert": {str(first_id): 6}, "client_key": client_key}
+    first = api.post(url, body, format="json")
+    project.likert_enabled = False
+    project.save()
+    retry = api.post(url, body, format="json")
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert retry.json() == first.json()
+    assert Judgment.objects.count() == 1
+    # A new key with the same, now invalid, body is refused and stores nothing.
+    refused = api.post(url, {**body, "client_key": str(uuid.uuid4())}, format="json")
+    assert refused.status_code == 400 and "likert" in refused.json()["fields"]
+    assert Judgment.objects.count() == 1
+
+
 def test_a_second_answer_with_a_new_key_is_409(api_as, project, labeler):
     make_task(project)
     api = api_as(labeler)

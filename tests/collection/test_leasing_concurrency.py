@@ -161,3 +161,43 @@ def test_invariants_hold_under_concurrent_raters():
     )
     # The run really exercised expiry: some leases were abandoned.
     assert Assignment.objects.filter(status="leased").exists() or late
+
+
+def test_copies_of_one_answer_sent_at_once_store_one_row():
+    """A client that retries before the first reply arrives: 8 copies race on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are a PostgreSQL matter")
+    project = ProjectFactory(k=4, overlap=1)
+    make_task(project)
+    rater = UserFactory(roles=[Role.LABELER])
+    lease = assignment_next(project=project, rater=rater)
+    key = uuid.uuid4()
+    start = threading.Barrier(8)
+    outcomes: list[tuple[int, bool]] = []
+    failures: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            start.wait()
+            judgment, created = judgment_submit(
+                assignment_id=lease.pk,
+                rater=rater,
+                client_key=key,
+                ranking=[[cid] for cid in lease.display_order],
+            )
+            outcomes.append((judgment.pk, created))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(created for _, created in outcomes) == [False] * 7 + [True]
+    assert len({pk for pk, _ in outcomes}) == 1
+    assert Judgment.objects.count() == 1
+    assert Task.objects.get().status == Task.Status.COMPLETE
