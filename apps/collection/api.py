@@ -56,6 +56,15 @@ class AssignmentOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+_lease_time = serializers.DateTimeField()
+
+
+def assignment_payload(view: dict) -> dict:
+    """`AssignmentOutputSerializer`'s output, built directly: the view is already plain data,
+    and running the serializer over it cost a tenth of a `next` call."""
+    return {**view, "lease_expires_at": _lease_time.to_representation(view["lease_expires_at"])}
+
+
 class AssignmentNextApi(APIView):
     permission_classes = [IsLabeler]
 
@@ -68,9 +77,7 @@ class AssignmentNextApi(APIView):
         assignment = leasing.assignment_next(project=project, rater=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(
-            AssignmentOutputSerializer(selectors.assignment_view(assignment=assignment)).data
-        )
+        return Response(assignment_payload(selectors.assignment_view(assignment=assignment)))
 
 
 class AssignmentDetailApi(APIView):
@@ -81,9 +88,7 @@ class AssignmentDetailApi(APIView):
         assignment = selectors.assignment_get_for_rater(
             assignment_id=assignment_id, rater=request.user
         )
-        return Response(
-            AssignmentOutputSerializer(selectors.assignment_view(assignment=assignment)).data
-        )
+        return Response(assignment_payload(selectors.assignment_view(assignment=assignment)))
 
 
 class _SubmitOutputSerializer(serializers.Serializer):

@@ -210,7 +210,11 @@ class _AlreadyAnswered(Exception):
 def _finish(*, assignment: Assignment, task: Task, now) -> None:
     assignment.status = Assignment.Status.SUBMITTED
     assignment.finished_at = now
-    assignment.save(update_fields=["status", "finished_at"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {sql.table(Assignment)} SET status = %s, finished_at = %s WHERE id = %s",
+            [assignment.status, connection.ops.adapt_datetimefield_value(now), assignment.pk],
+        )
     task_complete_if_full(task_id=task.pk, now=now)
 
 

@@ -143,6 +143,17 @@ def test_submit_stores_exactly_what_was_sent(api_as, project, labeler, client_ke
     assert Assignment.objects.get(pk=payload["assignment_id"]).status == "submitted"
 
 
+def test_the_next_payload_is_what_the_documented_serializer_gives(project, labeler):
+    from apps.collection.api import AssignmentOutputSerializer, assignment_payload
+    from apps.collection.leasing import assignment_next
+    from apps.collection.selectors import assignment_view
+
+    make_task(project)
+    view = assignment_view(assignment=assignment_next(project=project, rater=labeler))
+    assert assignment_payload(view) == AssignmentOutputSerializer(view).data
+    assert assignment_payload(view)["lease_expires_at"].endswith("Z")
+
+
 def test_the_same_client_key_twice_gives_one_row_and_the_same_id(
     api_as, project, labeler, client_key
 ):
