@@ -13,13 +13,28 @@ trl 1.12.0 (the last release with PPO) lives in its own virtualenv so the projec
     var/bench-venv-trl112/bin/pip install torch==2.13.0
     var/bench-venv-trl112/bin/pip install torch==2.13.0 trl==1.12.0
     var/bench-venv-trl112/bin/python bench/ppo_vs_trl.py --repeats 5
+
+On a GPU: ``--device cuda --model smollm2-shape`` uses a random-initialised Llama with
+SmolLM2-135M-Instruct's shape (576 hidden, 30 layers, 9 heads / 3 KV heads, 1536 MLP, vocab
+49152, tied embeddings; 134.5 M parameters) for policy, reference, reward and value models
+instead of the tiny GPT-2, with the tiny model's character tokenizer (its 99 ids fit the
+vocabulary). Random weights rarely sample EOS, so responses run to the full length on both
+sides. ``--precision``: ``fp32`` (the default on cuda: both sides in float32, as
+``python -m trainer ppo`` trains; TRL's gradient checkpointing flag off), ``bf16`` (both sides
+under bf16 autocast, PrefLoop as under ``accelerate launch --mixed_precision bf16``; TRL's PPO
+builds its Accelerator from that same setting), ``trl-defaults`` (the default on cpu, as the
+CPU numbers ran: TRL's PPOConfig defaults; its PPO trainer still trains in float32, see the
+``mixed_precision`` it reports). The trl 1.12.0 install may live in its own folder instead of
+a virtualenv: ``PYTHONPATH=/tmp/site-ppo python3 bench/ppo_vs_trl.py --device cuda ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,12 +53,88 @@ BATCH, MINI_BATCHES, EPOCHS, RESPONSE = 8, 2, 4, 16
 KL_COEF, PENALTY, LR = 0.05, 1.0, 1e-4
 
 
-def prepare(root: Path, n_prompts: int) -> tuple[Path, Path, Path]:
+# SmolLM2-135M-Instruct (read from its GGUF: llama.* metadata, no output.weight = tied)
+SMOLLM2_SHAPE = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    max_position_embeddings=8192,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+)
+SMOLLM2_VOCAB = 49152
+
+
+def build_model(kind: str, layers: int | None = None):
+    """(causal LM, character tokenizer): the tiny GPT-2, or SmolLM2-135M's shape (random)."""
+    if kind == "tiny":
+        return models.build_tiny("gpt2", seed=0, **({"n_layer": layers} if layers else {}))
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = models.build_tiny_tokenizer()  # ids 0..98: fits the 49152-entry vocabulary
+    shape = SMOLLM2_SHAPE | ({"num_hidden_layers": layers} if layers else {})
+    config = models.tiny_config(
+        SMOLLM2_VOCAB, tokenizer.pad_token_id, tokenizer.eos_token_id, "llama", **shape
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def model_shape(model) -> dict:
+    config = model.config
+    keys = (
+        "model_type",
+        "vocab_size",
+        "hidden_size",
+        "n_embd",
+        "intermediate_size",
+        "num_hidden_layers",
+        "n_layer",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "tie_word_embeddings",
+    )
+    shape = {key: getattr(config, key) for key in keys if hasattr(config, key)}
+    shape["parameters"] = sum(p.numel() for p in model.parameters())
+    return shape
+
+
+def reset_accelerate(precision: str) -> None:
+    """fp32/bf16: each run starts from a clean accelerate state with the chosen precision
+    (TRL's PPO trainer builds its Accelerator from the environment, as PrefLoop's does)."""
+    if precision == "trl-defaults":
+        return
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    if precision == "bf16":
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+    else:
+        os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+
+
+def accelerate_precision() -> str | None:
+    """The mixed precision accelerate's process-wide state holds (what the last run used)."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    return str(state.get("_mixed_precision")) if state else None
+
+
+def prepare(root: Path, n_prompts: int, kind: str = "tiny", layers: int | None = None):
     from transformers import AutoModelForSequenceClassification
 
     policy_dir, rm_dir = root / "policy", root / "rm"
-    model, tokenizer = models.build_tiny("gpt2", seed=0)
+    model, tokenizer = build_model(kind, layers)
+    shape = {"kind": kind, **model_shape(model)}
     models.save_model(model, tokenizer, policy_dir)
+    del model
     torch.manual_seed(1)
     reward = AutoModelForSequenceClassification.from_pretrained(str(policy_dir), num_labels=1)
     torch.nn.init.normal_(reward.score.weight, std=0.5)
@@ -61,10 +152,11 @@ def prepare(root: Path, n_prompts: int) -> tuple[Path, Path, Path]:
             for i in range(n_prompts)
         ],
     )
-    return policy_dir, rm_dir, prompts
+    return policy_dir, rm_dir, prompts, shape
 
 
-def run_prefloop(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Path):
+def run_prefloop(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Path, args):
+    reset_accelerate(args.precision)
     train_ppo(
         PPOConfig(
             policy=str(policy_dir),
@@ -72,23 +164,24 @@ def run_prefloop(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, ou
             prompts=str(prompts),
             out=str(out),
             total_steps=updates,
-            batch_size=BATCH,
-            mini_batch_size=BATCH // MINI_BATCHES,
+            batch_size=args.batch,
+            mini_batch_size=args.batch // MINI_BATCHES,
             ppo_epochs=EPOCHS,
-            max_new_tokens=RESPONSE,
+            max_new_tokens=args.response_tokens,
             kl_coef=KL_COEF,
             lr=LR,
             missing_eos_penalty=PENALTY,
             save_every=0,
-            device="cpu",
+            device=args.device,
             seed=0,
         )
     )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["step_seconds"] for r in rows]
+    shutil.rmtree(out, ignore_errors=True)  # policy, value and checkpoint: GBs at 135M
+    return [r["step_seconds"] for r in rows], {"mixed_precision": accelerate_precision()}
 
 
-def run_trl(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Path):
+def run_trl(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Path, args):
     from datasets import Dataset
     from transformers import (
         AutoModelForCausalLM,
@@ -116,17 +209,26 @@ def run_trl(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Pa
             self.marks.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
             self.marks.append(time.perf_counter())
 
+    cuda = args.device == "cuda"
     clock = Clock()
+    reset_accelerate(args.precision)
+    matched = (
+        {}
+        if args.precision == "trl-defaults"
+        else {"bf16": args.precision == "bf16", "fp16": False, "gradient_checkpointing": False}
+    )
     config = TRLPPOConfig(
         output_dir=str(out),
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=1,
         num_mini_batches=MINI_BATCHES,
         num_ppo_epochs=EPOCHS,
-        response_length=RESPONSE,
-        total_episodes=BATCH * updates,
+        response_length=args.response_tokens,
+        total_episodes=args.batch * updates,
         learning_rate=LR,
         stop_token="eos",
         missing_eos_penalty=PENALTY,
@@ -135,12 +237,13 @@ def run_trl(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Pa
         report_to=[],
         save_strategy="no",
         num_sample_generations=0,
-        use_cpu=True,
-        local_rollout_forward_batch_size=BATCH,
+        use_cpu=not cuda,
+        local_rollout_forward_batch_size=args.batch,
         disable_tqdm=True,
         logging_steps=10_000,
         seed=0,
         dataloader_num_workers=0,
+        **matched,
     )
     trainer = PPOTrainer(
         args=config,
@@ -153,7 +256,12 @@ def run_trl(policy_dir: Path, rm_dir: Path, prompts: Path, updates: int, out: Pa
         callbacks=[clock],
     )
     trainer.train()
-    return [b - a for a, b in zip(clock.marks, clock.marks[1:], strict=False)]
+    shutil.rmtree(out, ignore_errors=True)
+    info = {
+        "mixed_precision": str(trainer.accelerator.mixed_precision),
+        "gradient_checkpointing": bool(getattr(policy, "is_gradient_checkpointing", False)),
+    }
+    return [b - a for a, b in zip(clock.marks, clock.marks[1:], strict=False)], info
 
 
 def main() -> None:
@@ -167,48 +275,92 @@ def main() -> None:
         "a shared 2-core machine from thrashing",
     )
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "smollm2-shape"],
+        default="tiny",
+        help="tiny: GPT-2 of ~90k parameters; smollm2-shape: SmolLM2-135M's architecture, random",
+    )
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers (quick checks)")
+    parser.add_argument(
+        "--precision",
+        choices=["trl-defaults", "fp32", "bf16"],
+        default=None,
+        help="default: trl-defaults on cpu (as the CPU numbers ran), fp32 on cuda; see above",
+    )
+    parser.add_argument("--batch", type=int, default=BATCH, help="prompts per rollout")
+    parser.add_argument("--response-tokens", type=int, default=RESPONSE)
     parser.add_argument("--json", type=Path, default=Path("var/bench/ppo_vs_trl.json"))
     args = parser.parse_args()
+    if args.precision is None:
+        args.precision = "trl-defaults" if args.device == "cpu" else "fp32"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    if args.batch % MINI_BATCHES:
+        parser.error(f"--batch must be a multiple of {MINI_BATCHES}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    import accelerate
+    import transformers
     import trl
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     times = {"prefloop": [], "trl": []}
+    runs = {"prefloop": [], "trl": []}
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        policy_dir, rm_dir, prompts = prepare(root, 64)
+        policy_dir, rm_dir, prompts, shape = prepare(root, 64, args.model, args.layers)
         for repeat in range(args.repeats):
             for name, fn in (("prefloop", run_prefloop), ("trl", run_trl)):
-                per_update = fn(
-                    policy_dir, rm_dir, prompts, args.updates, root / f"{name}-{repeat}"
+                per_update, info = fn(
+                    policy_dir, rm_dir, prompts, args.updates, root / f"{name}-{repeat}", args
                 )
                 times[name] += per_update[1:]
+                runs[name].append({"update_seconds": per_update, **info})
                 print(
                     f"{name} run {repeat}: " + ", ".join(f"{t:.3f}" for t in per_update), flush=True
                 )
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    results = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "trl": trl.__version__,
-        "settings": {
-            "batch": BATCH,
-            "response_tokens": RESPONSE,
-            "ppo_epochs": EPOCHS,
-            "mini_batches": MINI_BATCHES,
-            "updates_per_run": args.updates,
-            "repeats": args.repeats,
-        },
-        "median_update_seconds": medians,
-        "samples": {k: len(v) for k, v in times.items()},
-        "trl_over_prefloop": medians["trl"] / medians["prefloop"],
-    }
+            medians = {k: statistics.median(v) for k, v in times.items()}
+            results = {
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": platform.machine(),
+                "device": args.device,
+                "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+                "torch_threads": torch.get_num_threads(),
+                "trl": trl.__version__,
+                "versions": {
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "cuda": torch.version.cuda,
+                    "transformers": transformers.__version__,
+                    "accelerate": accelerate.__version__,
+                    "trl": trl.__version__,
+                    "trl_path": str(Path(trl.__file__).parent),
+                },
+                "model": shape,
+                "precision": args.precision,
+                "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "settings": {
+                    "batch": args.batch,
+                    "response_tokens": args.response_tokens,
+                    "ppo_epochs": EPOCHS,
+                    "mini_batches": MINI_BATCHES,
+                    "updates_per_run": args.updates,
+                    "repeats": args.repeats,
+                    "repeats_done": repeat + 1,
+                },
+                "median_update_seconds": medians,
+                "samples": {k: len(v) for k, v in times.items()},
+                "trl_over_prefloop": medians["trl"] / medians["prefloop"],
+                "runs": runs,
+            }
+            # after every repeat: a time-boxed run keeps what it finished
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

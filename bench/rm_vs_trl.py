@@ -9,6 +9,24 @@ shuffling); both are scored by the same held-out pairwise accuracy. Runs alterna
 median epoch time of each side is reported with the ratio, since this machine is noisy.
 
     .venv/bin/python bench/rm_vs_trl.py --k 4 9 --repeats 3
+
+On a GPU: ``--device cuda --model smollm2-shape`` trains a random-initialised Llama with
+SmolLM2-135M-Instruct's shape (576 hidden, 30 layers, 9 heads / 3 KV heads, 1536 MLP, vocab
+49152, tied embeddings; 134.5 M parameters) instead of the ~90k-parameter tiny one, so the
+time per epoch is that of the demo model without needing its weights (accuracy means little:
+the weights are random). ``--precision`` says how both sides compute:
+
+- ``trl-defaults`` (the default on cpu; what BENCHMARKS.md's CPU numbers ran with): TRL's own
+  RewardConfig defaults, i.e. bf16 autocast and gradient checkpointing; PrefLoop runs fp32 in
+  its first run, but accelerate's process-wide state keeps TRL's bf16, so PrefLoop's later
+  runs also train under bf16 autocast.
+- ``fp32`` (the default on cuda): both sides in float32, as ``python -m trainer rm`` trains;
+  TRL's gradient checkpointing off (PrefLoop has none); accelerate's state reset before
+  every run.
+- ``bf16``: both sides under bf16 autocast, PrefLoop as under ``accelerate launch
+  --mixed_precision bf16``; TRL's gradient checkpointing off.
+
+    python3 bench/rm_vs_trl.py --device cuda --model smollm2-shape --k 4 9 --repeats 3
 """
 
 from __future__ import annotations
@@ -16,8 +34,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,6 +51,96 @@ import torch  # noqa: E402
 from trainer import models  # noqa: E402
 from trainer.data import Ranking  # noqa: E402
 from trainer.reward import RewardConfig, evaluate_rankings, train_reward_model  # noqa: E402
+
+# SmolLM2-135M-Instruct (read from its GGUF: llama.* metadata, no output.weight = tied)
+SMOLLM2_SHAPE = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    max_position_embeddings=8192,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+)
+SMOLLM2_VOCAB = 49152
+
+
+def build_model(kind: str, layers: int | None = None):
+    """(causal LM, character tokenizer): the tiny Llama, or SmolLM2-135M's shape (random)."""
+    if kind == "tiny":
+        overrides = {"num_hidden_layers": layers} if layers else {}
+        return models.build_tiny("llama", seed=0, **overrides)
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = models.build_tiny_tokenizer()  # ids 0..98: fits the 49152-entry vocabulary
+    shape = SMOLLM2_SHAPE | ({"num_hidden_layers": layers} if layers else {})
+    config = models.tiny_config(
+        SMOLLM2_VOCAB, tokenizer.pad_token_id, tokenizer.eos_token_id, "llama", **shape
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def model_shape(model) -> dict:
+    config = model.config
+    keys = (
+        "model_type",
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "tie_word_embeddings",
+    )
+    shape = {key: getattr(config, key, None) for key in keys}
+    shape["parameters"] = sum(p.numel() for p in model.parameters())
+    return shape
+
+
+def reset_accelerate(args) -> None:
+    """fp32/bf16: each run starts from a clean accelerate state with the chosen precision."""
+    if args.precision == "trl-defaults":
+        return
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    if args.precision == "bf16":
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+    else:
+        os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+
+
+def accelerate_precision() -> str | None:
+    """The mixed precision accelerate's process-wide state holds (what the last run used)."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    return str(state.get("_mixed_precision")) if state else None
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def warm_up(model_dir: Path, args) -> None:
+    """One untimed forward/backward on the GPU, so CUDA and cuBLAS start-up is in no run."""
+    if args.device != "cuda":
+        return
+    scorer, _ = models.load_scalar_model(str(model_dir), torch.device("cuda"))
+    ids = torch.randint(3, 99, (8, 64), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        scores = models.reward_scores(scorer, ids, torch.ones_like(ids))
+    scores.float().sum().backward()
+    synchronize(args.device)
+    del scorer, scores
+    torch.cuda.empty_cache()
 
 
 def make_rankings(n: int, k: int, seed: int, length: int) -> list[Ranking]:
@@ -59,6 +169,7 @@ def to_pairs(rankings: list[Ranking]) -> list[dict]:
 
 def run_prefloop(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     out = work / "prefloop"
+    reset_accelerate(args)
     metrics = train_reward_model(
         RewardConfig(
             model=str(model_dir),
@@ -67,8 +178,8 @@ def run_prefloop(model_dir: Path, train, valid, args, work: Path, seed: int) -> 
             epochs=1,
             batch_size=args.batch_rankings,
             lr=args.lr,
-            max_length=128,
-            device="cpu",
+            max_length=args.max_length,
+            device=args.device,
             seed=seed,
             reference_limit=64,
         ),
@@ -76,10 +187,12 @@ def run_prefloop(model_dir: Path, train, valid, args, work: Path, seed: int) -> 
         valid=valid,
     )
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(out, ignore_errors=True)  # a 135M-parameter model is 540 MB a run
     return {
         "epoch_seconds": steps[-1]["time_s"],
         "accuracy": metrics["valid_accuracy"],
         "steps": metrics["steps"],
+        "mixed_precision": accelerate_precision(),
     }
 
 
@@ -95,6 +208,14 @@ def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     k = train[0].k
+    reset_accelerate(args)
+    # fp32/bf16: the same precision as PrefLoop and no gradient checkpointing (PrefLoop has
+    # none); trl-defaults: TRL's own (bf16 autocast, gradient checkpointing on)
+    matched = (
+        {}
+        if args.precision == "trl-defaults"
+        else {"bf16": args.precision == "bf16", "fp16": False, "gradient_checkpointing": False}
+    )
     config = TRLRewardConfig(
         output_dir=str(work / "trl"),
         per_device_train_batch_size=args.batch_rankings * math.comb(k, 2),
@@ -105,11 +226,12 @@ def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
         save_strategy="no",
         logging_steps=10_000,
         disable_tqdm=True,
-        max_length=128,
-        use_cpu=True,
+        max_length=args.max_length,
+        use_cpu=args.device == "cpu",
         seed=seed,
         dataloader_num_workers=0,
         max_grad_norm=1.0,
+        **matched,
     )
     trainer = RewardTrainer(
         model=model,
@@ -118,13 +240,22 @@ def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
         train_dataset=Dataset.from_list(to_pairs(train)),
     )
     result = trainer.train()
+    synchronize(args.device)
     model.eval()
-    accuracy = evaluate_rankings(model, models.load_tokenizer(str(model_dir)), valid, 128)
+    tokenizer = models.load_tokenizer(str(model_dir))
+    accuracy = evaluate_rankings(model, tokenizer, valid, args.max_length)
     return {
         "epoch_seconds": result.metrics["train_runtime"],
         "accuracy": accuracy["accuracy"],
         "steps": result.global_step,
+        "mixed_precision": str(trainer.accelerator.mixed_precision),
+        "gradient_checkpointing": bool(config.gradient_checkpointing),
     }
+
+
+def write_results(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:
@@ -134,7 +265,23 @@ def main() -> None:
     parser.add_argument("--valid", type=int, default=128, help="held-out rankings per K")
     parser.add_argument("--batch-rankings", type=int, default=4)
     parser.add_argument("--length", type=int, default=24, help="characters per completion")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--lr", type=float, default=None, help="default: 2e-3 (tiny), 1e-4 (smollm2-shape)"
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "smollm2-shape"],
+        default="tiny",
+        help="tiny: ~90k-parameter Llama; smollm2-shape: SmolLM2-135M's architecture, random",
+    )
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers (quick checks)")
+    parser.add_argument(
+        "--precision",
+        choices=["trl-defaults", "fp32", "bf16"],
+        default=None,
+        help="default: trl-defaults on cpu (as the CPU numbers ran), fp32 on cuda; see above",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -145,25 +292,51 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=Path("var/bench/rm_vs_trl.json"))
     args = parser.parse_args()
+    if args.lr is None:
+        args.lr = 2e-3 if args.model == "tiny" else 1e-4
+    if args.precision is None:
+        args.precision = "trl-defaults" if args.device == "cpu" else "fp32"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    # 128 as before; room for the prompt (~14 characters) and EOS when --length grows
+    args.max_length = max(128, args.length + 32)
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    import accelerate
+    import transformers
     import trl
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     results = {
         "machine": platform.processor() or platform.machine(),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
         "torch_threads": torch.get_num_threads(),
         "trl": trl.__version__,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__,
+            "trl": trl.__version__,
+            "trl_path": str(Path(trl.__file__).parent),
+        },
+        "precision": args.precision,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "date": time.strftime("%Y-%m-%d"),
         "settings": vars(args) | {"json": None},
         "by_k": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "tiny"
-        model, tokenizer = models.build_tiny("llama", seed=0)
+        model, tokenizer = build_model(args.model, args.layers)
+        results["model"] = {"kind": args.model, **model_shape(model)}
         models.save_model(model, tokenizer, model_dir)
+        del model
+        warm_up(model_dir, args)
         for k in args.k:
             train = make_rankings(args.rankings, k, seed=1, length=args.length)
             valid = make_rankings(args.valid, k, seed=2, length=args.length)
@@ -181,18 +354,20 @@ def main() -> None:
                     "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
                     "epoch_seconds_runs": [r["epoch_seconds"] for r in rows],
                     "steps": rows[0]["steps"],
+                    "mixed_precision_runs": [r["mixed_precision"] for r in rows],
                 }
                 for name, rows in runs.items()
             }
+            summary["trl"]["gradient_checkpointing"] = runs["trl"][0]["gradient_checkpointing"]
             summary["speedup"] = (
                 summary["trl"]["epoch_seconds_median"] / summary["prefloop"]["epoch_seconds_median"]
             )
             summary["pairs_per_ranking"] = math.comb(k, 2)
             summary["trunk_rows_per_ranking"] = {"prefloop": k, "trl": 2 * math.comb(k, 2)}
             results["by_k"][str(k)] = summary
+            write_results(args.json, results)  # after every K: a time-boxed run keeps the rest
     print(json.dumps(results, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    write_results(args.json, results)
     print("\n| K | PrefLoop s/epoch | TRL s/epoch | speed-up | PrefLoop acc | TRL acc |")
     print("|---|---|---|---|---|---|")
     for k, s in results["by_k"].items():
