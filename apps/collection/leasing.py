@@ -31,7 +31,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.accounts.models import RaterProfile
-from apps.collection.models import Assignment, Project, Task, TaskCompletion
+from apps.collection.content import (
+    SLOT_HOLDING_SQL,
+    TaskContent,
+    slot_holding_params,
+    task_content,
+)
+from apps.collection.models import Assignment, Project, Task
 from apps.core import sql
 from apps.core.errors import NotPermitted
 from apps.quality.screening import SCREENING_FAILED_MESSAGE, ScreeningGate, screening_gate
@@ -48,24 +54,12 @@ def slot_holding(now: datetime) -> Q:
     )
 
 
-# An assignment row `a` that holds a slot at the time given by the last two parameters.
-_SLOT_HOLDING_SQL = "(a.status = %s OR (a.status = %s AND a.expires_at > %s))"
-
-
-def _slot_holding_params(now: datetime) -> list:
-    return [
-        Assignment.Status.SUBMITTED,
-        Assignment.Status.LEASED,
-        connection.ops.adapt_datetimefield_value(now),
-    ]
-
-
 def task_taken_slots(*, task_id: int, now: datetime, excluding: int | None = None) -> int:
     """Slots of the task held at `now` (optionally not counting one assignment)."""
     query = f"""
         SELECT COUNT(*) FROM {sql.table(Assignment)} a
-        WHERE a.task_id = %s AND {_SLOT_HOLDING_SQL}"""
-    params = [task_id, *_slot_holding_params(now)]
+        WHERE a.task_id = %s AND {SLOT_HOLDING_SQL}"""
+    params = [task_id, *slot_holding_params(now)]
     if excluding is not None:
         query += " AND a.id <> %s"
         params.append(excluding)
@@ -160,7 +154,7 @@ def _candidate_tasks(
           AND NOT EXISTS (
             SELECT 1 FROM {sql.table(Assignment)} a WHERE a.task_id = t.id AND a.rater_id = %s)
           AND (SELECT COUNT(*) FROM {sql.table(Assignment)} a
-               WHERE a.task_id = t.id AND {_SLOT_HOLDING_SQL}) < t.overlap
+               WHERE a.task_id = t.id AND {SLOT_HOLDING_SQL}) < t.overlap
         ORDER BY t.priority DESC, t.id
         LIMIT %s{lock}"""
     params = [
@@ -170,7 +164,7 @@ def _candidate_tasks(
         *kinds,
         *sorted(skip_ids),
         rater.pk,
-        *_slot_holding_params(now),
+        *slot_holding_params(now),
         CANDIDATES_PER_QUERY,
     ]
     with connection.cursor() as cursor:
@@ -193,26 +187,37 @@ def _lease_first_free(
         for task_id, overlap in candidates:
             checked.add(task_id)
             # The filter above used the statement's snapshot; now that the row is ours,
-            # count again so a lease committed meanwhile is seen.
-            if task_taken_slots(task_id=task_id, now=now) < overlap:
-                return _lease(task_id=task_id, rater=rater, now=now, seconds=project.lease_seconds)
+            # count again (a new statement, a new snapshot) so a lease committed meanwhile
+            # is seen. The same statement reads what the lease will show.
+            content = task_content(task_id=task_id, slots_at=now)
+            if content.taken_slots < overlap:
+                return _lease(
+                    task_id=task_id,
+                    content=content,
+                    rater=rater,
+                    now=now,
+                    seconds=project.lease_seconds,
+                )
     return None
 
 
-def _lease(*, task_id: int, rater, now: datetime, seconds: int) -> Assignment:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT completion_id FROM {sql.table(TaskCompletion)} WHERE task_id = %s", [task_id]
-        )
-        order = [row[0] for row in cursor.fetchall()]
+def _lease(*, task_id: int, content: TaskContent, rater, now: datetime, seconds: int) -> Assignment:
+    order = list(content.completions)
     _rng.shuffle(order)
-    return Assignment.objects.create(
+    assignment = Assignment.objects.create(
         task_id=task_id,
         rater=rater,
         leased_at=now,
         expires_at=now + timedelta(seconds=seconds),
         display_order=order,
     )
+    remember_content(assignment, content)
+    return assignment
+
+
+def remember_content(assignment: Assignment, content: TaskContent) -> None:
+    """Keep what the lease shows on the instance, so its view needs no second read."""
+    assignment._task_content = content
 
 
 def wants_gold(project: Project) -> bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from apps.collection.content import task_content
 from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
-from apps.collection.models import Assignment, Completion, Project, Prompt, Task, TaskCompletion
+from apps.collection.models import Assignment, Project, Task
 from apps.core import sql
 from apps.core.errors import NotFound, NotPermitted
 from apps.core.roles import Role, user_roles
@@ -61,27 +61,18 @@ def project_for_labeler(*, project_id: int, user) -> Project:
 def assignment_view(*, assignment: Assignment) -> dict:
     """What the rater sees: prompt and completions in their own display order.
 
-    Read in one statement (task, prompt and completions joined): it answers every `next`.
+    A lease fresh from `next` carries its task's content already; others read it (one
+    statement).
     """
-    quote = connection.ops.quote_name
-    sql = f"""
-        SELECT t.kind, t.prompt_id, p.text, c.id, c.text
-        FROM {quote(Task._meta.db_table)} t
-        JOIN {quote(Prompt._meta.db_table)} p ON p.id = t.prompt_id
-        LEFT JOIN {quote(TaskCompletion._meta.db_table)} tc ON tc.task_id = t.id
-        LEFT JOIN {quote(Completion._meta.db_table)} c ON c.id = tc.completion_id
-        WHERE t.id = %s"""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [assignment.task_id])
-        rows = cursor.fetchall()
-    kind, prompt_id, prompt_text = rows[0][:3]
-    by_id = {completion_id: text for *_, completion_id, text in rows}
+    content = getattr(assignment, "_task_content", None) or task_content(task_id=assignment.task_id)
     return {
         "assignment_id": assignment.pk,
         "task_id": assignment.task_id,
-        "kind": kind,
-        "prompt": {"id": prompt_id, "text": prompt_text},
-        "completions": [{"id": cid, "text": by_id[cid]} for cid in assignment.display_order],
+        "kind": content.kind,
+        "prompt": {"id": content.prompt_id, "text": content.prompt_text},
+        "completions": [
+            {"id": cid, "text": content.completions[cid]} for cid in assignment.display_order
+        ],
         "lease_expires_at": assignment.expires_at,
         "status": assignment.status,
     }

@@ -26,6 +26,11 @@ def table(model: type[Model]) -> str:
 
 def columns(model: type[Model], alias: str) -> str:
     """The model's concrete columns, qualified by `alias`, in field order."""
+    return _columns(model, alias, connection.vendor)
+
+
+@cache
+def _columns(model: type[Model], alias: str, vendor: str) -> str:
     quote = connection.ops.quote_name
     return ", ".join(f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields)
 
