@@ -308,17 +308,23 @@ async def annotator_loop(client, base: str, token: str, project_id: int, stop_at
 
 
 async def run_level(base: str, level: int, project_id: int, tokens, duration: float):
-    import httpx
+    from bench.loadclient import Connection
 
     result = LevelResult(concurrency=level)
-    limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        started = time.perf_counter()
-        stop_at = started + duration
+    connections = [Connection(base) for _ in tokens]
+    started = time.perf_counter()
+    stop_at = started + duration
+    try:
         await asyncio.gather(
-            *(annotator_loop(client, base, t, project_id, stop_at, result) for t in tokens)
+            *(
+                annotator_loop(connection, base, token, project_id, stop_at, result)
+                for connection, token in zip(connections, tokens, strict=True)
+            )
         )
+    finally:
         result.seconds = time.perf_counter() - started
+        for connection in connections:
+            await connection.close()
     return result
 
 

@@ -48,7 +48,11 @@ class Connection:
         return await self.request("POST", url, headers=headers, json=json)
 
     async def request(self, method: str, url: str, headers=None, json=None) -> Response:
-        return await asyncio.wait_for(self._request(method, url, headers, json), self.timeout)
+        try:
+            return await asyncio.wait_for(self._request(method, url, headers, json), self.timeout)
+        except BaseException:
+            await self.close()  # a half-read response must not be taken for the next one
+            raise
 
     async def _request(self, method: str, url: str, headers, json) -> Response:
         parts = urlsplit(url)
