@@ -82,6 +82,7 @@ else
 fi
 
 say() { echo "$*" | tee -a "$LOG"; }
+now() { echo "${EPOCHREALTIME:-$(date +%s.%N)}"; } # EPOCHREALTIME: bash 5
 
 # step NAME BUDGET_S RESERVE_S command...: runs the command under `timeout`, at most BUDGET_S
 # and never past DEADLINE - RESERVE_S (time kept for the steps after it); logs and records it.
@@ -99,7 +100,8 @@ step() {
         echo
         echo "=== $name (timeout ${budget}s, t=${SECONDS}s): $*"
     } >>"$LOG"
-    local start=$EPOCHREALTIME rc status
+    local start rc status
+    start=$(now)
     if declare -F "$1" >/dev/null; then # a function of this script: in a child bash
         timeout -k 10 "$budget" bash -c '"$@"' "$1" "$@" >>"$LOG" 2>&1
     else
@@ -107,7 +109,7 @@ step() {
     fi
     rc=$?
     local seconds
-    seconds=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    seconds=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
     case $rc in
         0) status=ok ;;
         124 | 137) status=TIMEOUT ;;
