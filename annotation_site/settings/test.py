@@ -5,13 +5,15 @@ import os
 import dj_database_url
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR
+from .base import VAR_DIR, postgres_options
 
 SECRET_KEY = "prefloop-test-key"
 DEBUG = False
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+    "default": postgres_options(
+        dj_database_url.parse(
+            os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+        )
     )
 }
 # Several suites may run side by side on one server: each names its own test database.
