@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import statistics
@@ -45,6 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.bench_models import (  # noqa: E402
+    accelerate_precision,
+    build_model,
+    model_shape,
+    reset_accelerate,
+)
 from trainer import models  # noqa: E402
 from trainer.data import write_jsonl  # noqa: E402
 from trainer.ppo import PPOConfig, train_ppo  # noqa: E402
@@ -53,85 +58,11 @@ BATCH, MINI_BATCHES, EPOCHS, RESPONSE = 8, 2, 4, 16
 KL_COEF, PENALTY, LR = 0.05, 1.0, 1e-4
 
 
-# SmolLM2-135M-Instruct (read from its GGUF: llama.* metadata, no output.weight = tied)
-SMOLLM2_SHAPE = dict(
-    hidden_size=576,
-    intermediate_size=1536,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    max_position_embeddings=8192,
-    rope_theta=100000.0,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-)
-SMOLLM2_VOCAB = 49152
-
-
-def build_model(kind: str, layers: int | None = None):
-    """(causal LM, character tokenizer): the tiny GPT-2, or SmolLM2-135M's shape (random)."""
-    if kind == "tiny":
-        return models.build_tiny("gpt2", seed=0, **({"n_layer": layers} if layers else {}))
-    from transformers import AutoModelForCausalLM
-
-    tokenizer = models.build_tiny_tokenizer()  # ids 0..98: fits the 49152-entry vocabulary
-    shape = SMOLLM2_SHAPE | ({"num_hidden_layers": layers} if layers else {})
-    config = models.tiny_config(
-        SMOLLM2_VOCAB, tokenizer.pad_token_id, tokenizer.eos_token_id, "llama", **shape
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model, tokenizer
-
-
-def model_shape(model) -> dict:
-    config = model.config
-    keys = (
-        "model_type",
-        "vocab_size",
-        "hidden_size",
-        "n_embd",
-        "intermediate_size",
-        "num_hidden_layers",
-        "n_layer",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "tie_word_embeddings",
-    )
-    shape = {key: getattr(config, key) for key in keys if hasattr(config, key)}
-    shape["parameters"] = sum(p.numel() for p in model.parameters())
-    return shape
-
-
-def reset_accelerate(precision: str) -> None:
-    """fp32/bf16: each run starts from a clean accelerate state with the chosen precision
-    (TRL's PPO trainer builds its Accelerator from the environment, as PrefLoop's does)."""
-    if precision == "trl-defaults":
-        return
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    if precision == "bf16":
-        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
-    else:
-        os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
-
-
-def accelerate_precision() -> str | None:
-    """The mixed precision accelerate's process-wide state holds (what the last run used)."""
-    from accelerate.state import AcceleratorState
-
-    state = AcceleratorState._shared_state
-    return str(state.get("_mixed_precision")) if state else None
-
-
 def prepare(root: Path, n_prompts: int, kind: str = "tiny", layers: int | None = None):
     from transformers import AutoModelForSequenceClassification
 
     policy_dir, rm_dir = root / "policy", root / "rm"
-    model, tokenizer = build_model(kind, layers)
+    model, tokenizer = build_model(kind, "gpt2", layers)
     shape = {"kind": kind, **model_shape(model)}
     models.save_model(model, tokenizer, policy_dir)
     del model

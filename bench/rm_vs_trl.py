@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import random
 import shutil
@@ -48,85 +47,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.bench_models import (  # noqa: E402
+    accelerate_precision,
+    build_model,
+    model_shape,
+    reset_accelerate,
+    synchronize,
+)
 from trainer import models  # noqa: E402
 from trainer.data import Ranking  # noqa: E402
 from trainer.reward import RewardConfig, evaluate_rankings, train_reward_model  # noqa: E402
-
-# SmolLM2-135M-Instruct (read from its GGUF: llama.* metadata, no output.weight = tied)
-SMOLLM2_SHAPE = dict(
-    hidden_size=576,
-    intermediate_size=1536,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    max_position_embeddings=8192,
-    rope_theta=100000.0,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-)
-SMOLLM2_VOCAB = 49152
-
-
-def build_model(kind: str, layers: int | None = None):
-    """(causal LM, character tokenizer): the tiny Llama, or SmolLM2-135M's shape (random)."""
-    if kind == "tiny":
-        overrides = {"num_hidden_layers": layers} if layers else {}
-        return models.build_tiny("llama", seed=0, **overrides)
-    from transformers import AutoModelForCausalLM
-
-    tokenizer = models.build_tiny_tokenizer()  # ids 0..98: fits the 49152-entry vocabulary
-    shape = SMOLLM2_SHAPE | ({"num_hidden_layers": layers} if layers else {})
-    config = models.tiny_config(
-        SMOLLM2_VOCAB, tokenizer.pad_token_id, tokenizer.eos_token_id, "llama", **shape
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model, tokenizer
-
-
-def model_shape(model) -> dict:
-    config = model.config
-    keys = (
-        "model_type",
-        "vocab_size",
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "tie_word_embeddings",
-    )
-    shape = {key: getattr(config, key, None) for key in keys}
-    shape["parameters"] = sum(p.numel() for p in model.parameters())
-    return shape
-
-
-def reset_accelerate(args) -> None:
-    """fp32/bf16: each run starts from a clean accelerate state with the chosen precision."""
-    if args.precision == "trl-defaults":
-        return
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    if args.precision == "bf16":
-        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
-    else:
-        os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
-
-
-def accelerate_precision() -> str | None:
-    """The mixed precision accelerate's process-wide state holds (what the last run used)."""
-    from accelerate.state import AcceleratorState
-
-    state = AcceleratorState._shared_state
-    return str(state.get("_mixed_precision")) if state else None
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def warm_up(model_dir: Path, args) -> None:
@@ -169,7 +99,7 @@ def to_pairs(rankings: list[Ranking]) -> list[dict]:
 
 def run_prefloop(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     out = work / "prefloop"
-    reset_accelerate(args)
+    reset_accelerate(args.precision)
     metrics = train_reward_model(
         RewardConfig(
             model=str(model_dir),
@@ -208,7 +138,7 @@ def run_trl(model_dir: Path, train, valid, args, work: Path, seed: int) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     k = train[0].k
-    reset_accelerate(args)
+    reset_accelerate(args.precision)
     # fp32/bf16: the same precision as PrefLoop and no gradient checkpointing (PrefLoop has
     # none); trl-defaults: TRL's own (bf16 autocast, gradient checkpointing on)
     matched = (
@@ -332,7 +262,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "tiny"
-        model, tokenizer = build_model(args.model, args.layers)
+        model, tokenizer = build_model(args.model, "llama", args.layers)
         results["model"] = {"kind": args.model, **model_shape(model)}
         models.save_model(model, tokenizer, model_dir)
         del model
