@@ -90,3 +90,21 @@ def accelerate_precision() -> str | None:
 def synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def add_model_arguments(parser, tiny_help: str) -> None:
+    """--device, --model, --layers, --precision: the same on every trainer benchmark."""
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "smollm2-shape"],
+        default="tiny",
+        help=f"tiny: {tiny_help}; smollm2-shape: SmolLM2-135M's architecture, random",
+    )
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers (quick checks)")
+    parser.add_argument(
+        "--precision",
+        choices=["trl-defaults", "fp32", "bf16"],
+        default=None,
+        help="default: trl-defaults on cpu (as the CPU numbers ran), fp32 on cuda; see above",
+    )

@@ -46,6 +46,7 @@ import torch  # noqa: E402
 
 from bench.bench_models import (  # noqa: E402
     accelerate_precision,
+    add_model_arguments,
     build_model,
     model_shape,
     reset_accelerate,
@@ -206,20 +207,7 @@ def main() -> None:
         "a shared 2-core machine from thrashing",
     )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument(
-        "--model",
-        choices=["tiny", "smollm2-shape"],
-        default="tiny",
-        help="tiny: GPT-2 of ~90k parameters; smollm2-shape: SmolLM2-135M's architecture, random",
-    )
-    parser.add_argument("--layers", type=int, default=None, help="fewer layers (quick checks)")
-    parser.add_argument(
-        "--precision",
-        choices=["trl-defaults", "fp32", "bf16"],
-        default=None,
-        help="default: trl-defaults on cpu (as the CPU numbers ran), fp32 on cuda; see above",
-    )
+    add_model_arguments(parser, tiny_help="GPT-2 of ~90k parameters")
     parser.add_argument("--batch", type=int, default=BATCH, help="prompts per rollout")
     parser.add_argument("--response-tokens", type=int, default=RESPONSE)
     parser.add_argument("--json", type=Path, default=Path("var/bench/ppo_vs_trl.json"))

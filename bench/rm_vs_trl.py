@@ -49,6 +49,7 @@ import torch  # noqa: E402
 
 from bench.bench_models import (  # noqa: E402
     accelerate_precision,
+    add_model_arguments,
     build_model,
     model_shape,
     reset_accelerate,
@@ -198,20 +199,7 @@ def main() -> None:
     parser.add_argument(
         "--lr", type=float, default=None, help="default: 2e-3 (tiny), 1e-4 (smollm2-shape)"
     )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument(
-        "--model",
-        choices=["tiny", "smollm2-shape"],
-        default="tiny",
-        help="tiny: ~90k-parameter Llama; smollm2-shape: SmolLM2-135M's architecture, random",
-    )
-    parser.add_argument("--layers", type=int, default=None, help="fewer layers (quick checks)")
-    parser.add_argument(
-        "--precision",
-        choices=["trl-defaults", "fp32", "bf16"],
-        default=None,
-        help="default: trl-defaults on cpu (as the CPU numbers ran), fp32 on cuda; see above",
-    )
+    add_model_arguments(parser, tiny_help="~90k-parameter Llama")
     parser.add_argument(
         "--threads",
         type=int,
