@@ -36,6 +36,30 @@ SCRIPT = textwrap.dedent(
     )
     c = UserFactory(roles=[Role.LABELER])
     assert assignment_next(project=project, rater=c).task_id == high.pk, "expired slot freed"
+
+    # The raters' API end to end: token auth with roles, next, submit, a retry, completion.
+    import uuid
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+    from apps.collection.models import Judgment, Task
+    fresh = ProjectFactory(overlap=1, name="fresh")
+    task = make_task(fresh, k=3)
+    rater = UserFactory(roles=[Role.LABELER])
+    api = APIClient(HTTP_HOST="127.0.0.1")  # the embedded default allows local hosts only
+    api.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=rater).key)
+    leased = api.post(f"/api/projects/{fresh.pk}/assignments/next/")
+    assert leased.status_code == 200, leased.content
+    payload = leased.json()
+    assert payload["task_id"] == task.pk and len(payload["completions"]) == 3
+    assert all(c["text"] for c in payload["completions"]) and payload["prompt"]["text"]
+    assert payload["lease_expires_at"].endswith("Z")
+    body = {"ranking": [[c["id"]] for c in payload["completions"]], "client_key": str(uuid.uuid4())}
+    url = f"/api/assignments/{payload['assignment_id']}/judgment/"
+    first, again = api.post(url, body, format="json"), api.post(url, body, format="json")
+    assert (first.status_code, again.status_code) == (201, 200), (first.content, again.content)
+    assert first.json() == again.json() and Judgment.objects.count() == 1
+    assert Task.objects.get(pk=task.pk).status == Task.Status.COMPLETE
+    assert api.post(f"/api/projects/{fresh.pk}/assignments/next/").status_code == 204
     print("ok")
     """
 )
