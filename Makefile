@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser run migrate demo test test-fast lint bench clean
+.PHONY: install browser run migrate demo test test-fast lint bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: install browser
 
 test-fast: install
 	$(PY) -m pytest -m "not browser and not slow"
+
+# Refresh the README's screenshots from the browser tests.
+screenshots: install browser
+	PREFLOOP_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -m browser -q
 
 lint: install
 	$(VENV)/bin/ruff check .
