@@ -25,7 +25,8 @@ import torch
 
 from trainer import models
 from trainer.data import DataError, Prompt, read_prompts, read_rankings, write_jsonl
-from trainer.runlog import MetricsLog, progress, seed_everything
+from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
+from trainer.sampling import check_min_new_tokens
 
 
 @dataclass
@@ -46,8 +47,15 @@ class EvalConfig:
     """Judge given as "module:function" taking (prompts, completions) -> scores."""
     rankings: str | None = None
     """Held-out rankings.jsonl for reward-model accuracy."""
+    completions: str | None = None
+    """completions.jsonl of an earlier eval of the same policies on the same prompts: judge
+    its answers ("completion", "reference_completion") instead of generating them again,
+    e.g. to add a second judge."""
     max_new_tokens: int = 64
     """Response length limit when sampling the policies."""
+    min_new_tokens: int = 0
+    """EOS cannot be sampled before this many new tokens, for both policies (the setting the
+    policy was trained with in `ppo`)."""
     temperature: float = 0.0
     """Sampling temperature for evaluation (0: greedy)."""
     top_p: float = 1.0
@@ -66,6 +74,9 @@ class EvalConfig:
     """Seed for sampling and the bootstrap."""
     device: str = "auto"
     """"auto", "cpu" or "cuda"."""
+    threads: int = 0
+    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
+    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
 
 
 # --------------------------------------------------------------------------- pure metrics
@@ -222,8 +233,37 @@ def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device)
         seed=config.seed,
         batch_size=config.batch_size,
         model_name=model_dir,
+        min_new_tokens=config.min_new_tokens,
     )
     return rows
+
+
+def _earlier_answers(config: EvalConfig, prompts: list[Prompt]) -> tuple[list[dict], list[dict]]:
+    """(policy rows, reference rows) from ``config.completions``, in the order of ``prompts``."""
+    from trainer.data import iter_jsonl
+
+    by_id = {}
+    for n, row in iter_jsonl(config.completions):
+        if not isinstance(row.get("completion"), str) or "prompt_id" not in row:
+            raise DataError(f"{config.completions}:{n}: expected 'prompt_id' and 'completion'")
+        by_id[str(row["prompt_id"])] = row
+    missing = [p.id for p in prompts if p.id not in by_id]
+    if missing:
+        raise DataError(
+            f"{config.completions}: no answer for prompt id(s) {', '.join(missing[:5])} "
+            "(an eval of other prompts?)"
+        )
+    policy_rows = [dict(by_id[p.id]) for p in prompts]
+    reference_rows = []
+    if config.reference_policy:
+        for p, row in zip(prompts, policy_rows, strict=True):
+            if not isinstance(row.get("reference_completion"), str):
+                raise DataError(
+                    f"{config.completions}: prompt {p.id} has no 'reference_completion' "
+                    "(that eval had no --reference-policy)"
+                )
+            reference_rows.append({**row, "completion": row["reference_completion"]})
+    return policy_rows, reference_rows
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -246,6 +286,11 @@ def evaluate(config: EvalConfig) -> dict:
             models.check_model_source(source)
     rankings = read_rankings(config.rankings) if config.rankings else None
     prompts = read_prompts(config.prompts, split=config.split) if config.prompts else None
+    if config.completions and prompts is None:
+        raise DataError("--completions needs --prompts (the prompts those answers are for)")
+    earlier = _earlier_answers(config, prompts) if config.completions else None
+    check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
+    use_threads(config.threads)
     device = models.pick_device(config.device)
     log = MetricsLog(config.out)
     results: dict = {}
@@ -261,7 +306,10 @@ def evaluate(config: EvalConfig) -> dict:
         log.log(1, stage="reward_model", accuracy=results["reward_model"]["accuracy"])
         bar.update(1)
     if prompts is not None:
-        policy_rows = _complete(config.policy, prompts, config, device)
+        if earlier is not None:
+            policy_rows, reference_rows = earlier
+        else:
+            policy_rows = _complete(config.policy, prompts, config, device)
         completions = [r["completion"] for r in policy_rows]
         texts = [p.prompt for p in prompts]
         with_reference = [i for i, p in enumerate(prompts) if p.reference is not None]
@@ -272,7 +320,8 @@ def evaluate(config: EvalConfig) -> dict:
             )
         judge = _judge(config, device)
         if config.reference_policy:
-            reference_rows = _complete(config.reference_policy, prompts, config, device)
+            if earlier is None:
+                reference_rows = _complete(config.reference_policy, prompts, config, device)
             policy_scores = judge(texts, completions)
             reference_scores = judge(texts, [r["completion"] for r in reference_rows])
             wins = win_values(policy_scores, reference_scores)

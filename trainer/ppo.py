@@ -54,8 +54,15 @@ from trainer.ops import (
     position_ids_from_mask,
     truncate_after_eos,
 )
-from trainer.runlog import METRICS_JSONL, MetricsLog, derive_seed, progress, seed_everything
-from trainer.sampling import generate, make_generators
+from trainer.runlog import (
+    METRICS_JSONL,
+    MetricsLog,
+    derive_seed,
+    progress,
+    seed_everything,
+    use_threads,
+)
+from trainer.sampling import check_min_new_tokens, generate, make_generators, mask_early_eos
 
 ScoreFn = Callable[[list[str], list[str]], list[float]]
 CHECKPOINT_DIR = "checkpoint"
@@ -97,6 +104,11 @@ class PPOConfig:
     """Learning rate of the value model; default: lr."""
     max_new_tokens: int = 32
     """Response length limit; a response cut here has no EOS and gets the penalty."""
+    min_new_tokens: int = 0
+    """EOS cannot be sampled before this many response tokens. The policy is the masked
+    distribution throughout: rollouts, the ratios of the update and the reference's KL all
+    mask EOS at those positions. Stops a collapse to empty or near-empty answers when a
+    small reward model rewards stopping early (docs/loop.md)."""
     temperature: float = 1.0
     """Sampling temperature; log-probabilities are computed at the same temperature."""
     top_p: float = 1.0
@@ -139,6 +151,9 @@ class PPOConfig:
     """Run seed; every step reseeds from (seed, step), so a resumed run matches."""
     device: str = "auto"
     """"auto", "cpu" or "cuda" (accelerate picks the device under `accelerate launch`)."""
+    threads: int = 0
+    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
+    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
     lora_r: int = 0
     """LoRA rank for policy and value; 0 trains every weight. With LoRA the reference is the
     policy with its adapters switched off (no second copy in memory)."""
@@ -160,29 +175,33 @@ class ActorCritic(nn.Module):
         self.policy = policy
         self.value = value
 
-    def forward(self, input_ids, attention_mask, ptx_ids=None, ptx_mask=None):
+    def forward(self, input_ids, attention_mask, ptx_ids=None, ptx_mask=None, logits_to_keep=0):
         """(policy logits, per-token values, policy logits on ptx text or None).
 
         The ptx batch goes through this same call so DDP sees every gradient in one forward.
+        ``logits_to_keep`` > 0: the policy's logits at the last that many positions only.
         """
-        positions = position_ids_from_mask(attention_mask)
-        logits = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=positions,
-            use_cache=False,
-        ).logits
+        logits = self.lm_logits(input_ids, attention_mask, logits_to_keep)
         values = models.token_values(self.value, input_ids, attention_mask)
         ptx_logits = None if ptx_ids is None else self.lm_logits(ptx_ids, ptx_mask)
         return logits, values, ptx_logits
 
-    def lm_logits(self, input_ids, attention_mask):
-        return self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-        ).logits
+    def lm_logits(self, input_ids, attention_mask, logits_to_keep=0):
+        return policy_logits(self.policy, input_ids, attention_mask, logits_to_keep)
+
+
+def policy_logits(model, input_ids, attention_mask, logits_to_keep: int = 0) -> torch.Tensor:
+    """Causal-LM logits; with ``logits_to_keep`` > 0 at the last that many positions only
+    (transformers' argument). PPO needs them at the response only: the LM head (a 49k x 576
+    matrix for SmolLM2) at every prompt token was a fifth of a forward pass, for nothing."""
+    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
+    return model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+        **extra,
+    ).logits
 
 
 def load_score_fn(spec: str) -> ScoreFn:
@@ -196,13 +215,24 @@ def load_score_fn(spec: str) -> ScoreFn:
 
 
 def response_logprobs(
-    logits: torch.Tensor, responses: torch.Tensor, context_length: int, temperature: float
+    logits: torch.Tensor,
+    responses: torch.Tensor,
+    temperature: float,
+    eos_token_id: int = 0,
+    min_new_tokens: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(response token) at the sampling temperature, and the logits used, (B, N)."""
+    """log pi(response token) at the sampling temperature, and the logits used, (B, N).
+
+    ``logits`` are those of query+response, or of its last N+1 positions (``logits_to_keep``):
+    either way the N positions before the last one predict the N response tokens. EOS is
+    masked at the first ``min_new_tokens`` positions, as in the rollout.
+    """
     width = responses.size(1)
-    step_logits = logits[:, context_length - 1 : context_length - 1 + width].float()
+    start = logits.size(1) - width - 1
+    step_logits = logits[:, start : start + width].float()
     if temperature > 0:
         step_logits = step_logits / temperature
+    step_logits = mask_early_eos(step_logits, eos_token_id, min_new_tokens)
     return logprobs_from_logits(step_logits, responses), step_logits
 
 
@@ -291,10 +321,12 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
 
     if config.batch_size % config.mini_batch_size:
         raise DataError("--batch-size must be a multiple of --mini-batch-size")
+    check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
     if score_fn is None and config.score_fn:
         score_fn = load_score_fn(config.score_fn)
     if score_fn is None and not config.reward_model:
         raise DataError("give --reward-model DIR or --score-fn module:function")
+    use_threads(config.threads)
     seed_everything(config.seed)
     out = Path(config.out)
     checkpoint = out / CHECKPOINT_DIR
@@ -402,6 +434,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                         for i in range(len(batch_prompts))
                     ]
                 ),
+                min_new_tokens=config.min_new_tokens,
             )
             responses, lengths, contains_eos = truncate_after_eos(sampled, eos, pad)
             response_mask = lengths_to_mask(lengths, responses.size(1))
@@ -422,17 +455,15 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             sequence_mask = torch.cat([query_mask, response_mask.long()], 1)
             logprobs = sampled_logprobs
             full_values = models.token_values(unwrapped.value, sequences, sequence_mask)
+            keep = responses.size(1) + 1  # logits at the response only
             if reference is not None:
-                ref_logits = reference(
-                    input_ids=sequences,
-                    attention_mask=sequence_mask,
-                    position_ids=position_ids_from_mask(sequence_mask),
-                    use_cache=False,
-                ).logits
+                ref_logits = policy_logits(reference, sequences, sequence_mask, keep)
             else:
                 with unwrapped.policy.disable_adapter():
-                    ref_logits = unwrapped.lm_logits(sequences, sequence_mask)
-            ref_logprobs, _ = response_logprobs(ref_logits, responses, context_length, temperature)
+                    ref_logits = unwrapped.lm_logits(sequences, sequence_mask, keep)
+            ref_logprobs, _ = response_logprobs(
+                ref_logits, responses, temperature, eos, config.min_new_tokens
+            )
             del ref_logits
             values = full_values[:, context_length - 1 : -1].float()
             logprobs = logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
@@ -480,10 +511,10 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                     )
                     ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
                 new_logits, new_full_values, ptx_logits = actor_critic(
-                    sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask
+                    sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask, keep
                 )
                 new_logprobs, step_logits = response_logprobs(
-                    new_logits, responses[idx], context_length, temperature
+                    new_logits, responses[idx], temperature, eos, config.min_new_tokens
                 )
                 mb_mask = response_mask[idx]
                 new_logprobs = new_logprobs.masked_fill(~mb_mask, INVALID_LOGPROB)

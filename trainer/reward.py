@@ -21,7 +21,7 @@ from trainer import models
 from trainer.data import DataError, Ranking, read_demonstrations, read_rankings
 from trainer.losses import pairwise_correct, ranking_loss
 from trainer.ops import pad_sequences
-from trainer.runlog import MetricsLog, progress, seed_everything
+from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
 
 
 @dataclass
@@ -59,6 +59,9 @@ class RewardConfig:
     """Seed for the head initialisation, shuffling and the held-out split."""
     device: str = "auto"
     """Unused under `accelerate launch` (it picks the device); else "auto", "cpu", "cuda"."""
+    threads: int = 0
+    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
+    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
     lora_r: int = 0
     """LoRA rank; 0 trains every weight."""
     lora_alpha: int = 16
@@ -203,6 +206,7 @@ def train_reward_model(
     """Python API and the ``rm`` command. Returns the final metrics."""
     from accelerate import Accelerator
 
+    use_threads(config.threads)
     seed_everything(config.seed)
     if train is None:
         train = read_rankings(config.train)

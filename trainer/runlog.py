@@ -24,6 +24,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def use_threads(threads: int) -> None:
+    """``torch.set_num_threads(threads)`` when threads > 0; 0 keeps torch's default (one per
+    core). On a CPU shared with other busy processes, intra-op threads that outnumber the free
+    cores wait on each other at every operation (docs/loop.md, "Demo")."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def derive_seed(*parts: int | str) -> int:
     """A stable 31-bit seed from a run seed and counters (no Python hash randomisation)."""
     value = 1469598103934665603

@@ -19,7 +19,7 @@ import torch
 from trainer import models
 from trainer.data import DataError, Prompt, read_prompts, write_jsonl
 from trainer.ops import pad_sequences, position_ids_from_mask, top_p_filter
-from trainer.runlog import METRICS_JSON, MetricsLog, derive_seed, progress
+from trainer.runlog import METRICS_JSON, MetricsLog, derive_seed, progress, use_threads
 
 
 @dataclass
@@ -34,6 +34,9 @@ class SampleConfig:
     """Completions per prompt."""
     max_new_tokens: int = 64
     """Longest completion in tokens; a completion cut here has finish_reason "length"."""
+    min_new_tokens: int = 0
+    """EOS cannot be sampled before this many new tokens (as transformers' min_new_tokens):
+    no empty or near-empty answers. PPO and eval take the same setting."""
     temperature: float = 1.0
     """Softmax temperature; 0 means greedy decoding."""
     top_p: float = 1.0
@@ -51,6 +54,9 @@ class SampleConfig:
     reuse: bool = True
     """Skip the work when OUTDIR already holds samples made with the same settings from the
     same prompts file and model files."""
+    threads: int = 0
+    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
+    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
 
 
 @torch.no_grad()
@@ -65,12 +71,15 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generators: list[torch.Generator] | None = None,
+    min_new_tokens: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample continuations of left-padded prompts with the KV cache.
 
     Returns ``(tokens, logprobs)``, both (B, N) with N <= max_new_tokens: the sampled tokens
     (PAD after a row's EOS) and log pi(token) under ``logits / temperature`` (before nucleus
-    filtering, as PPO needs). Generation stops early once every row has emitted EOS.
+    filtering, as PPO needs). Generation stops early once every row has emitted EOS. EOS is
+    masked out of the first ``min_new_tokens`` steps (``mask_early_eos``), and the
+    log-probabilities are those of the masked distribution, the policy actually sampled.
     """
     batch = input_ids.size(0)
     device = input_ids.device
@@ -84,8 +93,11 @@ def generate(
     logits = out.logits[:, -1, :].float()
     next_position = positions[:, -1:] + 1
     tokens, logprobs = [], []
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         scaled = logits / temperature if temperature > 0 else logits
+        if step < min_new_tokens:
+            scaled = scaled.clone()
+            scaled[:, eos_token_id] = torch.finfo(scaled.dtype).min
         log_probs = scaled.log_softmax(-1)
         if temperature <= 0:
             chosen = scaled.argmax(-1)
@@ -118,6 +130,19 @@ def generate(
         logits = out.logits[:, -1, :].float()
         next_position = next_position + 1
     return torch.stack(tokens, 1), torch.stack(logprobs, 1)
+
+
+def mask_early_eos(
+    step_logits: torch.Tensor, eos_token_id: int, min_new_tokens: int
+) -> torch.Tensor:
+    """Response logits (B, N, V) with EOS impossible at the first ``min_new_tokens``
+    positions: the distribution `generate` samples from with the same setting, so PPO's
+    ratios and KL compare like with like. A finite minimum, not -inf, keeps entropies finite."""
+    if min_new_tokens <= 0:
+        return step_logits
+    masked = step_logits.clone()
+    masked[:, :min_new_tokens, eos_token_id] = torch.finfo(masked.dtype).min
+    return masked
 
 
 def _cache_argument(model) -> str:
@@ -162,6 +187,7 @@ def sample_completions(
     max_prompt_tokens: int = 512,
     model_name: str = "",
     on_batch=None,
+    min_new_tokens: int = 0,
 ) -> tuple[list[dict], dict]:
     """Python API: K completions per prompt as samples.jsonl rows, plus throughput stats."""
     device = next(model.parameters()).device
@@ -171,6 +197,8 @@ def sample_completions(
     order = sorted(range(len(jobs)), key=lambda j: len(encoded[jobs[j][0].id]))
     rows: list[dict | None] = [None] * len(jobs)
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
+    if min_new_tokens:
+        sampling["min_new_tokens"] = min_new_tokens
     new_tokens = 0
     started = time.perf_counter()
     for start in range(0, len(order), batch_size):
@@ -189,6 +217,7 @@ def sample_completions(
             temperature=temperature,
             top_p=top_p,
             generators=make_generators(seeds),
+            min_new_tokens=min_new_tokens,
         )
         for row, j in enumerate(chunk):
             prompt, index = jobs[j]
@@ -233,6 +262,7 @@ def sample(config: SampleConfig) -> dict:
 
     if config.k < 1 or config.max_new_tokens < 1:
         raise DataError("--k and --max-new-tokens must be at least 1")
+    check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
     if not 0 < config.top_p <= 1:
         raise DataError(f"--top-p must be in (0, 1], got {config.top_p}")
     out = Path(config.out)
@@ -244,6 +274,7 @@ def sample(config: SampleConfig) -> dict:
         if cached.get("config") == settings and cached.get("inputs") == inputs:
             return {**cached, "reused": True}
     prompts = read_prompts(config.prompts, split=config.split)
+    use_threads(config.threads)
     device = models.pick_device(config.device)
     torch.manual_seed(config.seed)
     model, tokenizer = models.load_policy(config.model, device)
@@ -277,10 +308,19 @@ def sample(config: SampleConfig) -> dict:
         max_prompt_tokens=config.max_prompt_tokens,
         model_name=config.model,
         on_batch=on_batch,
+        min_new_tokens=config.min_new_tokens,
     )
     bar.close()
     write_jsonl(out / "samples.jsonl", rows)
     return log.finish(**stats, device=str(device), config=settings, inputs=inputs)
+
+
+def check_min_new_tokens(min_new_tokens: int, max_new_tokens: int) -> None:
+    if not 0 <= min_new_tokens <= max_new_tokens:
+        raise DataError(
+            f"--min-new-tokens must be between 0 and --max-new-tokens ({max_new_tokens}), "
+            f"got {min_new_tokens}"
+        )
 
 
 def inputs_fingerprint(model: str, prompts: str) -> str:

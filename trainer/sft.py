@@ -18,7 +18,7 @@ from trainer import models
 from trainer.data import DataError, Demonstration, read_demonstrations
 from trainer.losses import sequence_logprob_loss
 from trainer.ops import pad_sequences
-from trainer.runlog import MetricsLog, progress, seed_everything
+from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
 
 
 @dataclass
@@ -47,6 +47,9 @@ class SFTConfig:
     """Seed for shuffling and initialisation."""
     device: str = "auto"
     """"auto", "cpu" or "cuda" (accelerate picks the device under `accelerate launch`)."""
+    threads: int = 0
+    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
+    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
     lora_r: int = 0
     """LoRA rank; 0 trains every weight. Adapters are merged into the saved model."""
     lora_alpha: int = 16
@@ -96,6 +99,7 @@ def validation_loss(model, tokenizer, demos, max_length: int, batch_size: int = 
 def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> dict:
     from accelerate import Accelerator
 
+    use_threads(config.threads)
     seed_everything(config.seed)
     train = train if train is not None else read_demonstrations(config.train)
     valid = read_demonstrations(config.valid) if config.valid else []

@@ -8,3 +8,8 @@ def digit_count(prompts: list[str], completions: list[str]) -> list[float]:
 
 def length_score(prompts: list[str], completions: list[str]) -> list[float]:
     return [float(len(c)) for c in completions]
+
+
+def brevity(prompts: list[str], completions: list[str]) -> list[float]:
+    """Rewards stopping early: the shortcut a small reward model can fall for."""
+    return [-len(c) / 4 for c in completions]

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from tests.trainer.test_sft import sft_dir  # noqa: F401  (module fixture reused)
-from trainer.data import write_jsonl
+from trainer.data import DataError, write_jsonl
 from trainer.evaluate import (
     EvalConfig,
     bootstrap_ci,
@@ -204,3 +204,67 @@ def test_reward_model_judge_with_equal_scores_gives_ties(tiny_dir, tmp_path):
         "ci_high": 0.5,
         "n": 3,
     }
+
+
+def test_eval_judges_the_answers_of_an_earlier_eval_again(tiny_dir, tmp_path, monkeypatch):
+    import trainer.evaluate as evaluate_module
+    from tests.trainer.scoring import digit_count
+
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(
+        prompts,
+        [{"id": i, "prompt": f"Q{i}", "category": "chat", "split": "test"} for i in range(4)],
+    )
+    common = dict(
+        prompts=str(prompts),
+        policy=str(tiny_dir),
+        reference_policy=str(tiny_dir),
+        max_new_tokens=6,
+        temperature=1.0,
+        bootstrap_samples=50,
+    )
+    first = tmp_path / "first"
+    evaluate(
+        EvalConfig(
+            out=str(first),
+            score_fn="tests.trainer.scoring:length_score",
+            min_new_tokens=3,
+            seed=1,
+            **common,
+        )
+    )
+    answers = [json.loads(line) for line in (first / "completions.jsonl").read_text().splitlines()]
+    assert all(row["sampling"]["min_new_tokens"] == 3 for row in answers)
+    assert all(len(row["completion"]) >= 3 for row in answers)  # one character per token
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("answers were generated again")
+
+    monkeypatch.setattr(evaluate_module, "_complete", no_generation)
+    second = tmp_path / "second"
+    metrics = evaluate(
+        EvalConfig(
+            out=str(second),
+            score_fn="tests.trainer.scoring:digit_count",
+            completions=str(first / "completions.jsonl"),
+            **common,
+        )
+    )
+    again = [json.loads(line) for line in (second / "completions.jsonl").read_text().splitlines()]
+    assert [(r["completion"], r["reference_completion"]) for r in again] == [
+        (r["completion"], r["reference_completion"]) for r in answers
+    ]
+    assert [r["score"] for r in again] == digit_count([], [r["completion"] for r in answers])
+    assert metrics["win_rate"]["overall"]["n"] == 4
+    # answers for other prompts: refused before anything is written
+    write_jsonl(prompts, [{"id": 9, "prompt": "Q9", "split": "test"}])
+    with pytest.raises(DataError, match="no answer for prompt id"):
+        evaluate(
+            EvalConfig(
+                out=str(tmp_path / "third"),
+                score_fn="tests.trainer.scoring:digit_count",
+                completions=str(first / "completions.jsonl"),
+                **common,
+            )
+        )
+    assert not (tmp_path / "third").exists()

@@ -1,10 +1,11 @@
 import json
+import math
 
 import pytest
 import torch
 
 from tests.trainer.conftest import count_rule_rankings
-from tests.trainer.scoring import digit_count
+from tests.trainer.scoring import brevity, digit_count
 from trainer import models
 from trainer.data import write_jsonl
 from trainer.ppo import PPOConfig, step_prompts, train_ppo
@@ -116,6 +117,27 @@ def test_resume_matches_an_uninterrupted_run(tiny_dir, prompts_file, tmp_path):
     assert [r["step"] for r in rows(resumed)] == [1, 2, 3, 4]
     assert [r["score"] for r in rows(resumed)] == [r["score"] for r in rows(straight)]
     assert [r["kl"] for r in rows(resumed)] == [r["kl"] for r in rows(straight)]
+
+
+@pytest.mark.slow
+def test_min_new_tokens_stops_a_collapse_to_empty_answers(tiny_dir, prompts_file, tmp_path):
+    # a reward for stopping early (the shortcut a tiny reward model can learn): unconstrained
+    # PPO ends at EOS as the first token, i.e. empty answers
+    free = tmp_path / "free"
+    train_ppo(base_config(tiny_dir, prompts_file, free, total_steps=20), score_fn=brevity)
+    assert rows(free)[-1]["response_length"] <= 2.0
+    kept = tmp_path / "kept"
+    train_ppo(
+        base_config(tiny_dir, prompts_file, kept, total_steps=20, min_new_tokens=4),
+        score_fn=brevity,
+    )
+    steps = rows(kept)
+    # four tokens, then EOS at the earliest (the EOS counts in the length)
+    assert all(r["response_length"] >= 5.0 for r in steps)
+    assert steps[-1]["response_length"] < 8.0  # it still learns to be brief within the rule
+    # the reference is masked the same way: the first rollout has zero KL to it
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-4)
+    assert all(math.isfinite(r["entropy"]) for r in steps)
 
 
 def test_step_prompts_cycle_through_shuffled_epochs():

@@ -1,9 +1,11 @@
 import json
 
+import pytest
 import torch
 
 from trainer import models
-from trainer.ops import pad_sequences, position_ids_from_mask
+from trainer.data import DataError
+from trainer.ops import entropy_from_logits, pad_sequences, position_ids_from_mask
 from trainer.sampling import (
     SampleConfig,
     decode_completion,
@@ -165,3 +167,85 @@ def test_sample_command_writes_the_contract(tiny_dir, tmp_path):
         handle.write(json.dumps({"id": "p3", "prompt": "More", "category": "chat"}) + "\n")
     third = sample(config)
     assert "reused" not in third and third["completions"] == 9
+
+
+def _favour_eos(model, eos_token_id: int, boost: float = 30.0):
+    """A forward hook on the LM head that makes EOS by far the likeliest next token."""
+    head = model.get_output_embeddings()
+
+    def hook(module, inputs, output):
+        output = output.clone()
+        output[..., eos_token_id] += boost
+        return output
+
+    return head.register_forward_hook(hook)
+
+
+def test_min_new_tokens_masks_eos_and_logprobs_are_the_masked_policys(tiny_dir):
+    from trainer.ppo import response_logprobs
+
+    model, tokenizer = models.load_policy(str(tiny_dir))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    handle = _favour_eos(model, eos)
+    ids, mask = encode(tokenizer, ["abc", "a longer one"])
+    kwargs = dict(max_new_tokens=8, eos_token_id=eos, pad_token_id=pad, temperature=0.7)
+    free, _ = generate(model, ids, mask, generators=make_generators([1, 2]), **kwargs)
+    assert free[:, 0].tolist() == [eos, eos]  # without the option: empty answers
+    tokens, logprobs = generate(
+        model, ids, mask, generators=make_generators([1, 2]), min_new_tokens=5, **kwargs
+    )
+    assert (tokens[:, :5] != eos).all()  # no EOS in the first five tokens ...
+    assert tokens[:, 5].tolist() == [eos, eos]  # ... then the favoured EOS at once
+    # PPO recomputes the same log-probabilities from a full forward pass, here from the
+    # logits of the response positions only (logits_to_keep): ratios start at exactly 1
+    full = torch.cat([ids, tokens], 1)
+    full_mask = torch.cat([mask, torch.ones_like(tokens)], 1)
+    with torch.no_grad():
+        tail = model(
+            full,
+            attention_mask=full_mask,
+            position_ids=position_ids_from_mask(full_mask),
+            logits_to_keep=tokens.size(1) + 1,
+        ).logits
+    recomputed, step_logits = response_logprobs(tail, tokens, 0.7, eos, 5)
+    assert torch.allclose(logprobs, recomputed, atol=1e-4)
+    assert torch.isfinite(entropy_from_logits(step_logits)).all()  # no -inf in the mask
+    unmasked, _ = response_logprobs(tail, tokens, 0.7, eos, 0)
+    assert not torch.allclose(logprobs[:, :5], unmasked[:, :5], atol=1e-2)
+    handle.remove()
+
+
+def test_sample_command_takes_min_new_tokens_and_threads(tiny_dir, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "p1", "prompt": "Say hi", "split": "train"}) + "\n")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sample(
+            SampleConfig(
+                model=str(tiny_dir),
+                prompts=str(prompts),
+                out=str(tmp_path / "out"),
+                k=4,
+                max_new_tokens=8,
+                min_new_tokens=3,
+                threads=1,
+            )
+        )
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    rows = [json.loads(line) for line in (tmp_path / "out/samples.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["sampling"]["min_new_tokens"] == 3
+        assert row["num_tokens"] >= 4  # three tokens, then EOS at the earliest
+    with pytest.raises(DataError, match="min-new-tokens"):
+        sample(
+            SampleConfig(
+                model=str(tiny_dir),
+                prompts=str(prompts),
+                out=str(tmp_path / "bad"),
+                max_new_tokens=4,
+                min_new_tokens=5,
+            )
+        )
