@@ -45,15 +45,26 @@ DEFAULTS: dict[str, Any] = {
 
 PRESETS: dict[str, dict[str, Any]] = {
     # SmolLM2-135M on a 2-core CPU, so that one round takes minutes (docs/loop.md, "Demo"):
-    # 8 prompts × K, short answers, a few optimiser steps, LoRA (DESIGN.md "Trainer contract")
+    # 8 prompts × K, short answers, a few optimiser steps, LoRA (DESIGN.md "Trainer contract").
+    # One torch thread per trainer: the web server, the raters and anything else on the
+    # machine share the other core. With two threads, any other busy process makes the
+    # trainer's OpenMP threads wait on each other at every operation: PPO took 317 s instead
+    # of 89 s beside a load of ~4, and a whole round 24 min (docs/loop.md).
     "cpu-demo": {
         "prompts_per_round": 8,
         "target_judgments": 16,
         "require_review": False,
         "ab_tasks": 8,
         "eval_hidden_rule": True,
-        "sample": {"max_new_tokens": 32, "batch_size": 16},
-        "rm": {"epochs": 1, "lr": 5e-5, "batch_size": 4, "lora_r": 8, "max_length": 160},
+        "sample": {"max_new_tokens": 32, "batch_size": 16, "threads": 1},
+        "rm": {
+            "epochs": 1,
+            "lr": 5e-5,
+            "batch_size": 4,
+            "lora_r": 8,
+            "max_length": 160,
+            "threads": 1,
+        },
         "ppo": {
             "total_steps": 4,
             "batch_size": 4,
@@ -63,8 +74,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_new_tokens": 24,
             "lora_r": 8,
             "save_every": 2,
+            "threads": 1,
         },
-        "eval": {"max_new_tokens": 24, "batch_size": 9},
+        "eval": {"max_new_tokens": 24, "batch_size": 9, "threads": 1},
     },
     # A GPU worker: InstructGPT-like proportions at a small scale
     "gpu": {
@@ -79,14 +91,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The tiny character-level RM has to learn which of ~95 characters the raters like from
     # a hundred-odd noisy rankings: at 3 epochs × 1e-3 (~20 optimiser steps) it stayed near
     # chance and PPO then chased noise; 10 epochs × 3e-3 (~120 steps on 96 rankings) learns
-    # the rule's direction (docs/loop.md, "Tests").
+    # the rule's direction (docs/loop.md, "Tests"). PPO's answers have at least 8
+    # characters (min_new_tokens; evaluation takes PPO's setting, for both policies): a tiny
+    # RM read at the EOS can also reward stopping early, and PPO then drifted to empty
+    # answers on some draws of the raters' data. Sampling for the raters stays free, so the
+    # RM still learns from short answers, the clearest contrast it gets. One thread: tiny
+    # models gain nothing from more.
     "tiny": {
         "prompts_per_round": 24,
         "target_judgments": 48,
         "require_review": False,
         "ab_tasks": 8,
-        "sample": {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0},
-        "rm": {"epochs": 10, "lr": 3e-3, "batch_size": 8},
+        "sample": {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0, "threads": 1},
+        "rm": {"epochs": 10, "lr": 3e-3, "batch_size": 8, "threads": 1},
         "ppo": {
             "total_steps": 12,
             "batch_size": 16,
@@ -94,10 +111,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "ppo_epochs": 4,
             "lr": 3e-3,
             "max_new_tokens": 24,
+            "min_new_tokens": 8,
             "kl_coef": 0.01,
             "save_every": 5,
+            "threads": 1,
         },
-        "eval": {"max_new_tokens": 24, "temperature": 1.0},
+        "eval": {"max_new_tokens": 24, "temperature": 1.0, "threads": 1},
     },
 }
 STAGE_SECTIONS = ("sample", "rm", "ppo", "eval")

@@ -1023,7 +1023,10 @@ def _stage_evaluating(run: TrainingRun) -> dict:
     folder = snapshot_verify(training_round.snapshot)
     parent = training_round.start_policy
     root = lineage_root(new_policy)
+    ppo_min_tokens = training_round.config["ppo"].get("min_new_tokens", 0)
     base = {
+        # the policy is judged as PPO trained it: same shortest answer, for both policies
+        "min_new_tokens": ppo_min_tokens,
         **training_round.config["eval"],
         "policy": str(policy_dir),
         "prompts": str(folder / "prompts.jsonl"),
@@ -1034,7 +1037,15 @@ def _stage_evaluating(run: TrainingRun) -> dict:
     if root.pk != parent.pk:
         evaluations.append(("vs_root", root, {"reward_model": str(rm_dir)}))
     if training_round.config.get("eval_hidden_rule"):
-        evaluations.append(("hidden_rule", parent, {"score_fn": "apps.loop.scoring:hidden_score"}))
+        # the same answers as vs_parent (same policies, prompts and settings), another judge
+        answers = _stage_dir(run, "vs_parent") / "completions.jsonl"
+        evaluations.append(
+            (
+                "hidden_rule",
+                parent,
+                {"score_fn": "apps.loop.scoring:hidden_score", "completions": str(answers)},
+            )
+        )
     results = {}
     for index, (label, reference, judge) in enumerate(evaluations):
         config = {
