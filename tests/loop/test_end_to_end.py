@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -64,10 +65,14 @@ def e2e_project(db, tiny_model_dir):
 
 
 def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, monkeypatch):
-    # Everything else is seeded (sampling, simulated raters, RM, PPO; the raters take turns),
-    # so seeding the per-rater display order makes the run repeatable: its verdict no longer
-    # depends on which rankings a draw happened to produce (see docs/loop.md).
-    monkeypatch.setattr(leasing, "_rng", random.Random(20261128))
+    # Sampling, the simulated raters (who take turns), RM and PPO are seeded and deterministic
+    # on CPU; the per-rater display order (leasing._rng) is the one thing left to chance, so
+    # each run draws other rankings, as production would. The claim must hold for any draw
+    # (docs/loop.md, "Tests": 16 of 16 draws passed, lowest 0.72); the draw's seed is printed
+    # so that PREFLOOP_E2E_SEED=N replays a failing run exactly.
+    seed = int(os.environ.get("PREFLOOP_E2E_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"display-order seed {seed} (PREFLOOP_E2E_SEED={seed} replays this draw)")
+    monkeypatch.setattr(leasing, "_rng", random.Random(seed))
     project, base = e2e_project
     researcher = UserFactory(roles=[Role.RESEARCHER])
     api = api_as(researcher)
@@ -113,7 +118,7 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     )
     # judged by the raters' hidden rule itself (apps/loop/scoring.py), not by the RM
     assert hidden["n"] == TEST_PROMPTS
-    assert hidden["win_rate"] > 0.6
+    assert hidden["win_rate"] > 0.6, f"display-order seed {seed}: {hidden}"
     assert evaluation["vs_parent"]["win_rate"]["by_category"]
     assert evaluation["rm_accuracy"] is not None
     assert Task.objects.filter(kind=Task.Kind.EVALUATION, round_number=1).count() == 6
