@@ -18,11 +18,14 @@ PREFLOOP_VAR_DIR so nothing of var/ is touched except the model it links:
    and what it did.
 
     .venv/bin/python bench/demo_round.py                  # preset cpu-demo
+    .venv/bin/python bench/demo_round.py --busy 2            # beside two busy processes
     .venv/bin/python bench/demo_round.py --preset cpu-demo --config '{"ppo": {"total_steps": 2}}'
 
 Writes the result to var/bench/demo_round.json (--json). The load average counts this
 round's own processes too (the trainer is one or two of it); `load_before` is the machine's
-load before anything started.
+load before anything started. `--busy N` runs N CPU-bound processes (a Python loop each, at
+normal priority) from start to end, the way other test suites or benchmarks load a shared
+machine.
 """
 
 from __future__ import annotations
@@ -141,6 +144,7 @@ def main() -> int:
     parser.add_argument("--config", default="{}", help="round config overrides (JSON)")
     parser.add_argument("--raters", type=int, default=6)
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes beside it")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench" / "demo_round.json")
     args = parser.parse_args()
@@ -179,6 +183,8 @@ def main() -> int:
     sampler = LoadSampler()
     result: dict = {}
     try:
+        for index in range(args.busy):
+            start(f"busy{index}", [python, "-c", "while True: pass"])
         manage("migrate", "--noinput", "-v", "0")
         manage("seed_demo", "--no-sampling")
         celery = [python, "-m", "celery", "-A", "annotation_site"]
@@ -261,6 +267,7 @@ def main() -> int:
             "round_seconds": total,
             "load_before": [round(x, 2) for x in load_before],
             "load_mean": sampler.mean(started, finished),
+            "busy_processes": args.busy,
             "cpus": os.cpu_count(),
             "stages": stages,
             "round_config": detail["config"],
@@ -286,8 +293,9 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, default=str))
     print(
-        f"\n{result['date']}, preset {result['preset']}, {result['cpus']} CPUs, load average "
-        f"before {result['load_before']}, mean during the round {result['load_mean']}\n"
+        f"\n{result['date']}, preset {result['preset']}, {result['cpus']} CPUs, "
+        f"{args.busy} busy processes beside it, load average before {result['load_before']}, "
+        f"mean during the round {result['load_mean']}\n"
     )
     print("| stage | wall time | load | what it did |\n|---|---|---|---|")
     for row in result["stages"]:
