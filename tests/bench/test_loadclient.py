@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -51,6 +52,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def run_alone(scenario):
+    """Run a coroutine on a fresh event loop in its own thread.
+
+    Playwright's sync API, used by the browser tests in this same process, leaves an
+    event loop marked as running on the main thread, where ``asyncio.run`` refuses.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
+
+
 @pytest.fixture
 def base():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -74,7 +85,7 @@ def test_requests_on_one_connection(base):
         await connection.close()
         return first, second, posted, chunked, empty
 
-    first, second, posted, chunked, empty = asyncio.run(scenario())
+    first, second, posted, chunked, empty = run_alone(scenario)
     assert (first.status_code, first.json()["path"]) == (200, "/one")
     assert second.json()["path"] == "/two?x=1"
     assert first.json()["port"] == second.json()["port"]  # kept alive: same client socket
@@ -92,6 +103,6 @@ def test_a_closed_connection_is_reopened_for_the_next_request(base):
         await connection.close()
         return closing, after
 
-    closing, after = asyncio.run(scenario())
+    closing, after = run_alone(scenario)
     assert closing.status_code == after.status_code == 200
     assert closing.json()["port"] != after.json()["port"]  # a new socket after the close
