@@ -162,7 +162,11 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 6 * 3600}
+    # An unacknowledged message (its worker died) goes back to the queue after this many
+    # seconds; the loop's watchdog usually recovers the stage long before (heartbeat).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "visibility_timeout": float(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 6 * 3600))
+    }
 else:
     for sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,9 @@ DATABASES["default"]["TEST"] = {
 }
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+    "visibility_timeout": float(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
+}
 CELERY_TASK_ALWAYS_EAGER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ARTIFACT_ROOT = VAR_DIR / "test-artifacts"

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from apps.collection.models import PolicyVersion
 from apps.core.roles import Role
-from apps.loop import runner, services
+from apps.loop import runner, services, tasks
 from apps.loop.config import round_config
 from apps.loop.models import RunMetric, Stage, TrainingRound, TrainingRun
 from tests.factories import UserFactory
@@ -59,24 +62,59 @@ def _round_at_ppo(project, policy, tiny_model_dir, *, ppo=None) -> TrainingRun:
     return run
 
 
-def _worker(run: TrainingRun, task_id: str = "first-delivery") -> subprocess.Popen:
-    """A separate process executing the stage, on the test database."""
+def _test_database_env() -> dict[str, str]:
+    """The environment of a separate process that works on this test's database."""
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     if db.get("PASSWORD"):
         url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "annotation_site.settings.test",
         "TEST_DATABASE_URL": url,
     }
+
+
+def _worker(run: TrainingRun, task_id: str = "first-delivery") -> subprocess.Popen:
+    """A separate process executing the stage, on the test database."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_stage", str(run.pk), "--task-id", task_id],
         cwd=settings.BASE_DIR,
-        env=env,
+        env=_test_database_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def _celery_worker(queue: str, name: str, log: Path, *, visibility_timeout: int):
+    """A real Celery worker (prefork, one child) on the test broker, in its own process group."""
+    env = {**_test_database_env(), "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout)}
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "annotation_site", "worker"),
+            *("-Q", queue, "-n", f"{name}@%h", "--concurrency", "1", "--loglevel", "INFO"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _drop_messages(broker: redis.Redis, queue: str, runs) -> None:
+    """Take the messages the worker published for these runs off a shared queue."""
+    task_ids = [run.celery_task_id for run in runs]
+    for message in broker.lrange(queue, 0, -1):
+        if any(task_id.encode() in message for task_id in task_ids):
+            broker.lrem(queue, 1, message)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -133,6 +171,63 @@ def test_killed_worker_is_recovered_without_a_duplicate_policy(
     assert PolicyVersion.objects.filter(project=project, kind="ppo").count() == 1
     assert run.produced_policy.name == "round-1-ppo"
     assert run.round.stage == Stage.EVALUATING
+
+
+def test_celery_worker_killed_mid_stage_hands_the_stage_to_the_next_worker(
+    loop_project, tiny_model_dir, tmp_path
+):
+    """Real Celery workers on Redis: SIGKILL the first mid-PPO; the broker delivers the
+    unacknowledged message again (acks_late) to a second worker, which resumes from the
+    checkpoint and registers exactly one policy; a duplicate delivery changes nothing."""
+    project, policy = loop_project
+    run = _round_at_ppo(project, policy, tiny_model_dir, ppo={"total_steps": 10})
+    queue = f"gpu-fault-test-{uuid.uuid4().hex[:8]}"  # no other suite's worker takes it
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    log = tmp_path / "workers.log"
+    first = _celery_worker(queue, "first", log, visibility_timeout=3600)
+    second = None
+    try:
+        tasks.run_gpu_stage.apply_async(args=[run.pk], queue=queue, task_id="first-delivery")
+        _wait(lambda: RunMetric.objects.filter(run=run).count() >= 2, 180, "two PPO steps")
+        trainer_pid = TrainingRun.objects.get(pk=run.pk).pid
+        assert trainer_pid and runner.pid_alive(trainer_pid)
+
+        _kill_group(first)  # the worker and its pool child die mid-stage, nothing acknowledged
+        _wait(lambda: _gone(trainer_pid), 10, "the orphaned trainer to die with its worker")
+        run.refresh_from_db()
+        assert (run.status, run.attempt) == (TrainingRun.Status.RUNNING, 1)
+
+        # a second worker that considers 2 s unacknowledged long enough takes the message back
+        second = _celery_worker(queue, "second", log, visibility_timeout=2)
+        _wait(
+            lambda: TrainingRun.objects.get(pk=run.pk).status == TrainingRun.Status.SUCCEEDED,
+            180,
+            "the second worker to finish the stage",
+        )
+        run.refresh_from_db()
+        assert run.attempt == 2 and run.celery_task_id == "first-delivery"
+        assert run.metrics["start_step"] >= 1  # resumed from the checkpoint, not restarted
+        assert "attempt 2 on" in run.log
+
+        # the same message once more (a broker may deliver twice): the run is already done
+        tasks.run_gpu_stage.apply_async(args=[run.pk], queue=queue, task_id="first-delivery")
+        _wait(lambda: log.read_text().count("'skipped'") == 1, 60, "the duplicate delivery")
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                _kill_group(worker)
+        broker.delete(queue, *broker.keys(f"_kombu.binding*.{queue}"))
+        _drop_messages(
+            broker, "gpu", TrainingRun.objects.filter(round=run.round, stage=Stage.EVALUATING)
+        )
+
+    run.refresh_from_db()
+    assert run.attempt == 2
+    assert PolicyVersion.objects.filter(project=project, kind="ppo").count() == 1
+    assert run.produced_policy.name == "round-1-ppo"
+    assert run.round.stage == Stage.EVALUATING
+    evaluation = TrainingRun.objects.get(round=run.round, stage=Stage.EVALUATING)  # one
+    assert evaluation.status == TrainingRun.Status.QUEUED
 
 
 def test_watchdog_fails_visibly_after_the_last_attempt(loop_project, tiny_model_dir, stages):
