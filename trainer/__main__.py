@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from trainer.config import add_config_arguments, build_config
 from trainer.data import DataError
+from trainer.models import require_device
 
 
 def _commands() -> dict[str, tuple[type, Callable, str]]:
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     config_cls, run, _ = commands[args.command]
     try:
         config = build_config(config_cls, args)
+        if hasattr(config, "device"):
+            require_device(config.device)
         result = run(config)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)

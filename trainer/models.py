@@ -35,6 +35,28 @@ def pick_device(preferred: str = "auto") -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def require_device(preferred: str) -> None:
+    """Refuse a device this machine does not have (accelerate would quietly use the CPU)."""
+    if preferred == "auto":
+        return
+    try:
+        device = torch.device(preferred)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise DataError(f"device {preferred!r} is not one of auto, cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DataError(
+                f"device {preferred!r} was asked for, but torch sees no CUDA GPU here "
+                "(torch.cuda.is_available() is False); use --device auto or cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DataError(
+                f"device {preferred!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+
+
 # --------------------------------------------------------------------------- tokenizers
 
 

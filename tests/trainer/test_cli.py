@@ -288,3 +288,26 @@ def test_two_processes_under_torchrun_share_the_work(tiny_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "ppo/metrics.json").read_text())["finished"] is True
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", "device 'cuda' was asked for, but torch sees no CUDA GPU here"),
+        ("cuda:1", "device 'cuda:1' was asked for, but torch sees no CUDA GPU here"),
+        ("tpu", "device 'tpu' is not one of auto, cpu, cuda, cuda:N"),
+    ],
+)
+def test_a_device_the_machine_lacks_exits_2_before_any_work(
+    tmp_path, monkeypatch, capsys, device, message
+):
+    import torch
+
+    from trainer.__main__ import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # so on a GPU machine too
+    out = tmp_path / "o"
+    argv = ["rm", "--model", str(tmp_path), "--train", str(tmp_path / "t.jsonl")]
+    assert main([*argv, "--out", str(out), "--device", device]) == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not out.exists()  # nothing started, nothing written
