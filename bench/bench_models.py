@@ -65,11 +65,10 @@ def model_shape(model) -> dict:
 
 
 def reset_accelerate(precision: str) -> None:
-    """fp32/bf16: each run starts from a clean accelerate state with the chosen precision
-    (TRL's trainers build their Accelerator from the environment, as PrefLoop's do).
-    "trl-defaults" leaves the state alone, as the first CPU numbers ran."""
-    if precision == "trl-defaults":
-        return
+    """Each run starts from a clean accelerate state (its state is process-wide, and TRL's
+    trainers build their Accelerator from the environment, as PrefLoop's do): bf16 sets
+    mixed precision for both sides; fp32 and trl-defaults set none, so PrefLoop trains in
+    float32 as ``python -m trainer rm`` does and TRL applies its own config's precision."""
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -106,5 +105,5 @@ def add_model_arguments(parser, tiny_help: str) -> None:
         "--precision",
         choices=["trl-defaults", "fp32", "bf16"],
         default=None,
-        help="default: trl-defaults on cpu (as the CPU numbers ran), fp32 on cuda; see above",
+        help="default: trl-defaults on cpu (each side as it ships), fp32 on cuda; see above",
     )

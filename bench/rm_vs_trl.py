@@ -16,13 +16,12 @@ SmolLM2-135M-Instruct's shape (576 hidden, 30 layers, 9 heads / 3 KV heads, 1536
 time per epoch is that of the demo model without needing its weights (accuracy means little:
 the weights are random). ``--precision`` says how both sides compute:
 
-- ``trl-defaults`` (the default on cpu; what BENCHMARKS.md's CPU numbers ran with): TRL's own
-  RewardConfig defaults, i.e. bf16 autocast and gradient checkpointing; PrefLoop runs fp32 in
-  its first run, but accelerate's process-wide state keeps TRL's bf16, so PrefLoop's later
-  runs also train under bf16 autocast.
-- ``fp32`` (the default on cuda): both sides in float32, as ``python -m trainer rm`` trains;
-  TRL's gradient checkpointing off (PrefLoop has none); accelerate's state reset before
-  every run.
+- ``trl-defaults`` (the default on cpu): each side as it ships: PrefLoop in float32 as
+  ``python -m trainer rm`` trains, TRL with its own RewardConfig defaults (bf16 autocast and
+  gradient checkpointing). Before 2026-11-28 12:40 UTC accelerate's process-wide state
+  leaked TRL's bf16 into PrefLoop's later runs; it is now reset before every run.
+- ``fp32`` (the default on cuda): both sides in float32; TRL's gradient checkpointing off
+  (PrefLoop has none): the same arithmetic on both sides.
 - ``bf16``: both sides under bf16 autocast, PrefLoop as under ``accelerate launch
   --mixed_precision bf16``; TRL's gradient checkpointing off.
 
