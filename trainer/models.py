@@ -30,6 +30,7 @@ TRAINER_CONFIG_FILE = "trainer_config.json"
 
 
 def pick_device(preferred: str = "auto") -> torch.device:
+    require_device(preferred)
     if preferred != "auto":
         return torch.device(preferred)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -159,14 +159,13 @@ SPECTACULAR_SETTINGS = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis: an unacknowledged message (its worker died) goes back to the queue after this many
+# seconds; the loop's watchdog usually recovers the stage long before (heartbeat).
+BROKER_VISIBILITY_TIMEOUT = float(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 6 * 3600))
 CELERY_BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    # An unacknowledged message (its worker died) goes back to the queue after this many
-    # seconds; the loop's watchdog usually recovers the stage long before (heartbeat).
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
-        "visibility_timeout": float(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 6 * 3600))
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 else:
     for sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)

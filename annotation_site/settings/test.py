@@ -5,7 +5,7 @@ import os
 import dj_database_url
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, postgres_options
+from .base import BROKER_VISIBILITY_TIMEOUT, VAR_DIR, postgres_options
 
 SECRET_KEY = "prefloop-test-key"
 DEBUG = False
@@ -22,9 +22,7 @@ DATABASES["default"]["TEST"] = {
 }
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
-    "visibility_timeout": float(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
-}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_ALWAYS_EAGER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ARTIFACT_ROOT = VAR_DIR / "test-artifacts"

@@ -89,18 +89,19 @@ def _worker(run: TrainingRun, task_id: str = "first-delivery") -> subprocess.Pop
 def _celery_worker(queue: str, name: str, log: Path, *, visibility_timeout: int):
     """A real Celery worker (prefork, one child) on the test broker, in its own process group."""
     env = {**_test_database_env(), "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout)}
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "celery", "-A", "annotation_site", "worker"),
-            *("-Q", queue, "-n", f"{name}@%h", "--concurrency", "1", "--loglevel", "INFO"),
-            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-        ],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with log.open("ab") as output:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "annotation_site", "worker"),
+                *("-Q", queue, "-n", f"{name}@%h", "--concurrency", "1", "--loglevel", "INFO"),
+                *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _drop_messages(broker: redis.Redis, queue: str, runs) -> None:
