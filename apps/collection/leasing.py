@@ -140,6 +140,13 @@ def _candidate_tasks(
     The same filter as `tasks_open_to_rater`, written as SQL: this runs on every `next`, and
     building the ORM query cost more CPU than running it. Rows another transaction holds
     are skipped (SKIP LOCKED), not waited for.
+
+    The rater's own tasks are excluded with NOT IN over their assignments, which PostgreSQL
+    runs as one hashed subplan: the scan walks past every open task the rater already did
+    (a fast rater on a project with overlap > 1 leaves thousands), and NOT EXISTS let the
+    planner pick a nested loop that reread the rater's assignments for each of them: 2.2 s
+    per `next` at 5,000 such tasks before ANALYZE, against 3 ms (bench/next_far_ahead.py,
+    BENCHMARKS.md; the plan is checked in tests/collection/test_leasing_plan.py).
     """
     skip = f"AND t.id NOT IN ({', '.join(['%s'] * len(skip_ids))})" if skip_ids else ""
     lock = (
@@ -151,8 +158,7 @@ def _candidate_tasks(
         SELECT t.id, t.overlap FROM {sql.table(Task)} t
         WHERE t.project_id = %s AND t.status = %s AND t.is_gold = %s
           AND t.kind IN ({", ".join(["%s"] * len(kinds))}) {skip}
-          AND NOT EXISTS (
-            SELECT 1 FROM {sql.table(Assignment)} a WHERE a.task_id = t.id AND a.rater_id = %s)
+          AND t.id NOT IN (SELECT a.task_id FROM {sql.table(Assignment)} a WHERE a.rater_id = %s)
           AND (SELECT COUNT(*) FROM {sql.table(Assignment)} a
                WHERE a.task_id = t.id AND {SLOT_HOLDING_SQL}) < t.overlap
         ORDER BY t.priority DESC, t.id
