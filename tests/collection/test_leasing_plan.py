@@ -1,4 +1,4 @@
-"""`next` stays cheap for a rater far ahead of the others (PostgreSQL's plan, read back).
+"""`next` and the labeler's home stay cheap for a rater far ahead of the others (plans read back).
 
 A rater who answered many tasks that are still open (overlap 3, the others slower) makes
 every `next` walk past all of them in queue order. The candidate query must exclude them
@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.collection.leasing import assignment_next
 from apps.collection.models import Assignment, Completion, Prompt, Task, TaskCompletion
+from apps.collection.selectors import rater_progress
 from apps.core.roles import Role
 from tests.factories import ProjectFactory, UserFactory
 
@@ -80,11 +81,37 @@ def test_candidate_query_reads_the_raters_assignments_once():
     assert assignment.task_id == tasks[DONE].pk  # the first task the rater has not had
 
     candidate_sql = next(q["sql"] for q in queries if "SKIP LOCKED" in q["sql"])
+    plan, nodes = _explain(candidate_sql)
+    _assert_rater_read_once(plan, nodes)
+    walked = next(n for n in nodes if n.get("Relation Name") == Task._meta.db_table)
+    assert walked["Actual Rows"] + walked.get("Rows Removed by Filter", 0) >= DONE
+
+
+def test_tasks_left_on_the_labeler_home_reads_the_raters_assignments_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    project = ProjectFactory(k=4, overlap=3)
+    rater = UserFactory(roles=[Role.LABELER])
+    _seed(project, rater)
+
+    with CaptureQueriesContext(connection) as queries:
+        progress = rater_progress(project=project, rater=rater)
+    assert progress["tasks_left"] == FRESH
+    assert progress["done_total"] == DONE
+
+    left_sql = next(q["sql"] for q in queries if "NOT" in q["sql"])
+    _assert_rater_read_once(*_explain(left_sql))
+
+
+def _explain(query: str) -> tuple[list, list[dict]]:
     with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {candidate_sql}")
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}")
         plan = cursor.fetchone()[0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    return plan, list(_plan_nodes(plan[0]["Plan"]))
+
+
+def _assert_rater_read_once(plan: list, nodes: list[dict]) -> None:
     rater_reads = [
         n
         for n in nodes
@@ -94,5 +121,3 @@ def test_candidate_query_reads_the_raters_assignments_once():
     ]
     assert rater_reads, json.dumps(plan, indent=1)
     assert all(n["Actual Loops"] == 1 for n in rater_reads), json.dumps(plan, indent=1)
-    walked = next(n for n in nodes if n.get("Relation Name") == Task._meta.db_table)
-    assert walked["Actual Rows"] + walked.get("Rows Removed by Filter", 0) >= DONE
