@@ -213,12 +213,14 @@ def _lease_first_free(
 def _lease(*, task_id: int, content: TaskContent, rater, now: datetime, seconds: int) -> Assignment:
     order = list(content.completions)
     _rng.shuffle(order)
-    assignment = Assignment.objects.create(
-        task_id=task_id,
-        rater=rater,
-        leased_at=now,
-        expires_at=now + timedelta(seconds=seconds),
-        display_order=order,
+    assignment = sql.insert(
+        Assignment(
+            task_id=task_id,
+            rater=rater,
+            leased_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+            display_order=order,
+        )
     )
     remember_content(assignment, content)
     return assignment

@@ -253,9 +253,16 @@ class Assignment(models.Model):
         SKIPPED = "skipped", "Skipped"
         RELEASED = "released", "Released by a reviewer"
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    # No single-column indexes on the two keys: the composite indexes below lead with them,
+    # and every lease and answer would pay for two more index entries.
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     rater = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        db_index=False,
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
     leased_at = models.DateTimeField(default=timezone.now)
@@ -310,13 +317,17 @@ class Judgment(ReviewedModel):
     assignment = models.OneToOneField(
         Assignment, on_delete=models.PROTECT, null=True, blank=True, related_name="judgment"
     )
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="judgments")
+    # Indexed by judgment_task_idx and judgment_rater_idx, which lead with these keys.
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="judgments", db_index=False
+    )
     rater = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="judgments",
+        db_index=False,
     )
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
     ranking = models.JSONField(help_text="Best-first groups of completion ids; a group is a tie.")

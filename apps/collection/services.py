@@ -313,7 +313,7 @@ def judgment_submit(
         )
 
     def create(locked: Assignment, task: Task, now) -> Judgment:
-        return Judgment.objects.create(
+        judgment = Judgment(
             assignment=locked,
             task=task,
             rater=rater,
@@ -327,6 +327,7 @@ def judgment_submit(
             guidelines_version=project.guidelines_version,
             client_key=client_key,
         )
+        return sql.insert(judgment)
 
     return _store_answer(Judgment, create=create, **replay)
 

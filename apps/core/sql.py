@@ -82,3 +82,37 @@ def fetch_models(sql: str, params: Sequence, models: Sequence[type[Model]]) -> l
         items.extend(row[start:])
         result.append(items)
     return result
+
+
+def insert(instance: Model) -> Model:
+    """Save a new `instance` with one INSERT (its primary key read back), built without the
+    ORM's query compiler. Field defaults, `auto_now_add` and the database preparation of
+    each value are applied as `save()` applies them; model signals are not sent (nothing in
+    PrefLoop listens to them on the models saved this way)."""
+    model = type(instance)
+    fields, statement = _insert_statement(model, connection.vendor)
+    params = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else None
+        if pk is None:
+            pk = cursor.lastrowid
+    setattr(instance, model._meta.pk.attname, pk)
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+@cache
+def _insert_statement(model: type[Model], vendor: str) -> tuple[list, str]:
+    quote = connection.ops.quote_name
+    fields = [field for field in model._meta.concrete_fields if field is not model._meta.pk]
+    statement = (
+        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if connection.features.can_return_columns_from_insert:
+        statement += f" RETURNING {quote(model._meta.pk.column)}"
+    return fields, statement

@@ -67,24 +67,45 @@ def test_invariants_hold_under_concurrent_raters():
     running.set()
     barrier = threading.Barrier(RATERS)
 
+    def answer_late(assignment: Assignment) -> None:
+        """Answer a lease that ran out: taken while the task has room, else refused."""
+        key = str(uuid.uuid4())
+        try:
+            judgment, _ = judgment_submit(
+                assignment_id=assignment.pk,
+                rater=assignment.rater,
+                client_key=key,
+                ranking=[assignment.display_order],
+            )
+        except Conflict:
+            with lock:
+                late.append((assignment.pk, 0))
+        else:
+            with lock:
+                late.append((assignment.pk, judgment.pk))
+                stored.append((judgment.pk, assignment.pk, key))
+
     def rater_loop(rater, seed: int) -> None:
         rng = random.Random(seed)
-        abandoned: list[Assignment] = []
+        deadline = time.monotonic() + 240
         try:
             barrier.wait()
-            idle_rounds = 0
-            while idle_rounds < 2:
+            # Until every task is complete: a rater told "nothing for you now" asks again,
+            # since a lease running out elsewhere frees a slot (stopping after a fixed number
+            # of idle rounds raced with leases taken in between, and left tasks short).
+            while time.monotonic() < deadline:
                 assignment = assignment_next(project=project, rater=rater)
                 if assignment is None:
-                    idle_rounds += 1
-                    time.sleep(LEASE_SECONDS + 0.2)  # let abandoned leases expire
+                    if not Task.objects.filter(status=Task.Status.OPEN).exists():
+                        break
+                    time.sleep(0.2)
                     continue
-                idle_rounds = 0
                 with lock:
                     leased.append((rater.pk, assignment.task_id))
                 if rng.random() < ABANDON_RATE:
-                    abandoned.append(assignment)
                     time.sleep(LEASE_SECONDS + 0.1)  # the lease runs out while we hold it
+                    if rng.random() < LATE_ANSWER_RATE:
+                        answer_late(assignment)
                     continue
                 key = str(uuid.uuid4())
                 order = list(assignment.display_order)
@@ -98,23 +119,6 @@ def test_invariants_hold_under_concurrent_raters():
                 assert created
                 with lock:
                     stored.append((judgment.pk, assignment.pk, key))
-            for assignment in abandoned:
-                if rng.random() < LATE_ANSWER_RATE:
-                    key = str(uuid.uuid4())
-                    try:
-                        judgment, _ = judgment_submit(
-                            assignment_id=assignment.pk,
-                            rater=rater,
-                            client_key=key,
-                            ranking=[assignment.display_order],
-                        )
-                    except Conflict:
-                        with lock:
-                            late.append((assignment.pk, 0))
-                    else:
-                        with lock:
-                            late.append((assignment.pk, judgment.pk))
-                            stored.append((judgment.pk, assignment.pk, key))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
         finally:
