@@ -1,11 +1,13 @@
 """apps.core.sql: hand-written statements give the same instances the ORM gives."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.collection.models import Assignment, Project, Task
+from apps.collection.models import Assignment, Judgment, Project, ReviewStatus, Task
 from apps.core import sql
 from apps.quality.models import ProjectQualitySettings
 from tests.factories import ProjectFactory, UserFactory, make_task
@@ -47,3 +49,42 @@ def test_an_outer_join_without_a_row_gives_none():
     ((found, settings),) = sql.fetch_models(query, [], [Project, ProjectQualitySettings])
     assert found.pk == project.pk and found.flag_set == project.flag_set
     assert settings is None
+
+
+def test_insert_stores_what_save_would_store():
+    project = ProjectFactory()
+    task = make_task(project, k=2)
+    rater = UserFactory()
+    now = timezone.now()
+    assignment = Assignment(
+        task=task, rater=rater, leased_at=now, expires_at=now, display_order=[2, 1]
+    )
+    judgment = Judgment(
+        assignment=sql.insert(assignment),
+        task=task,
+        rater=rater,
+        ranking=[[2], [1]],
+        client_key=uuid.uuid4(),
+    )
+    before = timezone.now()
+    sql.insert(judgment)
+
+    assert assignment.pk is not None and not assignment._state.adding
+    stored = Judgment.objects.get(pk=judgment.pk)
+    assert stored.assignment_id == assignment.pk
+    assert stored.ranking == [[2], [1]]  # JSON, not a string
+    assert stored.likert == {} and stored.review_status == ReviewStatus.PENDING  # defaults
+    assert before <= stored.created_at <= timezone.now()  # auto_now_add
+    assert Assignment.objects.get(pk=assignment.pk).status == Assignment.Status.LEASED
+
+
+def test_insert_that_breaks_a_constraint_raises_and_stores_nothing():
+    project = ProjectFactory()
+    task = make_task(project, k=2)
+    rater = UserFactory()
+    now = timezone.now()
+    fields = dict(task=task, rater=rater, leased_at=now, expires_at=now, display_order=[])
+    sql.insert(Assignment(**fields))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sql.insert(Assignment(**fields))  # the same (task, rater) twice
+    assert Assignment.objects.count() == 1
