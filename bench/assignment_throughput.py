@@ -261,6 +261,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (> 1: gthread, keep-alive)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--with-labelstudio",
@@ -271,7 +274,7 @@ def main() -> None:
 
     recreate_database()
     plan = seed(args.concurrency, args.tasks, args.k, args.overlap)
-    server = start_server(args.workers)
+    server = start_server(args.workers, args.threads)
     rows = []
     try:
         for level in args.concurrency:
@@ -297,9 +300,10 @@ def main() -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
 
+    worker_class = f"gthread, {args.threads} threads" if args.threads > 1 else "sync"
     print(
         f"\nassignment_throughput — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, gunicorn {args.workers} sync workers, "
+        f"Python {platform.python_version()}, gunicorn {args.workers} workers ({worker_class}), "
         f"PostgreSQL, K={args.k}, overlap={args.overlap}, {args.duration:.0f} s per level\n"
     )
     print(
