@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("sampling", "collecting", "exporting", "rm", "ppo", "evaluating")
+STAGES = ("sampling", "collecting", "exporting", "sft", "rm", "ppo", "evaluating")
 
 
 def free_port() -> int:
@@ -111,6 +111,10 @@ def _what(stage: str, metrics: dict) -> str:
         return f"{m.get('judgments', m.get('collected', '?'))} judgments"
     if stage == "exporting":
         return f"snapshot: {m.get('rankings.jsonl')} rankings, {m.get('pairs.jsonl')} pairs"
+    if stage == "sft":
+        if m.get("skipped"):
+            return f"skipped: {m.get('demonstrations')} demonstrations"
+        return f"{m.get('steps')} optimiser steps on {m.get('demonstrations')} demonstrations"
     if stage == "rm":
         accuracy = m.get("valid_accuracy")
         accuracy = f"{accuracy:.2f}" if isinstance(accuracy, float) else accuracy

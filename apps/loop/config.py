@@ -1,9 +1,9 @@
 """A round's settings: defaults, presets, and how a researcher's overrides merge in.
 
-`sample`, `rm`, `ppo` and `eval` hold fields of the trainer's own run configs
-(trainer/sampling.py SampleConfig, reward.py RewardConfig, ppo.py PPOConfig,
-evaluate.py EvalConfig); they go to `python -m trainer ... --config run.json` as they are,
-so an unknown field fails the stage with the trainer's message naming it.
+`sample`, `sft`, `rm`, `ppo` and `eval` hold fields of the trainer's own run configs
+(trainer/sampling.py SampleConfig, sft.py SFTConfig, reward.py RewardConfig, ppo.py
+PPOConfig, evaluate.py EvalConfig); they go to `python -m trainer ... --config run.json`
+as they are, so an unknown field fails the stage with the trainer's message naming it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ DEFAULTS: dict[str, Any] = {
     # exporting
     "include_previous_rounds": True,
     "weighting": "none",  # "consensus": reliability-weighted rankings (quality module)
+    # SFT: fine-tune the round's policy on the snapshot's demonstrations when it holds at
+    # least this many (fewer: the stage is skipped and RM and PPO start from the policy)
+    "sft_min_demonstrations": 16,
     # evaluating
     "ab_tasks": 16,
     "ab_overlap": 1,
     "eval_hidden_rule": False,  # also judge win rates with apps.loop.scoring (demo raters' rule)
     "sample": {"max_new_tokens": 48, "temperature": 1.0, "top_p": 0.95, "batch_size": 16},
+    "sft": {"epochs": 2, "lr": 2e-5, "batch_size": 8, "max_length": 384},
     "rm": {"epochs": 1, "lr": 1e-5, "batch_size": 8, "max_length": 384},
     "ppo": {
         "total_steps": 20,
@@ -57,6 +61,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ab_tasks": 8,
         "eval_hidden_rule": True,
         "sample": {"max_new_tokens": 32, "batch_size": 16, "threads": 1},
+        "sft": {
+            "epochs": 1,
+            "lr": 5e-5,
+            "batch_size": 4,
+            "lora_r": 8,
+            "max_length": 160,
+            "threads": 1,
+        },
         "rm": {
             "epochs": 1,
             "lr": 5e-5,
@@ -83,6 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prompts_per_round": 256,
         "target_judgments": 512,
         "sample": {"max_new_tokens": 128, "batch_size": 64},
+        "sft": {"epochs": 2, "lr": 1e-5, "batch_size": 32, "max_length": 512},
         "rm": {"epochs": 1, "lr": 9e-6, "batch_size": 32, "max_length": 512},
         "ppo": {"total_steps": 200, "batch_size": 64, "mini_batch_size": 16, "max_new_tokens": 128},
         "eval": {"max_new_tokens": 128, "batch_size": 64},
@@ -103,6 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "require_review": False,
         "ab_tasks": 8,
         "sample": {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0, "threads": 1},
+        "sft": {"epochs": 3, "lr": 3e-3, "batch_size": 4, "threads": 1},
         "rm": {"epochs": 10, "lr": 3e-3, "batch_size": 8, "threads": 1},
         "ppo": {
             "total_steps": 12,
@@ -119,7 +133,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"max_new_tokens": 24, "temperature": 1.0, "threads": 1},
     },
 }
-STAGE_SECTIONS = ("sample", "rm", "ppo", "eval")
+STAGE_SECTIONS = ("sample", "sft", "rm", "ppo", "eval")
 REVIEW_CHOICES = ("none", "consensus")
 
 
@@ -164,6 +178,9 @@ def round_config(*, preset: str = "", overrides: dict | None = None) -> dict:
             errors.append(f"{name}: a whole number ≥ 0.")
     if config["prompts_per_round"] < 1:
         errors.append("prompts_per_round: at least 1.")
+    minimum = config["sft_min_demonstrations"]
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+        errors.append("sft_min_demonstrations: a whole number ≥ 1.")
     if config["weighting"] not in REVIEW_CHOICES:
         errors.append(f"weighting: one of {', '.join(REVIEW_CHOICES)}.")
     for name in ("require_review", "include_previous_rounds", "eval_hidden_rule"):

@@ -1,8 +1,10 @@
 """The closed loop: training rounds, their per-stage runs, and frozen dataset snapshots.
 
-Lineage lives here rather than on PolicyVersion: a PPO policy is `produced_policy` of exactly
-one TrainingRun (a one-to-one, so a re-run can never register it twice); that run belongs to a
-round, whose `start_policy` is the parent and whose `snapshot` is the data it learned from.
+Lineage lives here rather than on PolicyVersion: an SFT or PPO policy is `produced_policy` of
+exactly one TrainingRun (a one-to-one, so a re-run can never register it twice); that run
+belongs to a round, whose `start_policy` is the parent (of the SFT policy, or of the PPO
+policy when the round fine-tuned none; else the SFT policy is) and whose `snapshot` is the
+data it learned from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class Stage(models.TextChoices):
     SAMPLING = "sampling", "Sampling"
     COLLECTING = "collecting", "Collecting"
     EXPORTING = "exporting", "Exporting"
+    SFT = "sft", "Supervised fine-tuning"
     RM = "rm", "Reward model"
     PPO = "ppo", "PPO"
     EVALUATING = "evaluating", "Evaluating"
@@ -31,12 +34,13 @@ STAGE_ORDER = [
     Stage.SAMPLING,
     Stage.COLLECTING,
     Stage.EXPORTING,
+    Stage.SFT,
     Stage.RM,
     Stage.PPO,
     Stage.EVALUATING,
 ]
 #: Model work: run on the `gpu` queue as a `python -m trainer ...` subprocess.
-GPU_STAGES = {Stage.SAMPLING, Stage.RM, Stage.PPO, Stage.EVALUATING}
+GPU_STAGES = {Stage.SAMPLING, Stage.SFT, Stage.RM, Stage.PPO, Stage.EVALUATING}
 ENDED = {Stage.DONE, Stage.FAILED, Stage.CANCELLED}
 
 

@@ -114,6 +114,16 @@ def ab_win_rate(*, training_round: TrainingRound) -> dict:
     return result
 
 
+def _stage_status(run: TrainingRun | None) -> str:
+    """What the stage bar shows: the run's status, "skipped" for a stage that had nothing to
+    do (SFT without enough demonstrations), "pending" before the run exists."""
+    if run is None:
+        return "pending"
+    if run.status == TrainingRun.Status.SUCCEEDED and run.metrics.get("skipped"):
+        return "skipped"
+    return run.status
+
+
 def round_detail(*, training_round: TrainingRound) -> dict:
     """Everything the round page shows; also the body of GET /api/rounds/{id}/."""
     runs = {run.stage: run for run in TrainingRun.objects.filter(round=training_round)}
@@ -124,7 +134,7 @@ def round_detail(*, training_round: TrainingRound) -> dict:
             {
                 "stage": stage.value,
                 "label": stage.label,
-                "status": run.status if run else "pending",
+                "status": _stage_status(run),
                 "run_id": run.pk if run else None,
             }
         )
@@ -208,8 +218,9 @@ def policy_lineage(*, project: Project) -> list[dict]:
                 "snapshot_id": training_round.snapshot_id if training_round else None,
                 "win_rate_vs_parent": policy.metadata.get("win_rate_vs_parent"),
                 "win_rate_vs_root": policy.metadata.get("win_rate_vs_root"),
+                # the round's A/B tasks compare its PPO policy with the round's policy
                 "ab_evaluation": ab_win_rate(training_round=training_round)
-                if training_round
+                if training_round and policy.kind == PolicyVersion.Kind.PPO
                 else None,
             }
         )

@@ -1,9 +1,10 @@
 """Writes and workflow of the closed loop: rounds, their stage runs, snapshots, new policies.
 
-A round walks sampling → collecting → exporting → rm → ppo → evaluating → done. Each stage
-is one TrainingRun, executed by a Celery task that receives only the run's id
-(`run_execute`). Model stages start `python -m trainer ...` as a child process, stream its
-metrics.jsonl into RunMetric rows while it runs, and stop it when the round is cancelled.
+A round walks sampling → collecting → exporting → sft → rm → ppo → evaluating → done (sft is
+skipped without enough demonstrations). Each stage is one TrainingRun, executed by a Celery
+task that receives only the run's id (`run_execute`). Model stages start `python -m trainer
+...` as a child process, stream its metrics.jsonl into RunMetric rows while it runs, and stop
+it when the round is cancelled.
 
 Crash safety: a run is claimed under a row lock and then heartbeats. A redelivered message
 (acks_late) or the watchdog (`runs_reap_stale`) re-runs a run whose heartbeat stopped; every
@@ -856,29 +857,109 @@ def _stage_exporting(run: TrainingRun) -> dict:
     }
 
 
+# supervised fine-tuning -------------------------------------------------------------------
+
+
+def _stage_sft(run: TrainingRun) -> dict:
+    """Fine-tune the round's policy on the snapshot's demonstrations (InstructGPT's SFT step).
+
+    Skipped, with the reason in its metrics, when the snapshot holds fewer demonstrations of
+    train prompts than `sft_min_demonstrations`: RM and PPO then start from the round's
+    policy. Demonstrations of valid/test prompts are held out for the validation loss.
+    """
+    training_round = run.round
+    if training_round.snapshot is None:
+        raise StageError("The round has no dataset snapshot to fine-tune on.")
+    folder = snapshot_verify(training_round.snapshot)
+    run_folder = _stage_dir(run)
+    train_path, held_path, held, trained = _split_by_prompt(
+        folder, "demonstrations.jsonl", run_folder
+    )
+    minimum = training_round.config["sft_min_demonstrations"]
+    if trained < minimum:
+        return {
+            "metrics": {
+                "skipped": True,
+                "demonstrations": trained,
+                "reason": f"{trained} demonstrations of train prompts, fewer than "
+                f"sft_min_demonstrations ({minimum}); RM and PPO start from the round's policy.",
+            },
+            "artifacts": {},
+        }
+    policy = training_round.start_policy
+    config = {
+        **training_round.config["sft"],
+        "model": _policy_model(policy, f"policy {policy.name!r}"),
+        "train": str(train_path),
+        "seed": training_round.config["seed"],
+    }
+    if held_path is not None:
+        config["valid"] = str(held_path)
+    model_dir = run_folder / "model"
+    metrics = _run_trainer(run, "sft", config, model_dir)
+    _require_model_dir(model_dir, "policy SFT wrote")
+    sft_policy = policy_register(run=run, model_dir=model_dir)
+    return {
+        "metrics": {
+            **_summary(metrics),
+            "demonstrations": trained,
+            "held_out_demonstrations": held,
+            "policy_id": sft_policy.pk,
+        },
+        "artifacts": {"model": str(model_dir.relative_to(artifact_root()))},
+    }
+
+
+def round_sft_policy(training_round: TrainingRound) -> PolicyVersion | None:
+    """The policy this round's SFT stage produced, if it ran (not skipped)."""
+    run = (
+        TrainingRun.objects.filter(
+            round=training_round, stage=Stage.SFT, status=TrainingRun.Status.SUCCEEDED
+        )
+        .select_related("produced_policy")
+        .first()
+    )
+    return run.produced_policy if run else None
+
+
+def _training_start(training_round: TrainingRound) -> PolicyVersion:
+    """Where RM and PPO start: the round's SFT policy if it made one, else its policy."""
+    return round_sft_policy(training_round) or training_round.start_policy
+
+
 # reward model -----------------------------------------------------------------------------
 
 
-def _split_rankings(folder: Path, run_folder: Path) -> tuple[Path, Path | None, int]:
-    """Train on rankings of train prompts; hold out the valid/test prompts' rankings."""
+def _split_by_prompt(
+    folder: Path, name: str, run_folder: Path
+) -> tuple[Path, Path | None, int, int]:
+    """Rows of the snapshot's `name` of train prompts to train on, of valid/test prompts held
+    out: (train file, held-out file or None, rows held out, rows to train on)."""
     split_of = {}
     for line in (folder / "prompts.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
             split_of[row["prompt"]] = row["split"]
     train, held = [], []
-    for line in (folder / "rankings.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (folder / name).read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
             (held if split_of.get(row["prompt"]) in exports.HELD_OUT_SPLITS else train).append(row)
     if not held:
-        return folder / "rankings.jsonl", None, 0
-    if not train:
-        raise StageError("Every ranking is of a held-out prompt; none is left to train on.")
-    train_path, held_path = run_folder / "train.jsonl", run_folder / "heldout.jsonl"
+        return folder / name, None, 0, len(train)
+    stem = Path(name).stem
+    train_path, held_path = run_folder / f"{stem}-train.jsonl", run_folder / f"{stem}-heldout.jsonl"
     exports.write_jsonl(train_path, train)
     exports.write_jsonl(held_path, held)
-    return train_path, held_path, len(held)
+    return train_path, held_path, len(held), len(train)
+
+
+def _split_rankings(folder: Path, run_folder: Path) -> tuple[Path, Path | None, int]:
+    """Train on rankings of train prompts; hold out the valid/test prompts' rankings."""
+    train_path, held_path, held, trained = _split_by_prompt(folder, "rankings.jsonl", run_folder)
+    if held and not trained:
+        raise StageError("Every ranking is of a held-out prompt; none is left to train on.")
+    return train_path, held_path, held
 
 
 def _stage_rm(run: TrainingRun) -> dict:
@@ -888,7 +969,7 @@ def _stage_rm(run: TrainingRun) -> dict:
     folder = snapshot_verify(training_round.snapshot)
     run_folder = _stage_dir(run)
     train_path, held_path, held = _split_rankings(folder, run_folder)
-    policy = training_round.start_policy
+    policy = _training_start(training_round)  # InstructGPT's RM starts from the SFT model
     config = {
         **training_round.config["rm"],
         "model": _policy_model(policy, f"policy {policy.name!r}"),
@@ -934,10 +1015,12 @@ def _stage_ppo(run: TrainingRun) -> dict:
     training_round = run.round
     rm_dir = _artifact(_succeeded_run(training_round, Stage.RM), "model", "reward model")
     folder = snapshot_verify(training_round.snapshot)
-    policy = training_round.start_policy
-    # A later round starts from the last PPO policy but keeps the KL penalty measured from
-    # the SFT/base policy the lineage grew from, as InstructGPT does.
-    anchor = lineage_root(policy)
+    sft_policy = round_sft_policy(training_round)
+    policy = sft_policy or training_round.start_policy
+    # The KL penalty is measured from the SFT policy, as in InstructGPT: this round's when it
+    # fine-tuned one; else a later round starts from the last PPO policy but keeps the
+    # SFT/base policy the lineage grew from.
+    anchor = sft_policy or lineage_root(policy)
     model_dir = _stage_dir(run, "model")
     config = {
         **training_round.config["ppo"],
@@ -964,29 +1047,41 @@ def _stage_ppo(run: TrainingRun) -> dict:
 
 
 def policy_register(*, run: TrainingRun, model_dir: Path) -> PolicyVersion:
-    """Register the policy a PPO run produced, exactly once (safe to call again)."""
+    """Register the policy an SFT or PPO run produced, exactly once (safe to call again).
+
+    An SFT policy's parent is the round's policy; a PPO policy's is the round's SFT policy
+    when there is one, else the round's policy."""
     training_round = run.round
-    name = f"round-{training_round.number}-ppo"
+    is_sft = run.stage == Stage.SFT
+    name = f"round-{training_round.number}-{run.stage}"
     with transaction.atomic():
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if locked.produced_policy_id:
             return locked.produced_policy
-        rm_run = TrainingRun.objects.filter(round=training_round, stage=Stage.RM).first()
+        runs = {
+            stage: TrainingRun.objects.filter(round=training_round, stage=stage).first()
+            for stage in (Stage.SFT, Stage.RM)
+        }
+        parent = training_round.start_policy if is_sft else _training_start(training_round)
+        metadata = {"round_id": training_round.pk, "snapshot_id": training_round.snapshot_id}
+        if is_sft:
+            metadata["sft_run_id"] = run.pk
+        else:
+            metadata.update(
+                ppo_run_id=run.pk,
+                rm_run_id=runs[Stage.RM].pk if runs[Stage.RM] else None,
+                sft_run_id=runs[Stage.SFT].pk if runs[Stage.SFT] else None,
+            )
         try:
             with transaction.atomic():
                 policy = PolicyVersion.objects.create(
                     project=training_round.project,
                     name=name,
-                    kind=PolicyVersion.Kind.PPO,
+                    kind=PolicyVersion.Kind.SFT if is_sft else PolicyVersion.Kind.PPO,
                     artifact_uri=str(model_dir.relative_to(artifact_root())),
-                    parent=training_round.start_policy,
+                    parent=parent,
                     round_number=training_round.number,
-                    metadata={
-                        "round_id": training_round.pk,
-                        "ppo_run_id": run.pk,
-                        "rm_run_id": rm_run.pk if rm_run else None,
-                        "snapshot_id": training_round.snapshot_id,
-                    },
+                    metadata=metadata,
                 )
         except IntegrityError as exc:
             raise StageError(
@@ -1155,6 +1250,7 @@ STAGE_HANDLERS.update(
     {
         Stage.SAMPLING: _stage_sampling,
         Stage.EXPORTING: _stage_exporting,
+        Stage.SFT: _stage_sft,
         Stage.RM: _stage_rm,
         Stage.PPO: _stage_ppo,
         Stage.EVALUATING: _stage_evaluating,

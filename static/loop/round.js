@@ -5,9 +5,10 @@
   const api = script.dataset.api;
   const ENDED = ["done", "failed", "cancelled"];
   const STAGE_LABELS = { sampling: "Sampling", collecting: "Collecting", exporting: "Exporting",
-    rm: "Reward model", ppo: "PPO", evaluating: "Evaluating", done: "Done", failed: "Failed",
+    sft: "Supervised fine-tuning", rm: "Reward model", ppo: "PPO", evaluating: "Evaluating", done: "Done", failed: "Failed",
     cancelled: "Cancelled" };
   const PLOTS = [
+    ["sft", "loss", "SFT loss"],
     ["rm", "loss", "RM loss"], ["rm", "train_pair_accuracy", "RM accuracy (train pairs)"],
     ["ppo", "score", "PPO score"], ["ppo", "kl", "KL to reference"],
     ["ppo", "entropy", "Entropy"], ["ppo", "response_length", "Response length"],

@@ -51,13 +51,15 @@ def test_researcher_runs_a_round_and_downloads_the_snapshot(
     )
     page.click("#move-on")  # the researcher ends collecting early
     page.wait_for_selector("text=Collecting ended.")
-    assert stages.drain(until_stage=Stage.RM) == ["succeeded"]  # exporting
+    # exporting, then SFT: skipped, the snapshot has no demonstrations
+    assert stages.drain(until_stage=Stage.RM) == ["succeeded", "succeeded"]
     training_round.refresh_from_db()
     assert training_round.stage == Stage.RM and training_round.snapshot_id
     page.wait_for_function(
         "document.getElementById('round-stage').dataset.stage === 'rm'", timeout=15_000
     )
     assert page.locator('#stage-bar li[data-stage="exporting"] small').inner_text() == "succeeded"
+    assert page.locator('#stage-bar li[data-stage="sft"] small').inner_text() == "skipped"
     screenshot(page, "loop-round")
 
     page.click("#snapshot-link a")

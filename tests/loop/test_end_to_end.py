@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from apps.collection import leasing
-from apps.collection.models import Completion, PolicyVersion, Task
+from apps.collection.models import Completion, Demonstration, PolicyVersion, Prompt, Task
 from apps.core.roles import Role
 from apps.loop import selectors, services
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
@@ -23,7 +23,8 @@ TRAIN_PROMPTS, TEST_PROMPTS, K = 48, 32, 6
 # Round 1 carries the claim: ~100 rankings (48 prompts × overlap 2) of K = 6 answers, so
 # C(6, 2) = 15 pairs each, for the reward model; 32 test prompts for the hidden-rule win rate.
 # Round 2 only has to close the loop (sample from round 1's policy, train, register), so it
-# is lighter.
+# is lighter; raters have written demonstrations by then, so it fine-tunes an SFT policy
+# first (round 1 has none and skips the stage).
 ROUND1 = {
     "prompts_per_round": TRAIN_PROMPTS,
     "target_judgments": 96,
@@ -99,10 +100,13 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     services.rounds_watch()
     round1.refresh_from_db()
     assert round1.stage == Stage.EXPORTING
-    assert stages.drain() == ["succeeded"] * 4  # exporting, rm, ppo, evaluating
+    assert stages.drain() == ["succeeded"] * 5  # exporting, sft (skipped), rm, ppo, evaluating
     round1.refresh_from_db()
     assert round1.stage == Stage.DONE, round1.message
 
+    sft1 = TrainingRun.objects.get(round=round1, stage=Stage.SFT)
+    assert sft1.metrics["skipped"] is True and sft1.produced_policy is None
+    assert sft1.metrics["demonstrations"] == 0
     ppo1 = TrainingRun.objects.get(round=round1, stage=Stage.PPO)
     policy1 = ppo1.produced_policy
     assert policy1.parent == base and policy1.kind == "ppo"
@@ -123,6 +127,15 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     assert evaluation["rm_accuracy"] is not None
     assert Task.objects.filter(kind=Task.Kind.EVALUATION, round_number=1).count() == 6
 
+    # demonstrations written meanwhile (the demonstration page is tested on its own):
+    # 20 of train prompts, 4 of test prompts (held out for SFT's validation loss)
+    rater = UserFactory(roles=[Role.LABELER])
+    for split, count in (("train", 20), ("test", 4)):
+        for prompt in Prompt.objects.filter(project=project, split=split)[:count]:
+            Demonstration.objects.create(
+                prompt=prompt, rater=rater, text=f"A short, kind answer about {prompt.text[14:]}"
+            )
+
     # round 2 samples from round 1's policy
     response = api.post(
         f"/api/projects/{project.pk}/rounds/",
@@ -136,18 +149,32 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     assert Completion.objects.filter(round_number=2, policy_version=policy1).exists()
     _rate(live_server, project, max_judgments=60)  # some go to the A/B tasks
     services.rounds_watch()
-    assert stages.drain() == ["succeeded"] * 4
+    assert stages.drain() == ["succeeded"] * 5
     round2.refresh_from_db()
     assert round2.stage == Stage.DONE, round2.message
+    # SFT: round 1's policy fine-tuned on the 20 train-prompt demonstrations
+    sft2 = TrainingRun.objects.get(round=round2, stage=Stage.SFT)
+    sft_policy = sft2.produced_policy
+    assert sft_policy.kind == "sft" and sft_policy.parent == policy1
+    assert sft2.metrics["demonstrations"] == 20 and sft2.metrics["held_out_demonstrations"] == 4
+    assert sft2.config["sft"]["model"] == services.policy_location(policy1)
+    assert sft2.metrics["steps"] == 15  # 3 epochs × ceil(20 / 4)
+    # RM and PPO start from the SFT policy, and PPO's KL penalty is measured from it
+    assert TrainingRun.objects.get(round=round2, stage=Stage.RM).config["rm"][
+        "model"
+    ] == services.policy_location(sft_policy)
     ppo2 = TrainingRun.objects.get(round=round2, stage=Stage.PPO)
     policy2 = ppo2.produced_policy
-    # round 2 starts from round 1's policy, but its KL penalty is still measured from the base
-    assert ppo2.config["ppo"]["policy"] == services.policy_location(policy1)
-    assert ppo2.config["ppo"]["reference"] == services.policy_location(base)
+    assert ppo2.config["ppo"]["policy"] == services.policy_location(sft_policy)
+    assert ppo2.config["ppo"]["reference"] == services.policy_location(sft_policy)
+    evaluation2 = TrainingRun.objects.get(round=round2, stage=Stage.EVALUATING).metrics
+    assert evaluation2["vs_parent"]["reference_policy"] == policy1.name
+    assert evaluation2["vs_root"]["reference_policy"] == sft_policy.name
 
-    # lineage: policy2 → round 2 → snapshot → judgments; policy2.parent → policy1 → base
+    # lineage: policy2 → round 2 → snapshot → judgments; policy2 → SFT → policy1 → base
     assert [p.name for p in selectors.policy_ancestry(policy=policy2)] == [
         policy2.name,
+        sft_policy.name,
         policy1.name,
         base.name,
     ]
@@ -158,7 +185,10 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     assert DatasetSnapshot.objects.filter(project=project).count() == 2
     lineage = api.get(f"/api/projects/{project.pk}/policies/").json()
     by_name = {row["name"]: row for row in lineage}
-    assert by_name[policy2.name]["parent_id"] == policy1.pk
+    assert by_name[policy2.name]["parent_id"] == sft_policy.pk
+    assert by_name[sft_policy.name]["parent_id"] == policy1.pk
+    assert by_name[sft_policy.name]["round_id"] == round2.pk
+    assert by_name[sft_policy.name]["ab_evaluation"] is None  # the A/B tasks judge PPO's
     assert by_name[policy2.name]["snapshot_id"] == round2.snapshot_id
     assert set(by_name[policy2.name]["runs"]) == {s.value for s in services.STAGE_ORDER}
     assert by_name[policy1.name]["win_rate_vs_parent"]["n"] == TEST_PROMPTS
