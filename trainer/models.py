@@ -438,3 +438,21 @@ def merge_lora(model):
 
 def is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+FUSED_ADAMW_DEVICES = {"cpu", "cuda"}
+
+
+def adamw(params, **options) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where the parameters' device has one (CPU and CUDA):
+    one kernel for all tensors instead of a Python loop over them. transformers' Trainer
+    (and so TRL) picks the fused AdamW by default too ("adamw_torch_fused")."""
+    params = [  # groups' params may be generators: read them once, here
+        {**item, "params": list(item["params"])} if isinstance(item, dict) else item
+        for item in params
+    ]
+    tensors = [t for item in params for t in (item["params"] if isinstance(item, dict) else [item])]
+    fused = bool(tensors) and all(
+        t.device.type in FUSED_ADAMW_DEVICES and t.is_floating_point() for t in tensors
+    )
+    return torch.optim.AdamW(params, fused=fused, **options)

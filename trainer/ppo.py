@@ -360,7 +360,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         reference.requires_grad_(False)
     scorer = RewardScorer(tokenizer, reward_model, reward_tokenizer, score_fn)
     actor_critic = ActorCritic(policy, value)
-    optimizer = torch.optim.AdamW(
+    optimizer = models.adamw(
         [
             {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},
             {

@@ -56,6 +56,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
+FSYNC_EVERY_S = 1.0
+
+
 class MetricsLog:
     """Appends one JSON line per step to ``metrics.jsonl`` (flushed at once, so a caller can
     tail it for progress) and writes the final ``metrics.json``."""
@@ -66,14 +69,21 @@ class MetricsLog:
         self.path = self.out_dir / METRICS_JSONL
         self._handle = self.path.open("a" if append else "w", encoding="utf-8")
         self._start = time.time()
+        self._synced = time.monotonic()
 
     def log(self, step: int, **metrics: Any) -> None:
         row = {"step": step, "time_s": round(time.time() - self._start, 3), **_clean(metrics)}
         self._handle.write(json.dumps(row) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._handle.flush()  # a reader tailing the file, or a killed process, loses nothing
+        # fsync (a machine crash) at most once a second: per step it cost a tiny model's
+        # reward-model training ~2 % of its time
+        if time.monotonic() - self._synced >= FSYNC_EVERY_S:
+            os.fsync(self._handle.fileno())
+            self._synced = time.monotonic()
 
     def finish(self, **metrics: Any) -> dict[str, Any]:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
         self._handle.close()
         final = _clean(metrics)
         write_json(self.out_dir / METRICS_JSON, final)

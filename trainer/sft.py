@@ -118,7 +118,7 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
         generator=generator,
         collate_fn=lambda b: collate(b, tokenizer.pad_token_id),
     )
-    optimizer = torch.optim.AdamW(
+    optimizer = models.adamw(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.lr,
         weight_decay=config.weight_decay,
