@@ -47,6 +47,16 @@ DEFAULTS: dict[str, Any] = {
     "eval": {"max_new_tokens": 48, "temperature": 0.0, "bootstrap_samples": 1000},
 }
 
+# cpu-demo's SFT and reward model: one short LoRA epoch on one thread (reasons below)
+_CPU_DEMO_FINE_TUNING = {
+    "epochs": 1,
+    "lr": 5e-5,
+    "batch_size": 4,
+    "lora_r": 8,
+    "max_length": 160,
+    "threads": 1,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # SmolLM2-135M on a 2-core CPU, so that one round takes minutes (docs/loop.md, "Demo"):
     # 8 prompts × K, short answers, a few optimiser steps, LoRA (DESIGN.md "Trainer contract").
@@ -61,22 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ab_tasks": 8,
         "eval_hidden_rule": True,
         "sample": {"max_new_tokens": 32, "batch_size": 16, "threads": 1},
-        "sft": {
-            "epochs": 1,
-            "lr": 5e-5,
-            "batch_size": 4,
-            "lora_r": 8,
-            "max_length": 160,
-            "threads": 1,
-        },
-        "rm": {
-            "epochs": 1,
-            "lr": 5e-5,
-            "batch_size": 4,
-            "lora_r": 8,
-            "max_length": 160,
-            "threads": 1,
-        },
+        "sft": _CPU_DEMO_FINE_TUNING,
+        "rm": _CPU_DEMO_FINE_TUNING,
         "ppo": {
             "total_steps": 4,
             "batch_size": 4,

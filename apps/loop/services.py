@@ -857,77 +857,7 @@ def _stage_exporting(run: TrainingRun) -> dict:
     }
 
 
-# supervised fine-tuning -------------------------------------------------------------------
-
-
-def _stage_sft(run: TrainingRun) -> dict:
-    """Fine-tune the round's policy on the snapshot's demonstrations (InstructGPT's SFT step).
-
-    Skipped, with the reason in its metrics, when the snapshot holds fewer demonstrations of
-    train prompts than `sft_min_demonstrations`: RM and PPO then start from the round's
-    policy. Demonstrations of valid/test prompts are held out for the validation loss.
-    """
-    training_round = run.round
-    if training_round.snapshot is None:
-        raise StageError("The round has no dataset snapshot to fine-tune on.")
-    folder = snapshot_verify(training_round.snapshot)
-    run_folder = _stage_dir(run)
-    train_path, held_path, held, trained = _split_by_prompt(
-        folder, "demonstrations.jsonl", run_folder
-    )
-    minimum = training_round.config["sft_min_demonstrations"]
-    if trained < minimum:
-        return {
-            "metrics": {
-                "skipped": True,
-                "demonstrations": trained,
-                "reason": f"{trained} demonstrations of train prompts, fewer than "
-                f"sft_min_demonstrations ({minimum}); RM and PPO start from the round's policy.",
-            },
-            "artifacts": {},
-        }
-    policy = training_round.start_policy
-    config = {
-        **training_round.config["sft"],
-        "model": _policy_model(policy, f"policy {policy.name!r}"),
-        "train": str(train_path),
-        "seed": training_round.config["seed"],
-    }
-    if held_path is not None:
-        config["valid"] = str(held_path)
-    model_dir = run_folder / "model"
-    metrics = _run_trainer(run, "sft", config, model_dir)
-    _require_model_dir(model_dir, "policy SFT wrote")
-    sft_policy = policy_register(run=run, model_dir=model_dir)
-    return {
-        "metrics": {
-            **_summary(metrics),
-            "demonstrations": trained,
-            "held_out_demonstrations": held,
-            "policy_id": sft_policy.pk,
-        },
-        "artifacts": {"model": str(model_dir.relative_to(artifact_root()))},
-    }
-
-
-def round_sft_policy(training_round: TrainingRound) -> PolicyVersion | None:
-    """The policy this round's SFT stage produced, if it ran (not skipped)."""
-    run = (
-        TrainingRun.objects.filter(
-            round=training_round, stage=Stage.SFT, status=TrainingRun.Status.SUCCEEDED
-        )
-        .select_related("produced_policy")
-        .first()
-    )
-    return run.produced_policy if run else None
-
-
-def _training_start(training_round: TrainingRound) -> PolicyVersion:
-    """Where RM and PPO start: the round's SFT policy if it made one, else its policy."""
-    return round_sft_policy(training_round) or training_round.start_policy
-
-
-# reward model -----------------------------------------------------------------------------
+# training data and launch ------------------------------------------------------------------
 
 
 def _split_by_prompt(
@@ -962,6 +892,95 @@ def _split_rankings(folder: Path, run_folder: Path) -> tuple[Path, Path | None, 
     return train_path, held_path, held
 
 
+def _train_from(
+    run: TrainingRun,
+    command: str,
+    policy: PolicyVersion,
+    train_path: Path,
+    held_path: Path | None,
+    what: str,
+) -> tuple[dict, Path]:
+    """`python -m trainer COMMAND` from `policy` on `train_path` (validated on `held_path`),
+    with the round's settings for COMMAND; (metrics, model folder it wrote)."""
+    training_round = run.round
+    config = {
+        **training_round.config[command],
+        "model": _policy_model(policy, f"policy {policy.name!r}"),
+        "train": str(train_path),
+        "seed": training_round.config["seed"],
+    }
+    if held_path is not None:
+        config["valid"] = str(held_path)
+    model_dir = _stage_dir(run, "model")
+    metrics = _run_trainer(run, command, config, model_dir)
+    _require_model_dir(model_dir, what)
+    return metrics, model_dir
+
+
+# supervised fine-tuning -------------------------------------------------------------------
+
+
+def _stage_sft(run: TrainingRun) -> dict:
+    """Fine-tune the round's policy on the snapshot's demonstrations (InstructGPT's SFT step).
+
+    Skipped, with the reason in its metrics, when the snapshot holds fewer demonstrations of
+    train prompts than `sft_min_demonstrations`: RM and PPO then start from the round's
+    policy. Demonstrations of valid/test prompts are held out for the validation loss.
+    """
+    training_round = run.round
+    if training_round.snapshot is None:
+        raise StageError("The round has no dataset snapshot to fine-tune on.")
+    folder = snapshot_verify(training_round.snapshot)
+    run_folder = _stage_dir(run)
+    train_path, held_path, held, trained = _split_by_prompt(
+        folder, "demonstrations.jsonl", run_folder
+    )
+    minimum = training_round.config["sft_min_demonstrations"]
+    if trained < minimum:
+        return {
+            "metrics": {
+                "skipped": True,
+                "demonstrations": trained,
+                "reason": f"{trained} demonstrations of train prompts, fewer than "
+                f"sft_min_demonstrations ({minimum}); RM and PPO start from the round's policy.",
+            },
+            "artifacts": {},
+        }
+    metrics, model_dir = _train_from(
+        run, "sft", training_round.start_policy, train_path, held_path, "policy SFT wrote"
+    )
+    sft_policy = policy_register(run=run, model_dir=model_dir)
+    return {
+        "metrics": {
+            **_summary(metrics),
+            "demonstrations": trained,
+            "held_out_demonstrations": held,
+            "policy_id": sft_policy.pk,
+        },
+        "artifacts": {"model": str(model_dir.relative_to(artifact_root()))},
+    }
+
+
+def round_sft_policy(training_round: TrainingRound) -> PolicyVersion | None:
+    """The policy this round's SFT stage produced, if it ran (not skipped)."""
+    run = (
+        TrainingRun.objects.filter(
+            round=training_round, stage=Stage.SFT, status=TrainingRun.Status.SUCCEEDED
+        )
+        .select_related("produced_policy")
+        .first()
+    )
+    return run.produced_policy if run else None
+
+
+def _training_start(training_round: TrainingRound) -> PolicyVersion:
+    """Where RM and PPO start: the round's SFT policy if it made one, else its policy."""
+    return round_sft_policy(training_round) or training_round.start_policy
+
+
+# reward model -----------------------------------------------------------------------------
+
+
 def _stage_rm(run: TrainingRun) -> dict:
     training_round = run.round
     if training_round.snapshot is None:
@@ -969,18 +988,14 @@ def _stage_rm(run: TrainingRun) -> dict:
     folder = snapshot_verify(training_round.snapshot)
     run_folder = _stage_dir(run)
     train_path, held_path, held = _split_rankings(folder, run_folder)
-    policy = _training_start(training_round)  # InstructGPT's RM starts from the SFT model
-    config = {
-        **training_round.config["rm"],
-        "model": _policy_model(policy, f"policy {policy.name!r}"),
-        "train": str(train_path),
-        "seed": training_round.config["seed"],
-    }
-    if held_path is not None:
-        config["valid"] = str(held_path)
-    model_dir = run_folder / "model"
-    metrics = _run_trainer(run, "rm", config, model_dir)
-    _require_model_dir(model_dir, "reward model the trainer wrote")
+    metrics, model_dir = _train_from(
+        run,
+        "rm",
+        _training_start(training_round),  # InstructGPT's RM starts from the SFT model
+        train_path,
+        held_path,
+        "reward model the trainer wrote",
+    )
     return {
         "metrics": {
             **_summary(metrics),
@@ -1058,19 +1073,22 @@ def policy_register(*, run: TrainingRun, model_dir: Path) -> PolicyVersion:
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if locked.produced_policy_id:
             return locked.produced_policy
-        runs = {
-            stage: TrainingRun.objects.filter(round=training_round, stage=stage).first()
-            for stage in (Stage.SFT, Stage.RM)
-        }
-        parent = training_round.start_policy if is_sft else _training_start(training_round)
+        parent = training_round.start_policy
         metadata = {"round_id": training_round.pk, "snapshot_id": training_round.snapshot_id}
         if is_sft:
             metadata["sft_run_id"] = run.pk
         else:
+            sft_run, rm_run = (
+                TrainingRun.objects.filter(round=training_round, stage=stage)
+                .select_related("produced_policy")
+                .first()
+                for stage in (Stage.SFT, Stage.RM)
+            )
+            parent = (sft_run and sft_run.produced_policy) or parent
             metadata.update(
                 ppo_run_id=run.pk,
-                rm_run_id=runs[Stage.RM].pk if runs[Stage.RM] else None,
-                sft_run_id=runs[Stage.SFT].pk if runs[Stage.SFT] else None,
+                rm_run_id=rm_run.pk if rm_run else None,
+                sft_run_id=sft_run.pk if sft_run else None,
             )
         try:
             with transaction.atomic():
