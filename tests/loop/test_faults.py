@@ -28,7 +28,7 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PPO = {"total_steps": 6, "save_every": 1, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1}
+PPO = {"total_steps": 12, "save_every": 1, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1}
 
 
 def _round_at_ppo(project, policy, tiny_model_dir, *, ppo=None) -> TrainingRun:
@@ -140,15 +140,28 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _trainer_pid_after_two_steps(run: TrainingRun) -> int | None:
+    """The running trainer's pid once it has logged two steps; fails at once, with the run's
+    log, if the stage ended before that (nothing left to kill)."""
+    current = TrainingRun.objects.get(pk=run.pk)
+    if current.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+        raise AssertionError(
+            f"the PPO run ended ({current.status}) before two steps were seen: {current.error}\n"
+            f"{current.log[-3000:]}"
+        )
+    if current.pid and RunMetric.objects.filter(run=run).count() >= 2:
+        return current.pid
+    return None
+
+
 def test_killed_worker_is_recovered_without_a_duplicate_policy(
     loop_project, tiny_model_dir, stages
 ):
     project, policy = loop_project
     run = _round_at_ppo(project, policy, tiny_model_dir)
     worker = _worker(run)
-    _wait(lambda: RunMetric.objects.filter(run=run).count() >= 2, 120, "two PPO steps")
-    trainer_pid = TrainingRun.objects.get(pk=run.pk).pid
-    assert trainer_pid and runner.pid_alive(trainer_pid)
+    trainer_pid = _wait(lambda: _trainer_pid_after_two_steps(run), 120, "two PPO steps")
+    assert runner.pid_alive(trainer_pid)
 
     worker.send_signal(signal.SIGKILL)  # the worker dies mid-stage
     worker.wait()
