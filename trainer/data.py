@@ -196,26 +196,50 @@ def read_texts(path: str | Path) -> list[str]:
     return texts
 
 
-ASSISTANT_MARK = "\n\nAssistant:"
+HUMAN_MARKER = "\n\nHuman:"
+ASSISTANT_MARKER = "\n\nAssistant:"
+#: Why an HH-RLHF row is no usable comparison (the keys `split_hh_rlhf` returns).
+HH_RLHF_SKIP_REASONS: dict[str, str] = {
+    "no_assistant_turn": "a transcript does not end in an Assistant turn",
+    "diverging_context": "the two transcripts differ before the final Assistant turn",
+    "empty_completion": "a final answer is empty",
+    "identical_completions": "the two final answers are the same text",
+}
 
 
-def hh_rlhf_to_ranking(chosen: str, rejected: str) -> Ranking | None:
-    """Split an HH-RLHF pair into the shared dialogue and the two final answers.
+def split_hh_rlhf(chosen: str, rejected: str) -> tuple[str, str, str] | str:
+    """Split two Anthropic HH-RLHF transcripts into (shared dialogue, chosen answer, rejected
+    answer), or return why the pair is no comparison (a key of ``HH_RLHF_SKIP_REASONS``).
 
-    None when the pair is no usable comparison: the dialogues differ before the final
-    assistant turn, or one final answer is empty.
+    The dialogue runs through the last ``"\\n\\nAssistant:"`` marker; the answers are the
+    final Assistant turns as written (``dialogue + answer`` is the transcript again). The one
+    splitter of the project: the web importer (``apps/collection/importing.py``) strips the
+    three parts before storing them, the trainer's ``read_hh_rlhf`` keeps them as they are.
     """
-    cut = chosen.rfind(ASSISTANT_MARK)
-    if cut < 0:
-        return None
-    cut += len(ASSISTANT_MARK)
-    prompt = chosen[:cut]
-    if not rejected.startswith(prompt) or ASSISTANT_MARK in rejected[cut:]:
-        return None
-    chosen_answer, rejected_answer = chosen[cut:], rejected[cut:]
+    chosen_split = _final_assistant_turn(chosen)
+    rejected_split = _final_assistant_turn(rejected)
+    if chosen_split is None or rejected_split is None:
+        return "no_assistant_turn"
+    (context, chosen_answer), (rejected_context, rejected_answer) = chosen_split, rejected_split
+    if context != rejected_context:
+        return "diverging_context"
     if not chosen_answer.strip() or not rejected_answer.strip():
+        return "empty_completion"
+    if chosen_answer.strip() == rejected_answer.strip():
+        return "identical_completions"
+    return context, chosen_answer, rejected_answer
+
+
+def _final_assistant_turn(transcript: str) -> tuple[str, str] | None:
+    """(dialogue through the last Assistant marker, final answer), or None if there is none."""
+    marker_at = transcript.rfind(ASSISTANT_MARKER)
+    if marker_at < 0:
         return None
-    return Ranking(prompt, [chosen_answer, rejected_answer], [[0], [1]])
+    end_of_context = marker_at + len(ASSISTANT_MARKER)
+    answer = transcript[end_of_context:]
+    if HUMAN_MARKER in answer:  # the transcript ends on a Human turn: no final answer
+        return None
+    return transcript[:end_of_context], answer
 
 
 def read_hh_rlhf(path: str | Path, limit: int | None = None) -> tuple[list[Ranking], int]:
@@ -223,13 +247,14 @@ def read_hh_rlhf(path: str | Path, limit: int | None = None) -> tuple[list[Ranki
     rankings, skipped = [], 0
     for n, obj in iter_jsonl(path):
         where = f"{path}:{n}"
-        ranking = hh_rlhf_to_ranking(
+        split = split_hh_rlhf(
             _require_str(obj, "chosen", where), _require_str(obj, "rejected", where)
         )
-        if ranking is None:
+        if isinstance(split, str):
             skipped += 1
             continue
-        rankings.append(ranking)
+        prompt, chosen, rejected = split
+        rankings.append(Ranking(prompt, [chosen, rejected], [[0], [1]]))
         if limit is not None and len(rankings) >= limit:
             break
     return rankings, skipped

@@ -13,8 +13,13 @@ from apps.core.errors import InvalidInput
 from apps.core.roles import Role
 
 
-def rater_profile_get_or_create(*, user: AbstractUser) -> RaterProfile:
-    profile, _ = RaterProfile.objects.get_or_create(user=user)
+def rater_profile_get_or_create(*, user: AbstractUser, lock: bool = False) -> RaterProfile:
+    """The user's rater profile, created on first use (with a fresh pseudonym).
+
+    `lock=True` takes the profile row's lock for the rest of the transaction: the calls of
+    one rater that change their standing or their leases run one at a time."""
+    profiles = RaterProfile.objects.select_for_update() if lock else RaterProfile.objects
+    profile, _ = profiles.get_or_create(user=user)
     return profile
 
 

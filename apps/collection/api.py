@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
@@ -13,6 +11,7 @@ from rest_framework.views import APIView
 
 from apps.collection import leasing, selectors, services
 from apps.collection.models import Project
+from apps.core.api import validated
 from apps.core.permissions import IsLabeler
 
 
@@ -122,7 +121,7 @@ class JudgmentSubmitApi(RaterApi):
         responses={200: _SubmitOutputSerializer, 201: _SubmitOutputSerializer},
     )
     def post(self, request, assignment_id: int):
-        data = _valid(self.InputSerializer, request)
+        data = validated(self.InputSerializer, request)
         judgment, created = services.judgment_submit(
             assignment_id=assignment_id, rater=request.user, **data
         )
@@ -145,7 +144,7 @@ class DemonstrationSubmitApi(RaterApi):
         request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer}
     )
     def post(self, request, assignment_id: int):
-        data = _valid(self.InputSerializer, request)
+        data = validated(self.InputSerializer, request)
         demonstration, created = services.demonstration_submit(
             assignment_id=assignment_id, rater=request.user, **data
         )
@@ -165,21 +164,8 @@ class AssignmentSkipApi(RaterApi):
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request, assignment_id: int):
-        data = _valid(self.InputSerializer, request)
+        data = validated(self.InputSerializer, request)
         assignment = services.assignment_skip(
             assignment_id=assignment_id, rater=request.user, reason=data["reason"]
         )
         return Response({"assignment_id": assignment.pk, "status": assignment.status})
-
-
-def _valid(serializer_class, request) -> dict:
-    """The request's data validated by `serializer_class` (a 400 with field errors if not).
-
-    One bound instance per class is reused: a new serializer deep-copies its fields, which
-    cost more than validating. `run_validation` keeps no state on the instance."""
-    return dict(_validator(serializer_class).run_validation(request.data))
-
-
-@cache
-def _validator(serializer_class) -> serializers.Serializer:
-    return serializer_class()

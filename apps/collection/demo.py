@@ -19,8 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from apps.accounts.models import RaterProfile
-from apps.accounts.services import user_roles_set
+from apps.accounts.services import rater_profile_get_or_create, user_roles_set
 from apps.collection.importers import prompt_records_import
 from apps.collection.importing import read_prompt_records
 from apps.collection.models import PolicyVersion, Project, Prompt, Task
@@ -81,7 +80,7 @@ def demo_users_create() -> list[str]:
             user.save()
             created.append(username)
         user_roles_set(user=user, roles=roles)
-        RaterProfile.objects.get_or_create(user=user)
+        rater_profile_get_or_create(user=user)
     return created
 
 

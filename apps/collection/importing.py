@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from trainer.data import HH_RLHF_SKIP_REASONS, split_hh_rlhf
+
 PROMPT_CATEGORIES: tuple[str, ...] = (
     "generation",
     "open_qa",
@@ -53,17 +55,9 @@ DEFAULT_SPLIT = "train"
 PreferenceFormat = Literal["hh-rlhf", "pairs"]
 PREFERENCE_FORMATS: tuple[str, ...] = ("hh-rlhf", "pairs")
 
-SKIP_REASONS: dict[str, str] = {
-    "no_assistant_turn": "a transcript does not end in an Assistant turn",
-    "diverging_context": "the two transcripts differ before the final Assistant turn",
-    "empty_completion": "a final answer is empty",
-    "identical_completions": "the two final answers are the same text",
-}
+SKIP_REASONS: dict[str, str] = HH_RLHF_SKIP_REASONS  # the pairs format skips for the same reasons
 # How many line numbers to keep per skip reason: enough to look a few rows up by hand.
 SKIPPED_LINES_KEPT = 5
-
-HUMAN_MARKER = "\n\nHuman:"
-ASSISTANT_MARKER = "\n\nAssistant:"
 
 # Spellings seen in the wild that do not reduce to a category by case/space/underscore alone.
 # InstructGPT's Table 1 itself says "Extract".
@@ -221,35 +215,14 @@ def read_preference_records(path: str | Path, fmt: PreferenceFormat) -> Preferen
 
 
 def split_hh_rlhf_pair(chosen: str, rejected: str) -> tuple[str, str, str] | str:
-    """Split two HH-RLHF transcripts into (shared prompt, chosen answer, rejected answer).
-
-    The prompt is the conversation up to and including the last `\\n\\nAssistant:` marker,
-    with the leading blank lines removed: `"Human: ...\\n\\nAssistant:"`. The answers are the
-    final Assistant turns, stripped. Returns a skip reason (a key of SKIP_REASONS) instead
-    when the pair cannot be a comparison.
-    """
-    chosen_split = _split_final_assistant_turn(chosen)
-    rejected_split = _split_final_assistant_turn(rejected)
-    if chosen_split is None or rejected_split is None:
-        return "no_assistant_turn"
-    chosen_context, chosen_answer = chosen_split
-    rejected_context, rejected_answer = rejected_split
-    if chosen_context != rejected_context:
-        return "diverging_context"
-    return _pair_from_parts(chosen_context, chosen_answer, rejected_answer)
-
-
-def _split_final_assistant_turn(transcript: str) -> tuple[str, str] | None:
-    """(context through the last Assistant marker, final answer), or None if there is none."""
-    marker_at = transcript.rfind(ASSISTANT_MARKER)
-    if marker_at < 0:
-        return None
-    end_of_context = marker_at + len(ASSISTANT_MARKER)
-    answer = transcript[end_of_context:]
-    if HUMAN_MARKER in answer:
-        # The transcript ends on a Human turn: there is no final answer to compare.
-        return None
-    return transcript[:end_of_context], answer
+    """(shared prompt, chosen answer, rejected answer) of two HH-RLHF transcripts, stripped:
+    the prompt is `"Human: ...\\n\\nAssistant:"`. Returns a skip reason (a key of
+    SKIP_REASONS) instead when the pair cannot be a comparison; the splitting itself is
+    `trainer.data.split_hh_rlhf`, which the trainer's reader uses too."""
+    split = split_hh_rlhf(chosen, rejected)
+    if isinstance(split, str):
+        return split
+    return _pair_from_parts(*split)
 
 
 def _pair_from_parts(prompt: str, chosen: str, rejected: str) -> tuple[str, str, str] | str:

@@ -31,6 +31,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.accounts.models import RaterProfile
+from apps.accounts.services import rater_profile_get_or_create
 from apps.collection.content import (
     SLOT_HOLDING_SQL,
     TaskContent,
@@ -111,7 +112,7 @@ def _lock_rater(rater) -> RaterProfile | None:
     rows = sql.fetch_models(query + f"WHERE r.user_id = %s{lock}", [rater.pk], [RaterProfile])
     if rows:
         return rows[0][0]
-    return RaterProfile.objects.select_for_update().get_or_create(user=rater)[0]
+    return rater_profile_get_or_create(user=rater, lock=True)
 
 
 def tasks_open_to_rater(*, project: Project, rater, now: datetime):

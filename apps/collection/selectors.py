@@ -16,6 +16,14 @@ from apps.core.roles import Role, user_roles
 from apps.quality.models import ProjectQualitySettings
 
 
+def project_get(*, project_id: int) -> Project:
+    """The project, or NotFound (404 in the API and on pages): the one "project or 404"."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound("No such project.")
+    return project
+
+
 def projects_for_user(*, user) -> QuerySet[Project]:
     """Projects the user may work on: all for reviewers/researchers, open or joined for labelers."""
     projects = Project.objects.filter(is_active=True).order_by("name")

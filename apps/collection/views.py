@@ -6,13 +6,9 @@ through the REST API (session auth + CSRF) so browser and scripts share one writ
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from apps.collection import leasing, selectors, services
 from apps.collection.models import Assignment, Task
 from apps.collection.rendering import markdown_to_safe_html
-from apps.core.errors import NotFound, NotPermitted
+from apps.core.pages import role_required
 from apps.core.roles import Role, user_has_role
 
 TASK_TEMPLATES = {
@@ -29,24 +25,6 @@ TASK_TEMPLATES = {
     Task.Kind.DEMONSTRATION: "collection/demonstration.html",
     Task.Kind.EVALUATION: "collection/evaluation.html",
 }
-
-
-def labeler_required(view: Callable) -> Callable:
-    """Logged in (else to the login page, back here after) and a labeler (else 403)."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not user_has_role(request.user, Role.LABELER):
-            raise PermissionDenied("Only labelers may do this.")
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
-        except NotPermitted as exc:
-            raise PermissionDenied(exc.message) from exc
-
-    return wrapper
 
 
 @login_required
@@ -58,7 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@labeler_required
+@role_required(Role.LABELER)
 def project_work(request: HttpRequest, project_id: int) -> HttpResponse:
     """POST leases the next task (or the one already held); GET offers a Start button."""
     project = selectors.project_for_labeler(project_id=project_id, user=request.user)
@@ -71,7 +49,7 @@ def project_work(request: HttpRequest, project_id: int) -> HttpResponse:
     return redirect("collection:assignment", assignment_id=assignment.pk)
 
 
-@labeler_required
+@role_required(Role.LABELER)
 def project_guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
     project = selectors.project_for_labeler(project_id=project_id, user=request.user)
     return render(
@@ -81,7 +59,7 @@ def project_guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
-@labeler_required
+@role_required(Role.LABELER)
 def assignment_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
     # The service's own ownership check: another rater's assignment is NotPermitted → 403.
     assignment = selectors.assignment_get_for_rater(assignment_id=assignment_id, rater=request.user)

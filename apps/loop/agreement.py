@@ -1,8 +1,8 @@
 """Agreement figures and consensus weights for a snapshot, from the quality module's math.
 
-Pure functions on plain rows (no ORM). The quality app owns the statistics; this module
-only adapts a snapshot's judgments to its array form. Where a function is not available
-(the quality module is still growing), a documented fallback is used and the data card says so.
+Pure functions on plain rows (no ORM). The quality app owns the statistics
+(apps/quality/agreement.py, measures.py); this module only adapts a snapshot's judgments to
+their array form.
 """
 
 from __future__ import annotations
@@ -12,14 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # the quality module's pure math (apps/quality/agreement.py, measures.py)
-    from apps.quality import agreement as quality_agreement
-except ImportError:  # pragma: no cover - only before the quality app exists
-    quality_agreement = None
-try:
-    from apps.quality.measures import rater_reliability as quality_rater_reliability
-except ImportError:  # pragma: no cover
-    quality_rater_reliability = None
+from apps.quality import agreement as quality_agreement
+from apps.quality.measures import rater_reliability
 
 
 @dataclass(frozen=True)
@@ -31,44 +25,17 @@ class JudgmentRow:
     ranking: list[list[int]]  # best-first groups of completion ids
 
 
-def _positions(row: JudgmentRow, k_max: int) -> np.ndarray:
-    positions = np.full(k_max, -1, dtype=np.int8)
-    where = {cid: i for i, cid in enumerate(row.slots)}
-    for group_index, group in enumerate(row.ranking):
-        for cid in group:
-            if cid in where:
-                positions[where[cid]] = group_index
-    return positions
-
-
 def _arrays(rows: list[JudgmentRow]):
     k_max = max((len(r.slots) for r in rows), default=2)
     tasks = {tid: i for i, tid in enumerate(sorted({r.task_id for r in rows}))}
-    rank_pos = (
-        np.stack([_positions(r, k_max) for r in rows])
-        if rows
-        else np.zeros((0, k_max), dtype=np.int8)
-    )
+    rank_pos = np.zeros((len(rows), k_max), dtype=np.int8)
+    for i, row in enumerate(rows):
+        rank_pos[i] = quality_agreement.ranking_to_positions(
+            row.ranking, quality_agreement.slot_index(row.slots), k_max
+        )
     unit = np.array([tasks[r.task_id] for r in rows], dtype=np.int64)
-    first, second = np.triu_indices(k_max, 1)
-    a = rank_pos[:, first].astype(np.int16)
-    b = rank_pos[:, second].astype(np.int16)
-    valid = (a >= 0) & (b >= 0)
-    pref = np.sign(b - a).astype(np.int8)
-    pref[~valid] = 0
+    pref, valid = quality_agreement.pairwise_preferences(rank_pos)
     return pref, valid, unit, len(tasks)
-
-
-def _relation_counts(pref, valid, unit, n_units):
-    if quality_agreement is not None:
-        return quality_agreement.relation_counts(pref, valid, unit, n_units)
-    n_pairs = pref.shape[1]
-    counts = np.zeros((n_units, n_pairs, 3))
-    for j in range(pref.shape[0]):
-        for p in range(n_pairs):
-            if valid[j, p]:
-                counts[unit[j], p, pref[j, p] + 1] += 1
-    return counts
 
 
 def agreement_figures(rows: list[JudgmentRow]) -> dict:
@@ -76,7 +43,7 @@ def agreement_figures(rows: list[JudgmentRow]) -> dict:
     if not rows:
         return {"judgments": 0, "pairwise_agreement": None, "source": "none"}
     pref, valid, unit, n_units = _arrays(rows)
-    counts = _relation_counts(pref, valid, unit, n_units)
+    counts = quality_agreement.relation_counts(pref, valid, unit, n_units)
     n = counts.sum(axis=-1)
     agree_per_unit = (counts * (counts - 1) / 2).sum(axis=-1).sum(axis=-1)
     total_per_unit = (n * (n - 1) / 2).sum(axis=-1)
@@ -89,16 +56,11 @@ def agreement_figures(rows: list[JudgmentRow]) -> dict:
     if total_per_unit.sum() == 0:
         figures.update(pairwise_agreement=None, source="no task has two raters")
         return figures
-    if quality_agreement is not None:
-        figures["pairwise_agreement"] = _round(quality_agreement.pairwise_agreement(counts))
-        low, high = quality_agreement.bootstrap_ratio_ci(agree_per_unit, total_per_unit)
-        figures["pairwise_agreement_ci"] = [_round(low), _round(high)]
-        alpha = quality_agreement.krippendorff_alpha_pairs(counts)
-        figures["krippendorff_alpha_pairs"] = _round(alpha)
-        figures["source"] = "apps.quality.agreement"
-    else:  # pragma: no cover
-        figures["pairwise_agreement"] = _round(agree_per_unit.sum() / total_per_unit.sum())
-        figures["source"] = "apps.loop.agreement fallback"
+    figures["pairwise_agreement"] = _round(quality_agreement.pairwise_agreement(counts))
+    low, high = quality_agreement.bootstrap_ratio_ci(agree_per_unit, total_per_unit)
+    figures["pairwise_agreement_ci"] = [_round(low), _round(high)]
+    figures["krippendorff_alpha_pairs"] = _round(quality_agreement.krippendorff_alpha_pairs(counts))
+    figures["source"] = "apps.quality.agreement"
     return figures
 
 
@@ -109,8 +71,8 @@ def rater_weights(rows: list[JudgmentRow]) -> tuple[dict[str, float], str]:
     majority of the *other* raters on the same task; the quality module turns it into a
     log-odds weight (0 at chance). Raters with no overlapping judgment get weight 1.
     """
-    if not rows or quality_rater_reliability is None:
-        return {r.rater: 1.0 for r in rows}, "uniform (no consensus available)"
+    if not rows:
+        return {}, "uniform (no judgments)"
     by_task: dict[int, list[JudgmentRow]] = defaultdict(list)
     for row in rows:
         by_task[row.task_id].append(row)
@@ -127,7 +89,7 @@ def rater_weights(rows: list[JudgmentRow]) -> tuple[dict[str, float], str]:
             matches[row.rater] += float((pref[j][strict] == majority[strict]).sum())
             decided[row.rater] += float(strict.sum())
     raters = sorted({r.rater for r in rows})
-    weights = quality_rater_reliability(
+    weights = rater_reliability(
         np.array([matches[r] for r in raters]), np.array([decided[r] for r in raters])
     )
     by_rater = {r: float(w) for r, w in zip(raters, weights, strict=True)}

@@ -9,6 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.collection.models import PolicyVersion
+from apps.collection.selectors import project_get
+from apps.core.api import validated
 from apps.core.errors import InvalidInput, NotFound
 from apps.core.permissions import IsResearcher
 from apps.loop import exports, selectors, services
@@ -49,10 +51,8 @@ class RoundCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: RoundOutputSerializer})
     def post(self, request, project_id: int):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        project = selectors.project_get(project_id=project_id)
+        data = validated(self.InputSerializer, request)
+        project = project_get(project_id=project_id)
         start_policy = None
         if data["start_policy_id"] is not None:
             start_policy = PolicyVersion.objects.filter(
@@ -87,7 +87,7 @@ class RoundListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, project_id: int):
-        project = selectors.project_get(project_id=project_id)
+        project = project_get(project_id=project_id)
         rounds = selectors.rounds_list(project=project)
         return Response(self.OutputSerializer(rounds, many=True).data)
 
@@ -197,5 +197,5 @@ class PolicyLineageApi(APIView):
 
     @extend_schema(responses=OpenApiResponse(description="Policies with lineage and win rates."))
     def get(self, request, project_id: int):
-        project = selectors.project_get(project_id=project_id)
+        project = project_get(project_id=project_id)
         return Response(selectors.policy_lineage(project=project))

@@ -35,13 +35,6 @@ def snapshot_get(*, snapshot_id: int) -> DatasetSnapshot:
     return snapshot
 
 
-def project_get(*, project_id: int) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound("No such project.")
-    return project
-
-
 def rounds_list(*, project: Project | None = None) -> QuerySet[TrainingRound]:
     rounds = TrainingRound.objects.select_related("project", "start_policy", "snapshot")
     return rounds.filter(project=project) if project is not None else rounds

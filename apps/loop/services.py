@@ -52,6 +52,7 @@ from apps.loop.models import (
     TrainingRound,
     TrainingRun,
 )
+from apps.quality.selectors import rater_weights as quality_rater_weights
 
 logger = logging.getLogger(__name__)
 
@@ -737,23 +738,18 @@ def _summary(metrics: dict) -> dict:
 
 def _consensus_weights(project: Project, rows: list[agreement.JudgmentRow], judgments) -> tuple:
     """Per-pseudonym weights: the quality module's rater weights when it has them."""
-    try:
-        from apps.quality.selectors import rater_weights as quality_rater_weights
-    except ImportError:
-        quality_rater_weights = None
-    if quality_rater_weights is not None:
-        by_id = quality_rater_weights(project=project)
-        if by_id:
-            pseudonyms = dict(
-                judgments.values_list("rater__rater_profile__pseudonym", "rater_id").distinct()
+    by_id = quality_rater_weights(project=project)
+    if by_id:
+        pseudonyms = dict(
+            judgments.values_list("rater__rater_profile__pseudonym", "rater_id").distinct()
+        )
+        weights = {p: float(by_id.get(rid, 1.0)) for p, rid in pseudonyms.items() if p}
+        mean = sum(weights.get(r.rater, 1.0) for r in rows) / max(len(rows), 1)
+        if mean > 0:
+            return (
+                {p: round(w / mean, 4) for p, w in weights.items()},
+                "apps.quality.selectors.rater_weights (latest quality snapshot)",
             )
-            weights = {p: float(by_id.get(rid, 1.0)) for p, rid in pseudonyms.items() if p}
-            mean = sum(weights.get(r.rater, 1.0) for r in rows) / max(len(rows), 1)
-            if mean > 0:
-                return (
-                    {p: round(w / mean, 4) for p, w in weights.items()},
-                    "apps.quality.selectors.rater_weights (latest quality snapshot)",
-                )
     return agreement.rater_weights(rows)
 
 

@@ -6,34 +6,20 @@ page polls GET /api/rounds/{id}/ and redraws its stage bar, plots and log (stati
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.collection.models import PolicyVersion, Project
+from apps.collection.selectors import project_get
 from apps.core.errors import DomainError
-from apps.core.roles import Role, user_has_role
+from apps.core.pages import role_required
+from apps.core.roles import Role
 from apps.loop import api, selectors, services
 from apps.loop.config import DEFAULTS, PRESETS
 
 
-def researcher_required(view):
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not user_has_role(request.user, Role.RESEARCHER):
-            raise PermissionDenied("Only researchers may open the research pages.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-@researcher_required
+@role_required(Role.RESEARCHER)
 def index(request):
     projects = []
     for project in Project.objects.filter(is_active=True).order_by("name"):
@@ -52,10 +38,10 @@ def index(request):
     )
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 @require_POST
 def round_start(request, project_id: int):
-    project = selectors.project_get(project_id=project_id)
+    project = project_get(project_id=project_id)
     policy_id = request.POST.get("start_policy_id") or None
     policy = (
         PolicyVersion.objects.filter(pk=policy_id, project=project).first() if policy_id else None
@@ -83,7 +69,7 @@ def round_start(request, project_id: int):
     return redirect("loop:round", round_id=training_round.pk)
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 def round_page(request, round_id: int):
     training_round = selectors.round_get(round_id=round_id)
     return render(
@@ -103,27 +89,27 @@ def _round_action(request, round_id: int, action, done: str):
     return redirect("loop:round", round_id=round_id)
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 @require_POST
 def round_cancel(request, round_id: int):
     return _round_action(request, round_id, services.round_cancel, "Round cancelled.")
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 @require_POST
 def round_retry(request, round_id: int):
     return _round_action(request, round_id, services.round_retry, "Stage queued again.")
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 @require_POST
 def round_move_on(request, round_id: int):
     return _round_action(request, round_id, services.round_move_on, "Collecting ended.")
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 def lineage(request, project_id: int):
-    project = selectors.project_get(project_id=project_id)
+    project = project_get(project_id=project_id)
     return render(
         request,
         "loop/lineage.html",
@@ -131,7 +117,7 @@ def lineage(request, project_id: int):
     )
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 def snapshot_page(request, snapshot_id: int):
     snapshot = selectors.snapshot_get(snapshot_id=snapshot_id)
     files = [
@@ -141,6 +127,6 @@ def snapshot_page(request, snapshot_id: int):
     return render(request, "loop/snapshot.html", {"snapshot": snapshot, "files": files})
 
 
-@researcher_required
+@role_required(Role.RESEARCHER)
 def snapshot_download(request, snapshot_id: int, name: str):
     return api.snapshot_file_response(snapshot_id=snapshot_id, name=name)

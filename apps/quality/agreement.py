@@ -15,6 +15,8 @@ judgments cost a few vector operations, not a Python loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from krippendorff import krippendorff as _kripp
 from scipy import stats
@@ -28,15 +30,24 @@ def slot_pairs(k_max: int) -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-def ranking_to_positions(ranking: list[list[int]], slots: list[int], k_max: int) -> np.ndarray:
-    """Best-first groups of ids → group index per canonical slot (-1 where no slot)."""
+def ranking_to_positions(
+    ranking: list[list[int]] | None, slot_of: Mapping[int, int], k_max: int
+) -> np.ndarray:
+    """Best-first groups of completion ids → group index per canonical slot, -1 where no
+    completion of the ranking sits (`slot_of`: completion id → slot). The one place a ranking
+    becomes rank positions: quality statistics, screening and the loop's snapshots use it."""
     positions = np.full(k_max, -1, dtype=np.int8)
-    where = {cid: i for i, cid in enumerate(slots)}
-    for group_index, group in enumerate(ranking):
+    for group_index, group in enumerate(ranking or []):
         for cid in group:
-            if cid in where:
-                positions[where[cid]] = group_index
+            slot = slot_of.get(cid)
+            if slot is not None:
+                positions[slot] = group_index
     return positions
+
+
+def slot_index(completion_ids: list[int]) -> dict[int, int]:
+    """completion id → slot, for completions in their canonical order."""
+    return {cid: i for i, cid in enumerate(completion_ids)}
 
 
 def pairwise_preferences(rank_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

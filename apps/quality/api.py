@@ -13,17 +13,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.collection.models import Project
+from apps.collection.selectors import project_get
+from apps.core.api import validated
 from apps.core.errors import NotFound
 from apps.core.permissions import IsReviewer
 from apps.quality import selectors, services
-
-
-def project_for_reviewer(project_id: int) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound("No such project.")
-    return project
 
 
 def rater_by_id(user_id: int):
@@ -31,12 +25,6 @@ def rater_by_id(user_id: int):
     if rater is None:
         raise NotFound("No such rater.")
     return rater
-
-
-def _valid(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def snapshot_summary(snapshot) -> dict:
@@ -58,7 +46,7 @@ class ProjectQualityApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
-        project = project_for_reviewer(project_id)
+        project = project_get(project_id=project_id)
         snapshot = selectors.snapshot_latest(project=project)
         settings = selectors.quality_settings(project=project)
         failed = [
@@ -90,7 +78,7 @@ class ProjectQualityRefreshApi(APIView):
 
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int):
-        project = project_for_reviewer(project_id)
+        project = project_get(project_id=project_id)
         services.quality_refresh_request(project=project)
         return Response({"queued": True, "project_id": project.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -102,7 +90,7 @@ class ProjectRatersApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
-        project = project_for_reviewer(project_id)
+        project = project_get(project_id=project_id)
         snapshot = selectors.snapshot_latest(project=project)
         with_trend = request.query_params.get("trend") in {"1", "true", "yes"}
         raters = []
@@ -130,7 +118,7 @@ class JudgmentReviewApi(APIView):
 
     @extend_schema(request=JudgmentReviewInputSerializer, responses=JudgmentReviewOutputSerializer)
     def post(self, request, judgment_id: int):
-        data = _valid(self.JudgmentReviewInputSerializer, request)
+        data = validated(self.JudgmentReviewInputSerializer, request)
         judgment = services.judgment_review(judgment_id=judgment_id, reviewer=request.user, **data)
         return Response(self.JudgmentReviewOutputSerializer(judgment).data)
 
@@ -145,8 +133,8 @@ class JudgmentBulkReviewApi(APIView):
 
     @extend_schema(request=JudgmentBulkReviewInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id: int):
-        project = project_for_reviewer(project_id)
-        data = _valid(self.JudgmentBulkReviewInputSerializer, request)
+        project = project_get(project_id=project_id)
+        data = validated(self.JudgmentBulkReviewInputSerializer, request)
         updated = services.judgments_review_bulk(project=project, reviewer=request.user, **data)
         return Response({"updated": updated})
 
@@ -162,8 +150,8 @@ class ApproveReliableApi(APIView):
 
     @extend_schema(request=ApproveReliableInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id: int):
-        project = project_for_reviewer(project_id)
-        data = _valid(self.ApproveReliableInputSerializer, request)
+        project = project_get(project_id=project_id)
+        data = validated(self.ApproveReliableInputSerializer, request)
         updated = services.judgments_approve_reliable(
             project=project, reviewer=request.user, **data
         )
@@ -188,7 +176,7 @@ class RaterSuspendApi(APIView):
 
     @extend_schema(request=RaterSuspendInputSerializer, responses=_StatusChangeOutput)
     def post(self, request, user_id: int):
-        data = _valid(self.RaterSuspendInputSerializer, request)
+        data = validated(self.RaterSuspendInputSerializer, request)
         change = services.rater_suspend(rater=rater_by_id(user_id), actor=request.user, **data)
         return Response(_StatusChangeOutput(change).data)
 
@@ -201,7 +189,7 @@ class RaterReinstateApi(APIView):
 
     @extend_schema(request=RaterReinstateInputSerializer, responses=_StatusChangeOutput)
     def post(self, request, user_id: int):
-        data = _valid(self.RaterReinstateInputSerializer, request)
+        data = validated(self.RaterReinstateInputSerializer, request)
         change = services.rater_reinstate(rater=rater_by_id(user_id), actor=request.user, **data)
         return Response(_StatusChangeOutput(change).data)
 

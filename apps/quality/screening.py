@@ -41,8 +41,9 @@ def gold_accuracy(judgments: list[Judgment], tasks: dict[int, Task]) -> tuple[fl
     for judgment in judgments:
         task = tasks[judgment.task_id]
         ids = sorted({cid for group in task.gold_ranking for cid in group})
-        gold = ag.ranking_to_positions(task.gold_ranking, ids, len(ids))
-        own = ag.ranking_to_positions(judgment.ranking, ids, len(ids))
+        slot_of = ag.slot_index(ids)
+        gold = ag.ranking_to_positions(task.gold_ranking, slot_of, len(ids))
+        own = ag.ranking_to_positions(judgment.ranking, slot_of, len(ids))
         gold_pref, gold_valid = ag.pairwise_preferences(gold[None, :])
         own_pref, own_valid = ag.pairwise_preferences(own[None, :])
         strict = gold_valid & own_valid & (gold_pref != 0)

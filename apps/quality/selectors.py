@@ -70,7 +70,7 @@ def _judgment_arrays_generic(*, project: Project | None, tasks) -> JudgmentArray
             task_lengths[i, position] = chars
         if gold and gold_ranking:
             is_gold[i] = True
-            gold_pos[i] = _positions(gold_ranking, slots[pk], k_max)
+            gold_pos[i] = ag.ranking_to_positions(gold_ranking, slots[pk], k_max)
 
     flag_keys = list(project.flag_keys) if project is not None else []
     flag_bit = {key: 1 << bit for bit, key in enumerate(flag_keys[:32])}
@@ -96,7 +96,7 @@ def _judgment_arrays_generic(*, project: Project | None, tasks) -> JudgmentArray
         chunk_size=20_000
     ):
         task_slots = slots[task_id]
-        rank_rows.append(_positions(ranking, task_slots, k_max))
+        rank_rows.append(ag.ranking_to_positions(ranking, task_slots, k_max))
         bits = np.zeros(k_max, dtype=np.uint32)
         for cid, keys in (flags or {}).items():
             slot = task_slots.get(int(cid))
@@ -151,7 +151,7 @@ def _gold_columns(task_rows: list, k_max: int) -> tuple[np.ndarray, np.ndarray]:
         slots[task_id][completion_id] = position
     for pk, i in gold.items():
         is_gold[i] = True
-        gold_pos[i] = _positions(task_rows[i][2], slots[pk], k_max)
+        gold_pos[i] = ag.ranking_to_positions(task_rows[i][2], slots[pk], k_max)
     return gold_pos, is_gold
 
 
@@ -290,16 +290,6 @@ def _judgment_arrays_postgres(*, project: Project | None, tasks) -> JudgmentArra
     )
 
 
-def _positions(ranking, task_slots: dict[int, int], k_max: int) -> np.ndarray:
-    positions = np.full(k_max, -1, dtype=np.int8)
-    for group_index, group in enumerate(ranking or []):
-        for cid in group:
-            slot = task_slots.get(cid)
-            if slot is not None:
-                positions[slot] = group_index
-    return positions
-
-
 def snapshot_latest(*, project: Project) -> QualitySnapshot | None:
     return QualitySnapshot.objects.filter(project=project).order_by("-computed_at", "-pk").first()
 
@@ -433,7 +423,7 @@ def rater_judgments_with_consensus(*, project: Project, rater, limit: int = 50) 
     for judgment in judgments:
         agreed = consensus.get(judgment.task_id)
         ids = agreed["completion_ids"] if agreed else []
-        own = _positions(judgment.ranking, {cid: i for i, cid in enumerate(ids)}, len(ids))
+        own = ag.ranking_to_positions(judgment.ranking, ag.slot_index(ids), len(ids))
         theirs = np.array(
             [next(g for g, group in enumerate(agreed["ranking"]) if cid in group) for cid in ids]
             if agreed

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import RaterProfile
+from apps.accounts.services import rater_profile_get_or_create
 from apps.collection.models import Judgment, Project, ReviewStatus
 from apps.collection.services import assignments_release
 from apps.core.errors import InvalidInput, NotFound, NotPermitted
@@ -141,11 +142,6 @@ def judgments_approve_reliable(
     )
 
 
-def _profile_locked(rater) -> RaterProfile:
-    RaterProfile.objects.get_or_create(user=rater)
-    return RaterProfile.objects.select_for_update().get(user=rater)
-
-
 @transaction.atomic
 def rater_suspend(*, rater, actor, reason, reject_pending: bool = False) -> RaterStatusChange:
     """Suspend a rater: no further tasks, their live leases are withdrawn at once, and
@@ -154,7 +150,7 @@ def rater_suspend(*, rater, actor, reason, reject_pending: bool = False) -> Rate
         raise InvalidInput("Say why the rater is suspended.", fields={"reason": ["Required."]})
     if rater.pk == actor.pk:
         raise NotPermitted("You may not suspend yourself.")
-    profile = _profile_locked(rater)
+    profile = rater_profile_get_or_create(user=rater, lock=True)
     if profile.is_suspended:
         raise InvalidInput("This rater is already suspended.")
     reason = reason.strip()[:MAX_REASON]
@@ -203,7 +199,7 @@ def rater_reinstate(*, rater, actor, reason) -> RaterStatusChange:
     (the screening is marked passed by this reviewer)."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("Say why the rater is reinstated.", fields={"reason": ["Required."]})
-    profile = _profile_locked(rater)
+    profile = rater_profile_get_or_create(user=rater, lock=True)
     failed = RaterScreening.objects.filter(rater=rater, state=RaterScreening.State.FAILED)
     if not profile.is_suspended and not failed.exists():
         raise InvalidInput("This rater is neither suspended nor failed in a screening.")

@@ -6,12 +6,9 @@ Every view requires the reviewer role; anyone else gets 403 (anonymous: the logi
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404
@@ -20,31 +17,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from apps.accounts.models import RaterProfile
+from apps.accounts.services import rater_profile_get_or_create
 from apps.collection.models import Judgment, Project, ReviewStatus
+from apps.collection.selectors import project_get
 from apps.core.errors import DomainError
-from apps.core.roles import Role, user_has_role
+from apps.core.pages import role_required
+from apps.core.roles import Role
 from apps.quality import selectors, services
 from apps.quality.models import RaterStatusChange, ReviewDecision
-
-
-def reviewer_required(view):
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not user_has_role(request.user, Role.REVIEWER):
-            raise PermissionDenied("Only reviewers may open the review pages.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def _project(project_id: int) -> Project:
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise Http404("No such project.")
-    return project
 
 
 def _back(request, fallback: str):
@@ -58,7 +38,7 @@ def _snapshot_context(project: Project) -> dict:
     return {"snapshot": snapshot, "snapshot_age": age}
 
 
-@reviewer_required
+@role_required(Role.REVIEWER)
 def index(request):
     projects = Project.objects.filter(is_active=True).annotate(
         pending=Count(
@@ -69,9 +49,9 @@ def index(request):
     return render(request, "quality/index.html", {"rows": rows})
 
 
-@reviewer_required
+@role_required(Role.REVIEWER)
 def dashboard(request, project_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
     stats = snapshot.data["project"] if snapshot else None
@@ -104,9 +84,9 @@ RATER_COLUMNS = [
 ]
 
 
-@reviewer_required
+@role_required(Role.REVIEWER)
 def raters(request, project_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
     rows = snapshot.data["raters"] if snapshot else []
@@ -133,13 +113,13 @@ def _shown(key: str, value) -> str:
     return f"{value:.2f}"
 
 
-@reviewer_required
+@role_required(Role.REVIEWER)
 def rater_detail(request, project_id: int, user_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     rater = get_user_model().objects.filter(pk=user_id).first()
     if rater is None:
         raise Http404("No such rater.")
-    profile, _ = RaterProfile.objects.get_or_create(user=rater)
+    profile = rater_profile_get_or_create(user=rater)
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
     row = next(
@@ -177,9 +157,9 @@ def _trend_rows(trend: dict, last: int = 12) -> list[dict]:
     return rows
 
 
-@reviewer_required
+@role_required(Role.REVIEWER)
 def queue(request, project_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     status = request.GET.get("status", ReviewStatus.PENDING)
     if status not in {*ReviewStatus.values, ""}:
         status = ReviewStatus.PENDING
@@ -222,7 +202,7 @@ def _run(request, action, success: str) -> None:
 
 
 @require_POST
-@reviewer_required
+@role_required(Role.REVIEWER)
 def judgment_review(request, judgment_id: int):
     judgment = Judgment.objects.filter(pk=judgment_id).select_related("task").first()
     if judgment is None:
@@ -242,9 +222,9 @@ def judgment_review(request, judgment_id: int):
 
 
 @require_POST
-@reviewer_required
+@role_required(Role.REVIEWER)
 def bulk_review(request, project_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     ids = [int(pk) for pk in request.POST.getlist("judgment_ids") if pk.isdigit()]
     _run(
         request,
@@ -261,9 +241,9 @@ def bulk_review(request, project_id: int):
 
 
 @require_POST
-@reviewer_required
+@role_required(Role.REVIEWER)
 def approve_reliable(request, project_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     try:
         threshold = float(request.POST.get("min_agreement", ""))
     except ValueError:
@@ -282,7 +262,7 @@ def approve_reliable(request, project_id: int):
 
 
 @require_POST
-@reviewer_required
+@role_required(Role.REVIEWER)
 def rater_suspend(request, user_id: int):
     rater = get_user_model().objects.filter(pk=user_id).first()
     if rater is None:
@@ -302,7 +282,7 @@ def rater_suspend(request, user_id: int):
 
 
 @require_POST
-@reviewer_required
+@role_required(Role.REVIEWER)
 def rater_reinstate(request, user_id: int):
     rater = get_user_model().objects.filter(pk=user_id).first()
     if rater is None:
@@ -318,9 +298,9 @@ def rater_reinstate(request, user_id: int):
 
 
 @require_POST
-@reviewer_required
+@role_required(Role.REVIEWER)
 def refresh(request, project_id: int):
-    project = _project(project_id)
+    project = project_get(project_id=project_id)
     services.quality_refresh_request(project=project)
     messages.success(request, "Recomputing the statistics; reload in a moment.")
     return _back(request, reverse("quality:dashboard", args=[project.pk]))

@@ -154,3 +154,12 @@ def test_bradley_terry_batches_tasks_with_absent_items_and_unanimous_wins():
     assert scores[0, 0] > scores[0, 1] > scores[0, 2]
     assert scores[1, 1] > scores[1, 0] and scores[1, 2] == -np.inf
     assert ag.scores_to_groups(np.array([0.2, 0.9, 0.2])) == [[1], [0, 2]]
+
+
+def test_ranking_to_positions_puts_each_group_index_at_its_slot():
+    # completions 30, 10, 20 sit in slots 0, 1, 2; best-first [[20], [30, 10]] with a tie
+    slot_of = ag.slot_index([30, 10, 20])
+    assert ag.ranking_to_positions([[20], [30, 10]], slot_of, 4).tolist() == [1, 1, 0, -1]
+    # an id the task does not show is ignored, an empty ranking fills nothing
+    assert ag.ranking_to_positions([[99], [10]], slot_of, 3).tolist() == [-1, 1, -1]
+    assert ag.ranking_to_positions(None, slot_of, 3).tolist() == [-1, -1, -1]

@@ -6,12 +6,12 @@ import pytest
 
 from trainer.data import (
     DataError,
-    hh_rlhf_to_ranking,
     read_demonstrations,
     read_hh_rlhf,
     read_prompts,
     read_rankings,
     read_texts,
+    split_hh_rlhf,
 )
 
 HH_RLHF = Path(__file__).resolve().parents[3] / "shared/data/hh-rlhf/harmless-base-test.jsonl.gz"
@@ -111,9 +111,12 @@ def test_reads_real_hh_rlhf_pairs_into_rankings():
     assert all(c.strip() for r in rankings for c in r.completions)
 
 
-def test_hh_rlhf_pair_that_differs_before_the_last_turn_is_skipped():
+def test_hh_rlhf_pair_that_is_no_comparison_is_skipped_with_its_reason():
     chosen = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: ok?\n\nAssistant: yes"
-    assert hh_rlhf_to_ranking(chosen, chosen.replace("ok?", "fine?")) is None
-    assert hh_rlhf_to_ranking(chosen, chosen[: -len(" yes")] + " ") is None
-    ranking = hh_rlhf_to_ranking(chosen, chosen.replace("yes", "no"))
-    assert ranking.completions == [" yes", " no"]
+    assert split_hh_rlhf(chosen, chosen.replace("ok?", "fine?")) == "diverging_context"
+    assert split_hh_rlhf(chosen, chosen[: -len(" yes")] + " ") == "empty_completion"
+    assert split_hh_rlhf(chosen, chosen + " ") == "identical_completions"
+    assert split_hh_rlhf(chosen, chosen + "\n\nHuman: and?") == "no_assistant_turn"
+    prompt, better, worse = split_hh_rlhf(chosen, chosen.replace("yes", "no"))
+    assert (better, worse) == (" yes", " no")
+    assert prompt + better == chosen  # the parts as written: the transcript again
