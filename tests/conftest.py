@@ -6,6 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from tests.factories import ProjectFactory, UserFactory
 
@@ -26,13 +27,19 @@ def other_labeler(db):
 
 
 @pytest.fixture
-def reviewer(db):
-    return UserFactory(roles=[Role.REVIEWER])
+def reviewer(db, project):
+    """A reviewer of `project` (and of no other)."""
+    user = UserFactory(roles=[Role.REVIEWER])
+    membership_add(project=project, user=user, role=Role.REVIEWER)
+    return user
 
 
 @pytest.fixture
-def researcher(db):
-    return UserFactory(roles=[Role.RESEARCHER])
+def researcher(db, project):
+    """A researcher of `project` (and of no other)."""
+    user = UserFactory(roles=[Role.RESEARCHER])
+    membership_add(project=project, user=user, role=Role.RESEARCHER)
+    return user
 
 
 def api_client_for(user) -> APIClient:

@@ -10,10 +10,20 @@ from apps.collection.models import (
     Judgment,
     PolicyVersion,
     Project,
+    ProjectMembership,
     Prompt,
     Task,
     TaskCompletion,
 )
+from apps.collection.services import membership_add, membership_remove, project_active_set
+
+
+class MembershipInline(admin.TabularInline):
+    model = ProjectMembership
+    fields = ("user", "role", "added_by", "created_at")
+    readonly_fields = ("added_by", "created_at")
+    raw_id_fields = ("user",)
+    extra = 1
 
 
 @admin.register(Project)
@@ -23,7 +33,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("guidelines_version", "created_at", "updated_at")
-    filter_horizontal = ("members",)
+    inlines = [MembershipInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_task_count=Count("tasks", distinct=True))
@@ -37,7 +47,54 @@ class ProjectAdmin(admin.ModelAdmin):
             obj.guidelines_version += 1
         if not change:
             obj.created_by = request.user
+        closing = change and "is_active" in form.changed_data and not obj.is_active
         super().save_model(request, obj, form, change)
+        if closing:
+            released = project_active_set(project=obj, active=False)
+            if released:
+                self.message_user(request, f"{released} live leases in {obj} were withdrawn.")
+
+    def save_formset(self, request, form, formset, change):
+        """Memberships go through the services: added_by is recorded, and a removed labeler
+        loses their live leases."""
+        if formset.model is not ProjectMembership:
+            return super().save_formset(request, form, formset, change)
+        for membership in formset.save(commit=False):
+            if membership.pk is None:
+                membership_add(
+                    project=form.instance,
+                    user=membership.user,
+                    role=membership.role,
+                    added_by=request.user,
+                )
+            else:
+                membership.save()
+        for membership in formset.deleted_objects:
+            membership_remove(project=form.instance, user=membership.user, role=membership.role)
+
+
+@admin.register(ProjectMembership)
+class ProjectMembershipAdmin(admin.ModelAdmin):
+    list_display = ("project", "user", "role", "added_by", "created_at")
+    list_filter = ("role", "project")
+    search_fields = ("user__username", "project__name", "project__slug")
+    raw_id_fields = ("user", "project")
+    readonly_fields = ("added_by", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        membership, _ = membership_add(
+            project=obj.project, user=obj.user, role=obj.role, added_by=request.user
+        )
+        obj.pk = membership.pk
+
+    def delete_model(self, request, obj):
+        membership_remove(project=obj.project, user=obj.user, role=obj.role)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("project", "user"):
+            self.delete_model(request, membership)
 
 
 @admin.register(Prompt)

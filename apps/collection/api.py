@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.collection import leasing, selectors, services
+from apps.collection import access, leasing, selectors, services
 from apps.collection.models import Project
 from apps.core.api import validated
+from apps.core.errors import InvalidInput
 from apps.core.permissions import IsLabeler
+from apps.core.roles import ROLE_CHOICES, Role
 
 
 class ProjectListApi(APIView):
@@ -31,12 +34,102 @@ class ProjectListApi(APIView):
                 "likert_enabled",
                 "rationale_max_length",
                 "guidelines_version",
+                "is_active",
+                "roles",
             ]
+
+        roles = serializers.ListField(
+            child=serializers.ChoiceField(choices=ROLE_CHOICES),
+            help_text="Your roles in this project.",
+        )
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
         projects = selectors.projects_for_user(user=request.user)
         return Response(self.OutputSerializer(projects, many=True).data)
+
+
+class _MemberSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    user_id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+    created_at = serializers.DateTimeField()
+
+
+class ProjectMembersApi(APIView):
+    """A project's members and their roles: researchers of the project and staff manage them
+    (anyone else: 404 for the project). Adding a member twice changes nothing; removing a
+    labeler withdraws their live leases in the project."""
+
+    class AddInputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        role = serializers.ChoiceField(choices=ROLE_CHOICES)
+
+    class RemoveOutputSerializer(serializers.Serializer):
+        removed = serializers.IntegerField()
+        leases_released = serializers.IntegerField()
+
+    def _project(self, request, project_id: int):
+        return selectors.project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
+
+    @extend_schema(responses=_MemberSerializer(many=True))
+    def get(self, request, project_id: int):
+        members = access.members_of(project=self._project(request, project_id))
+        return Response(_MemberSerializer(members, many=True).data)
+
+    @extend_schema(
+        request=AddInputSerializer, responses={201: _MemberSerializer, 200: _MemberSerializer}
+    )
+    def post(self, request, project_id: int):
+        project = self._project(request, project_id)
+        data = validated(self.AddInputSerializer, request)
+        membership, created = services.membership_add(
+            project=project,
+            user=_user_named(data["username"]),
+            role=data["role"],
+            added_by=request.user,
+        )
+        return Response(
+            _MemberSerializer(membership).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("username", str, required=True, description="The member."),
+            OpenApiParameter(
+                "role",
+                str,
+                enum=[role.value for role in Role],
+                description="The role to take away; all of the member's roles when absent.",
+            ),
+        ],
+        responses=RemoveOutputSerializer,
+    )
+    def delete(self, request, project_id: int):
+        project = self._project(request, project_id)
+        params = _valid_query(self.AddInputSerializer, request, partial_role=True)
+        removed, released = services.membership_remove(
+            project=project, user=_user_named(params["username"]), role=params.get("role")
+        )
+        return Response({"removed": removed, "leases_released": released})
+
+
+def _user_named(username: str):
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise InvalidInput("No such user.", fields={"username": [f"No user {username!r}."]})
+    return user
+
+
+def _valid_query(serializer_class, request, *, partial_role: bool) -> dict:
+    """The query string validated by `serializer_class` (role optional when `partial_role`)."""
+    serializer = serializer_class(data=request.query_params.dict())
+    if partial_role:
+        serializer.fields["role"].required = False
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class _PromptSerializer(serializers.Serializer):

@@ -24,7 +24,7 @@ from apps.collection.importers import prompt_records_import
 from apps.collection.importing import read_prompt_records
 from apps.collection.models import PolicyVersion, Project, Prompt, Task
 from apps.collection.samples import tasks_create_from_samples
-from apps.collection.services import task_create
+from apps.collection.services import membership_add, task_create
 from apps.core.roles import Role
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,17 @@ def demo_users_create() -> list[str]:
     return created
 
 
+def demo_memberships_add(project: Project) -> None:
+    """The demo accounts (where they exist) hold their roles in the demo project; the
+    project is open to all labelers besides."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(username__in=list(DEMO_USERS))
+    for user in users:
+        for role in DEMO_USERS[user.username]:
+            membership_add(project=project, user=user, role=role)
+
+
 @transaction.atomic
 def demo_seed() -> DemoSeed:
     guidelines = (DEMO_DIR / "guidelines.md").read_text(encoding="utf-8")
@@ -98,6 +109,7 @@ def demo_seed() -> DemoSeed:
             "overlap": 3,
         },
     )
+    demo_memberships_add(project)
     records = read_prompt_records(DEMO_DIR / "prompts.jsonl")
     imported = prompt_records_import(project=project, records=records, source=Prompt.Source.DEMO)
     policy, _ = PolicyVersion.objects.get_or_create(

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.collection.flags import default_flags
 from apps.core.models import TimeStampedModel
+from apps.core.roles import ROLE_CHOICES
 
 MIN_K, MAX_K = 2, 9
 LIKERT_MIN, LIKERT_MAX = 1, 7
@@ -77,10 +78,9 @@ class Project(TimeStampedModel):
     rationale_max_length = models.PositiveIntegerField(default=2000)
     is_active = models.BooleanField(default=True)
     open_to_all_labelers = models.BooleanField(
-        default=True, help_text="Every labeler may work on it; otherwise only its members."
-    )
-    members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="rating_projects"
+        default=True,
+        help_text="Every holder of the labeler role may work on it; otherwise only its labeler "
+        "members.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -103,6 +103,34 @@ class Project(TimeStampedModel):
     @property
     def flag_keys(self) -> list[str]:
         return [flag["key"] for flag in self.flag_set]
+
+
+class ProjectMembership(TimeStampedModel):
+    """A user's role in one project: what they may see and do there (SECURITY.md).
+
+    A user may hold several roles in one project (one row each). Staff hold every role in
+    every project without rows; apps/collection/access.py answers who may do what.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    role = models.CharField(max_length=12, choices=ROLE_CHOICES)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "user", "role"], name="membership_once_per_role"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "role"], name="membership_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.project}"
 
 
 def text_digest(text: str) -> str:
@@ -251,7 +279,7 @@ class Assignment(models.Model):
         LEASED = "leased", "Leased"
         SUBMITTED = "submitted", "Submitted"
         SKIPPED = "skipped", "Skipped"
-        RELEASED = "released", "Released by a reviewer"
+        RELEASED = "released", "Withdrawn (suspension, membership or project closed)"
 
     # No single-column indexes on the two keys: the composite indexes below lead with them,
     # and every lease and answer would pay for two more index entries.
@@ -272,6 +300,9 @@ class Assignment(models.Model):
         default=list, help_text="Completion ids in the order this rater was shown them."
     )
     skip_reason = models.TextField(blank=True)
+    release_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why the lease was withdrawn (status released)."
+    )
 
     class Meta:
         constraints = [

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.collection import access
 from apps.collection.content import task_content
 from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
 from apps.collection.models import Assignment, Project, Task
@@ -16,51 +17,42 @@ from apps.core.roles import Role, user_roles
 from apps.quality.models import ProjectQualitySettings
 
 
-def project_get(*, project_id: int) -> Project:
-    """The project, or NotFound (404 in the API and on pages): the one "project or 404"."""
-    project = Project.objects.filter(pk=project_id).first()
+def project_get(*, project_id: int, user, role: Role) -> Project:
+    """The project if `user` may act on it as `role` (apps/collection/access.py), else
+    NotFound (404 in the API and on pages): the one "project or 404". Missing and out of
+    scope answer alike."""
+    project = access.projects_for(user=user, role=role).filter(pk=project_id).first()
     if project is None:
-        raise NotFound("No such project.")
+        raise NotFound(access.NOT_FOUND)
     return project
 
 
-def projects_for_user(*, user) -> QuerySet[Project]:
-    """Projects the user may work on: all for reviewers/researchers, open or joined for labelers."""
-    projects = Project.objects.filter(is_active=True).order_by("name")
-    roles = user_roles(user)
-    if roles & {Role.REVIEWER, Role.RESEARCHER}:
-        return projects
-    if Role.LABELER in roles:
-        member = Project.members.through.objects.filter(project_id=OuterRef("pk"), user=user)
-        return projects.filter(Q(open_to_all_labelers=True) | Exists(member))
-    return projects.none()
+def projects_for_user(*, user) -> list[Project]:
+    """The projects the user holds any role in (staff: all), each with `.roles`: the user's
+    roles there, for the project list."""
+    by_id: dict[int, Project] = {}
+    for role in Role:
+        for project in access.projects_for(user=user, role=role):
+            by_id.setdefault(project.pk, project).__dict__.setdefault("roles", []).append(role)
+    return sorted(by_id.values(), key=lambda project: (project.name, project.pk))
 
 
 def project_for_labeler(*, project_id: int, user) -> Project:
-    """The project, if this labeler may work on it, with its quality settings read along.
+    """The project, if this user may label it now, with its quality settings read along.
 
     SQL (one statement) rather than the ORM: every `next` starts here.
     """
-    roles = user_roles(user)
-    if Role.LABELER not in roles:
-        raise NotFound("No such project, or you may not work on it.")
-    members = Project.members.through
-    access = (
-        ""
-        if roles & {Role.REVIEWER, Role.RESEARCHER}
-        else f"""AND (p.open_to_all_labelers OR EXISTS (
-            SELECT 1 FROM {sql.table(members)} m WHERE m.project_id = p.id AND m.user_id = %s))"""
-    )
+    if Role.LABELER not in user_roles(user):
+        raise NotFound(access.NOT_FOUND)
+    allowed, params = access.labeler_access_sql(user=user, alias="p")
     query = f"""
         SELECT {sql.columns(Project, "p")}, {sql.columns(ProjectQualitySettings, "q")}
         FROM {sql.table(Project)} p
         LEFT JOIN {sql.table(ProjectQualitySettings)} q ON q.project_id = p.id
-        WHERE p.id = %s AND p.is_active {access}"""
-    rows = sql.fetch_models(
-        query, [project_id] + ([user.pk] if access else []), [Project, ProjectQualitySettings]
-    )
+        WHERE p.id = %s AND {allowed}"""
+    rows = sql.fetch_models(query, [project_id, *params], [Project, ProjectQualitySettings])
     if not rows:
-        raise NotFound("No such project, or you may not work on it.")
+        raise NotFound(access.NOT_FOUND)
     project, settings = rows[0]
     Project.quality_settings.related.set_cached_value(project, settings)
     return project
@@ -123,7 +115,7 @@ def labeler_projects_with_progress(*, user) -> list[dict]:
             "holds_lease": live_assignment_for_rater(project=project, rater=user, now=now)
             is not None,
         }
-        for project in projects_for_user(user=user)
+        for project in access.projects_for(user=user, role=Role.LABELER)
     ]
 
 

@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.collection import validation
+from apps.collection import access, validation
 from apps.collection.leasing import task_complete_if_full, task_taken_slots
 from apps.collection.models import (
     MAX_K,
@@ -22,6 +22,7 @@ from apps.collection.models import (
     Demonstration,
     Judgment,
     Project,
+    ProjectMembership,
     Prompt,
     Task,
     TaskCompletion,
@@ -30,6 +31,7 @@ from apps.collection.models import (
 from apps.collection.selectors import assignment_get_for_rater
 from apps.core import sql
 from apps.core.errors import Conflict, InvalidInput
+from apps.core.roles import Role, forget_roles
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 MAX_DEMONSTRATION_CHARS = 20_000
@@ -176,26 +178,34 @@ def task_create(
 # --- answers -------------------------------------------------------------------------------
 
 
-def _lock_for_answer(*, assignment: Assignment) -> tuple[Assignment, Task, datetime]:
+def _lock_for_answer(*, assignment: Assignment, rater) -> tuple[Assignment, Task, datetime]:
     """Lock the assignment and its task (one statement), and check the answer may be taken.
 
     The clock is read once the task is locked: read earlier, a lease that ran out while we
     waited for the lock would look live here, although `next` has already given its slot to
-    someone else (and that rater's lease would then be one too many).
+    someone else (and that rater's lease would then be one too many). The same statement
+    asks whether the rater may still label the project: removing a member or closing a
+    project withdraws their leases, and this catches a lease taken while that committed.
     """
     lock = " FOR UPDATE OF a, t" if connection.features.has_select_for_update_of else ""
+    allowed, params = access.labeler_access_sql(user=rater, alias="p")
     query = f"""
-        SELECT {sql.columns(Assignment, "a")}, {sql.columns(Task, "t")}
+        SELECT {sql.columns(Assignment, "a")}, {sql.columns(Task, "t")}, {allowed}
         FROM {sql.table(Assignment)} a JOIN {sql.table(Task)} t ON t.id = a.task_id
+        JOIN {sql.table(Project)} p ON p.id = t.project_id
         WHERE a.id = %s{lock}"""
-    ((locked, task),) = sql.fetch_models(query, [assignment.pk], [Assignment, Task])
+    ((locked, task, may_label),) = sql.fetch_models(
+        query, [*params, assignment.pk], [Assignment, Task]
+    )
     now = timezone.now()
     if locked.status == Assignment.Status.SUBMITTED:
         raise _AlreadyAnswered
     if locked.status == Assignment.Status.SKIPPED:
         raise Conflict("This assignment was skipped.")
     if locked.status == Assignment.Status.RELEASED:
-        raise Conflict("This assignment was withdrawn by a reviewer.")
+        raise Conflict(f"This task was withdrawn: {locked.release_reason or 'by a reviewer'}.")
+    if not may_label:
+        raise Conflict("This task was withdrawn: you may no longer work on this project.")
     if locked.expires_at <= now:
         taken = task_taken_slots(task_id=task.pk, now=now, excluding=locked.pk)
         if taken >= task.overlap:
@@ -231,7 +241,7 @@ def _replayed(model, *, client_key: uuid.UUID, assignment: Assignment):
     return earlier
 
 
-def _store_answer(model, *, assignment: Assignment, client_key: uuid.UUID, create):
+def _store_answer(model, *, assignment: Assignment, rater, client_key: uuid.UUID, create):
     """Run `create(locked_assignment, task, now)` under the locks; (answer, created).
 
     A retry is recognised without an extra read on the usual path: the earlier answer is
@@ -240,7 +250,7 @@ def _store_answer(model, *, assignment: Assignment, client_key: uuid.UUID, creat
     """
     try:
         with transaction.atomic():
-            locked, task, now = _lock_for_answer(assignment=assignment)
+            locked, task, now = _lock_for_answer(assignment=assignment, rater=rater)
             answer = create(locked, task, now)
             _finish(assignment=locked, task=task, now=now)
     except _AlreadyAnswered:
@@ -329,7 +339,7 @@ def judgment_submit(
         )
         return sql.insert(judgment)
 
-    return _store_answer(Judgment, create=create, **replay)
+    return _store_answer(Judgment, create=create, rater=rater, **replay)
 
 
 def demonstration_submit(
@@ -368,7 +378,7 @@ def demonstration_submit(
             client_key=client_key,
         )
 
-    return _store_answer(Demonstration, create=create, **replay)
+    return _store_answer(Demonstration, create=create, rater=rater, **replay)
 
 
 MAX_SKIP_REASON = 500
@@ -396,9 +406,61 @@ def assignment_skip(*, assignment_id: int, rater, reason: Any) -> Assignment:
     return locked
 
 
-def assignments_release(*, rater, projects: Iterable[Project] | None = None) -> int:
-    """Withdraw a rater's open leases (suspension); their slots free at once."""
+def assignments_release(*, rater, reason: str, projects: Iterable[Project] | None = None) -> int:
+    """Withdraw a rater's live leases (optionally only in `projects`); their slots free at
+    once, and an answer sent on one gets a 409 that gives `reason`."""
     leases = Assignment.objects.filter(rater=rater, status=Assignment.Status.LEASED)
     if projects is not None:
         leases = leases.filter(task__project__in=list(projects))
-    return leases.update(status=Assignment.Status.RELEASED, finished_at=timezone.now())
+    return leases.update(
+        status=Assignment.Status.RELEASED, finished_at=timezone.now(), release_reason=reason
+    )
+
+
+# --- memberships ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def membership_add(
+    *, project: Project, user, role: Role, added_by=None
+) -> tuple[ProjectMembership, bool]:
+    """Give `user` `role` in `project`; (membership, created). Adding it again changes nothing."""
+    membership, created = ProjectMembership.objects.get_or_create(
+        project=project, user=user, role=Role(role), defaults={"added_by": added_by}
+    )
+    forget_roles(user)
+    return membership, created
+
+
+@transaction.atomic
+def membership_remove(*, project: Project, user, role: Role | None = None) -> tuple[int, int]:
+    """Take `role` (every role when None) in `project` from `user`; (memberships removed,
+    leases withdrawn). A labeler who may no longer work there loses their live leases."""
+    memberships = ProjectMembership.objects.filter(project=project, user=user)
+    if role is not None:
+        memberships = memberships.filter(role=Role(role))
+    removed, _ = memberships.delete()
+    forget_roles(user)
+    released = 0
+    if not access.may_act(user=user, project=project, role=Role.LABELER):
+        released = assignments_release(
+            rater=user,
+            projects=[project],
+            reason=f"you are no longer a labeler of {project.name}",
+        )
+    return removed, released
+
+
+@transaction.atomic
+def project_active_set(*, project: Project, active: bool) -> int:
+    """Open or close a project for labeling; closing withdraws every live lease in it.
+    Returns how many leases were withdrawn."""
+    Project.objects.filter(pk=project.pk).update(is_active=active, updated_at=timezone.now())
+    project.is_active = active
+    if active:
+        return 0
+    return Assignment.objects.filter(task__project=project, status=Assignment.Status.LEASED).update(
+        status=Assignment.Status.RELEASED,
+        finished_at=timezone.now(),
+        release_reason=f"the project {project.name} was closed",
+    )

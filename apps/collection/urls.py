@@ -6,6 +6,7 @@ app_name = "collection-api"
 
 urlpatterns = [
     path("projects/", api.ProjectListApi.as_view(), name="projects"),
+    path("projects/<int:project_id>/members/", api.ProjectMembersApi.as_view(), name="members"),
     path(
         "projects/<int:project_id>/assignments/next/",
         api.AssignmentNextApi.as_view(),

@@ -12,7 +12,9 @@ from apps.collection.models import PolicyVersion
 from apps.collection.selectors import project_get
 from apps.core.api import validated
 from apps.core.errors import InvalidInput, NotFound
+from apps.core.ids import IdField
 from apps.core.permissions import IsResearcher
+from apps.core.roles import Role
 from apps.loop import exports, selectors, services
 from apps.loop.config import PRESETS
 
@@ -45,14 +47,14 @@ class RoundCreateApi(APIView):
     permission_classes = [IsResearcher]
 
     class InputSerializer(serializers.Serializer):
-        start_policy_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+        start_policy_id = IdField(required=False, allow_null=True, default=None)
         preset = serializers.ChoiceField(choices=[""] + sorted(PRESETS), required=False, default="")
         config = serializers.JSONField(required=False, default=dict)
 
     @extend_schema(request=InputSerializer, responses={201: RoundOutputSerializer})
     def post(self, request, project_id: int):
         data = validated(self.InputSerializer, request)
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
         start_policy = None
         if data["start_policy_id"] is not None:
             start_policy = PolicyVersion.objects.filter(
@@ -87,7 +89,7 @@ class RoundListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
         rounds = selectors.rounds_list(project=project)
         return Response(self.OutputSerializer(rounds, many=True).data)
 
@@ -101,7 +103,7 @@ class RoundDetailApi(APIView):
 
     @extend_schema(responses=RoundOutputSerializer)
     def get(self, request, round_id: int):
-        return _round_response(selectors.round_get(round_id=round_id))
+        return _round_response(selectors.round_get(round_id=round_id, user=request.user))
 
 
 class RoundCancelApi(APIView):
@@ -109,7 +111,7 @@ class RoundCancelApi(APIView):
 
     @extend_schema(request=None, responses=RoundOutputSerializer)
     def post(self, request, round_id: int):
-        training_round = selectors.round_get(round_id=round_id)
+        training_round = selectors.round_get(round_id=round_id, user=request.user)
         return _round_response(
             services.round_cancel(training_round=training_round, user=request.user)
         )
@@ -120,7 +122,7 @@ class RoundRetryApi(APIView):
 
     @extend_schema(request=None, responses=RoundOutputSerializer)
     def post(self, request, round_id: int):
-        training_round = selectors.round_get(round_id=round_id)
+        training_round = selectors.round_get(round_id=round_id, user=request.user)
         return _round_response(
             services.round_retry(training_round=training_round, user=request.user)
         )
@@ -131,9 +133,9 @@ class RoundMoveOnApi(APIView):
 
     @extend_schema(request=None, responses=RoundOutputSerializer)
     def post(self, request, round_id: int):
-        training_round = selectors.round_get(round_id=round_id)
+        training_round = selectors.round_get(round_id=round_id, user=request.user)
         services.round_move_on(training_round=training_round, user=request.user)
-        return _round_response(selectors.round_get(round_id=round_id))
+        return _round_response(selectors.round_get(round_id=round_id, user=request.user))
 
 
 class SnapshotDetailApi(APIView):
@@ -164,7 +166,7 @@ class SnapshotDetailApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, snapshot_id: int):
-        snapshot = selectors.snapshot_get(snapshot_id=snapshot_id)
+        snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, user=request.user)
         return Response(self.OutputSerializer(snapshot, context={"request": request}).data)
 
 
@@ -173,11 +175,11 @@ class SnapshotFileApi(APIView):
 
     @extend_schema(responses={200: OpenApiResponse(description="The file (JSONL or JSON).")})
     def get(self, request, snapshot_id: int, name: str):
-        return snapshot_file_response(snapshot_id=snapshot_id, name=name)
+        return snapshot_file_response(snapshot_id=snapshot_id, name=name, user=request.user)
 
 
-def snapshot_file_response(*, snapshot_id: int, name: str) -> FileResponse:
-    snapshot = selectors.snapshot_get(snapshot_id=snapshot_id)
+def snapshot_file_response(*, snapshot_id: int, name: str, user) -> FileResponse:
+    snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, user=user)
     if name not in (*exports.FILES, exports.MANIFEST):
         raise NotFound(f"A snapshot has no file {name!r}.")
     path = services.snapshot_folder(snapshot) / name
@@ -197,5 +199,5 @@ class PolicyLineageApi(APIView):
 
     @extend_schema(responses=OpenApiResponse(description="Policies with lineage and win rates."))
     def get(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
         return Response(selectors.policy_lineage(project=project))

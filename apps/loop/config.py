@@ -172,7 +172,8 @@ def round_config(*, preset: str = "", overrides: dict | None = None) -> dict:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             errors.append(f"{name}: a whole number ≥ 0.")
-    if config["prompts_per_round"] < 1:
+    prompts = config["prompts_per_round"]
+    if isinstance(prompts, int) and not isinstance(prompts, bool) and prompts < 1:
         errors.append("prompts_per_round: at least 1.")
     minimum = config["sft_min_demonstrations"]
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:

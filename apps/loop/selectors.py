@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from django.db.models import QuerySet
 
+from apps.collection import access
 from apps.collection.models import Judgment, PolicyVersion, Project, ReviewStatus, Task
-from apps.core.errors import NotFound
+from apps.core.roles import Role
 from apps.loop.models import STAGE_ORDER, DatasetSnapshot, RunMetric, TrainingRound, TrainingRun
 
 #: metric series the round page plots, per stage
@@ -17,22 +18,26 @@ PLOTTED = {
 }
 
 
-def round_get(*, round_id: int) -> TrainingRound:
-    training_round = (
-        TrainingRound.objects.select_related("project", "start_policy", "snapshot")
-        .filter(pk=round_id)
-        .first()
+def round_get(*, round_id: int, user) -> TrainingRound:
+    """The round if `user` researches its project; NotFound otherwise."""
+    return access.object_for(
+        TrainingRound.objects.select_related("project", "start_policy", "snapshot"),
+        user=user,
+        role=Role.RESEARCHER,
+        pk=round_id,
+        missing="No such round, or you do not research its project.",
     )
-    if training_round is None:
-        raise NotFound("No such round.")
-    return training_round
 
 
-def snapshot_get(*, snapshot_id: int) -> DatasetSnapshot:
-    snapshot = DatasetSnapshot.objects.select_related("project").filter(pk=snapshot_id).first()
-    if snapshot is None:
-        raise NotFound("No such snapshot.")
-    return snapshot
+def snapshot_get(*, snapshot_id: int, user) -> DatasetSnapshot:
+    """The snapshot if `user` researches its project; NotFound otherwise."""
+    return access.object_for(
+        DatasetSnapshot.objects.select_related("project"),
+        user=user,
+        role=Role.RESEARCHER,
+        pk=snapshot_id,
+        missing="No such snapshot, or you do not research its project.",
+    )
 
 
 def rounds_list(*, project: Project | None = None) -> QuerySet[TrainingRound]:

@@ -1,6 +1,7 @@
 """Researcher pages: start rounds, watch them live, policy lineage, snapshots and downloads.
 
-Every view needs the researcher role (anonymous: the login page; anyone else: 403). The round
+Every view needs the researcher role (anonymous: the login page; anyone else: 403) and shows
+only the projects the researcher researches (another project's answer 404). The round
 page polls GET /api/rounds/{id}/ and redraws its stage bar, plots and log (static/loop/round.js).
 """
 
@@ -10,9 +11,11 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.collection.models import PolicyVersion, Project
+from apps.collection import access
+from apps.collection.models import PolicyVersion
 from apps.collection.selectors import project_get
 from apps.core.errors import DomainError
+from apps.core.ids import parse_id
 from apps.core.pages import role_required
 from apps.core.roles import Role
 from apps.loop import api, selectors, services
@@ -22,7 +25,7 @@ from apps.loop.config import DEFAULTS, PRESETS
 @role_required(Role.RESEARCHER)
 def index(request):
     projects = []
-    for project in Project.objects.filter(is_active=True).order_by("name"):
+    for project in access.projects_for(user=request.user, role=Role.RESEARCHER):
         projects.append(
             {
                 "project": project,
@@ -41,19 +44,22 @@ def index(request):
 @role_required(Role.RESEARCHER)
 @require_POST
 def round_start(request, project_id: int):
-    project = project_get(project_id=project_id)
-    policy_id = request.POST.get("start_policy_id") or None
-    policy = (
-        PolicyVersion.objects.filter(pk=policy_id, project=project).first() if policy_id else None
-    )
+    project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
+    policy = None
+    policy_text = request.POST.get("start_policy_id", "").strip()
+    if policy_text:
+        policy = PolicyVersion.objects.filter(pk=parse_id(policy_text), project=project).first()
+        if policy is None:
+            messages.error(request, "Choose a policy of this project to start from.")
+            return redirect("loop:index")
     overrides = {}
     for name in ("target_judgments", "prompts_per_round"):
         value = request.POST.get(name, "").strip()
         if value:
-            if not value.isdigit():
+            if parse_id(value) is None:
                 messages.error(request, f"{name.replace('_', ' ')} must be a whole number.")
                 return redirect("loop:index")
-            overrides[name] = int(value)
+            overrides[name] = parse_id(value)
     overrides["require_review"] = request.POST.get("require_review") == "on"
     try:
         training_round = services.round_start(
@@ -71,7 +77,7 @@ def round_start(request, project_id: int):
 
 @role_required(Role.RESEARCHER)
 def round_page(request, round_id: int):
-    training_round = selectors.round_get(round_id=round_id)
+    training_round = selectors.round_get(round_id=round_id, user=request.user)
     return render(
         request,
         "loop/round.html",
@@ -80,7 +86,7 @@ def round_page(request, round_id: int):
 
 
 def _round_action(request, round_id: int, action, done: str):
-    training_round = selectors.round_get(round_id=round_id)
+    training_round = selectors.round_get(round_id=round_id, user=request.user)
     try:
         action(training_round=training_round, user=request.user)
         messages.success(request, done)
@@ -109,7 +115,7 @@ def round_move_on(request, round_id: int):
 
 @role_required(Role.RESEARCHER)
 def lineage(request, project_id: int):
-    project = project_get(project_id=project_id)
+    project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
     return render(
         request,
         "loop/lineage.html",
@@ -119,7 +125,7 @@ def lineage(request, project_id: int):
 
 @role_required(Role.RESEARCHER)
 def snapshot_page(request, snapshot_id: int):
-    snapshot = selectors.snapshot_get(snapshot_id=snapshot_id)
+    snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, user=request.user)
     files = [
         {"name": name, **snapshot.manifest.get("files", {}).get(name, {})}
         for name in (*api.exports.FILES, api.exports.MANIFEST)
@@ -129,4 +135,4 @@ def snapshot_page(request, snapshot_id: int):
 
 @role_required(Role.RESEARCHER)
 def snapshot_download(request, snapshot_id: int, name: str):
-    return api.snapshot_file_response(snapshot_id=snapshot_id, name=name)
+    return api.snapshot_file_response(snapshot_id=snapshot_id, name=name, user=request.user)

@@ -1,11 +1,12 @@
 """REST endpoints for reviewers: parse, check the role, call one service, serialize.
 
-Every class here requires the reviewer role (IsReviewer); a labeler gets 403.
+Every class here requires the reviewer role somewhere (IsReviewer; anyone else gets 403), and
+acts only on the projects the caller reviews: another project, its judgments, tasks and
+raters answer 404 (apps/collection/access.py).
 """
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -13,18 +14,14 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.collection import access
+from apps.collection.models import Task
 from apps.collection.selectors import project_get
 from apps.core.api import validated
-from apps.core.errors import NotFound
+from apps.core.ids import IdField
 from apps.core.permissions import IsReviewer
+from apps.core.roles import Role
 from apps.quality import selectors, services
-
-
-def rater_by_id(user_id: int):
-    rater = get_user_model().objects.filter(pk=user_id).first()
-    if rater is None:
-        raise NotFound("No such rater.")
-    return rater
 
 
 def snapshot_summary(snapshot) -> dict:
@@ -46,7 +43,7 @@ class ProjectQualityApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
         snapshot = selectors.snapshot_latest(project=project)
         settings = selectors.quality_settings(project=project)
         failed = [
@@ -78,7 +75,7 @@ class ProjectQualityRefreshApi(APIView):
 
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
         services.quality_refresh_request(project=project)
         return Response({"queued": True, "project_id": project.pk}, status=status.HTTP_202_ACCEPTED)
 
@@ -90,7 +87,7 @@ class ProjectRatersApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
         snapshot = selectors.snapshot_latest(project=project)
         with_trend = request.query_params.get("trend") in {"1", "true", "yes"}
         raters = []
@@ -119,6 +116,7 @@ class JudgmentReviewApi(APIView):
     @extend_schema(request=JudgmentReviewInputSerializer, responses=JudgmentReviewOutputSerializer)
     def post(self, request, judgment_id: int):
         data = validated(self.JudgmentReviewInputSerializer, request)
+        selectors.judgment_for_reviewer(judgment_id=judgment_id, user=request.user)
         judgment = services.judgment_review(judgment_id=judgment_id, reviewer=request.user, **data)
         return Response(self.JudgmentReviewOutputSerializer(judgment).data)
 
@@ -127,13 +125,15 @@ class JudgmentBulkReviewApi(APIView):
     permission_classes = [IsReviewer]
 
     class JudgmentBulkReviewInputSerializer(serializers.Serializer):
-        judgment_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+        judgment_ids = serializers.ListField(
+            child=IdField(), allow_empty=False, max_length=services.MAX_BULK
+        )
         decision = serializers.ChoiceField(choices=["approve", "reject"])
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=JudgmentBulkReviewInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
         data = validated(self.JudgmentBulkReviewInputSerializer, request)
         updated = services.judgments_review_bulk(project=project, reviewer=request.user, **data)
         return Response({"updated": updated})
@@ -150,7 +150,7 @@ class ApproveReliableApi(APIView):
 
     @extend_schema(request=ApproveReliableInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id: int):
-        project = project_get(project_id=project_id)
+        project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
         data = validated(self.ApproveReliableInputSerializer, request)
         updated = services.judgments_approve_reliable(
             project=project, reviewer=request.user, **data
@@ -177,7 +177,8 @@ class RaterSuspendApi(APIView):
     @extend_schema(request=RaterSuspendInputSerializer, responses=_StatusChangeOutput)
     def post(self, request, user_id: int):
         data = validated(self.RaterSuspendInputSerializer, request)
-        change = services.rater_suspend(rater=rater_by_id(user_id), actor=request.user, **data)
+        rater = selectors.rater_for_reviewer(user_id=user_id, user=request.user)
+        change = services.rater_suspend(rater=rater, actor=request.user, **data)
         return Response(_StatusChangeOutput(change).data)
 
 
@@ -190,7 +191,8 @@ class RaterReinstateApi(APIView):
     @extend_schema(request=RaterReinstateInputSerializer, responses=_StatusChangeOutput)
     def post(self, request, user_id: int):
         data = validated(self.RaterReinstateInputSerializer, request)
-        change = services.rater_reinstate(rater=rater_by_id(user_id), actor=request.user, **data)
+        rater = selectors.rater_for_reviewer(user_id=user_id, user=request.user)
+        change = services.rater_reinstate(rater=rater, actor=request.user, **data)
         return Response(_StatusChangeOutput(change).data)
 
 
@@ -201,4 +203,11 @@ class TaskConsensusApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, task_id: int):
-        return Response(selectors.task_consensus(task_id=task_id))
+        task = access.object_for(
+            Task.objects.all(),
+            user=request.user,
+            role=Role.REVIEWER,
+            pk=task_id,
+            missing="No such task, or you do not review its project.",
+        )
+        return Response(selectors.task_consensus(task_id=task.pk))

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.functions import Length
 
 from apps.accounts.models import RaterProfile
-from apps.collection.models import Judgment, Project, ReviewStatus, Task, TaskCompletion
+from apps.collection import access
+from apps.collection.models import (
+    Assignment,
+    Judgment,
+    Project,
+    ProjectMembership,
+    ReviewStatus,
+    Task,
+    TaskCompletion,
+)
 from apps.core.errors import NotFound
+from apps.core.roles import Role, is_staff
 from apps.quality import agreement as ag
 from apps.quality.measures import JudgmentArrays, consensus_scores
 from apps.quality.models import ProjectQualitySettings, QualitySnapshot, RaterScreening
@@ -457,3 +468,40 @@ def rater_judgments_with_consensus(*, project: Project, rater, limit: int = 50) 
             }
         )
     return rows
+
+
+# --- scope: what a reviewer may act on (apps/collection/access.py) -------------------------
+
+
+def judgment_for_reviewer(*, judgment_id: int, user) -> Judgment:
+    """The judgment if its project is one `user` reviews; NotFound otherwise."""
+    return access.object_for(
+        Judgment.objects.select_related("task"),
+        user=user,
+        role=Role.REVIEWER,
+        pk=judgment_id,
+        via="task__project",
+        missing="No such judgment, or you do not review its project.",
+    )
+
+
+def raters_in_scope(*, user) -> QuerySet:
+    """Accounts a reviewer may act on: every account for staff; otherwise the labelers of
+    the projects they review (members, or anyone who took a task there)."""
+    users = get_user_model().objects.all()
+    if is_staff(user):
+        return users
+    reviewed = access.projects_for(user=user, role=Role.REVIEWER).values("pk")
+    member = ProjectMembership.objects.filter(
+        user_id=OuterRef("pk"), project__in=reviewed, role=Role.LABELER
+    )
+    worked = Assignment.objects.filter(rater_id=OuterRef("pk"), task__project__in=reviewed)
+    return users.filter(Exists(member) | Exists(worked))
+
+
+def rater_for_reviewer(*, user_id: int, user):
+    """The account `user_id` if `user` may act on it as a reviewer; NotFound otherwise."""
+    rater = raters_in_scope(user=user).filter(pk=user_id).first()
+    if rater is None:
+        raise NotFound("No such rater, or not one who works on your projects.")
+    return rater

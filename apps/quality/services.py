@@ -13,9 +13,11 @@ from django.utils import timezone
 
 from apps.accounts.models import RaterProfile
 from apps.accounts.services import rater_profile_get_or_create
+from apps.collection import access
 from apps.collection.models import Judgment, Project, ReviewStatus
 from apps.collection.services import assignments_release
 from apps.core.errors import InvalidInput, NotFound, NotPermitted
+from apps.core.roles import Role, is_staff
 from apps.quality import selectors
 from apps.quality.measures import QualityOptions, compute_quality
 from apps.quality.models import (
@@ -150,6 +152,8 @@ def rater_suspend(*, rater, actor, reason, reject_pending: bool = False) -> Rate
         raise InvalidInput("Say why the rater is suspended.", fields={"reason": ["Required."]})
     if rater.pk == actor.pk:
         raise NotPermitted("You may not suspend yourself.")
+    if is_staff(rater) and not is_staff(actor):
+        raise NotPermitted("Only staff may suspend a staff account.")
     profile = rater_profile_get_or_create(user=rater, lock=True)
     if profile.is_suspended:
         raise InvalidInput("This rater is already suspended.")
@@ -168,13 +172,15 @@ def rater_suspend(*, rater, actor, reason, reject_pending: bool = False) -> Rate
             "updated_at",
         ]
     )
-    released = assignments_release(rater=rater)
+    released = assignments_release(rater=rater, reason="your rater account was suspended")
     rejected = 0
     if reject_pending:
+        pending = Judgment.objects.select_for_update().filter(
+            rater=rater, review_status=ReviewStatus.PENDING
+        )
+        # Only in the projects this reviewer reviews: others' decisions are not theirs.
         pending = list(
-            Judgment.objects.select_for_update().filter(
-                rater=rater, review_status=ReviewStatus.PENDING
-            )
+            access.in_scope(pending, user=actor, role=Role.REVIEWER, via="task__project")
         )
         rejected = _decide(
             pending,
@@ -195,12 +201,18 @@ def rater_suspend(*, rater, actor, reason, reject_pending: bool = False) -> Rate
 
 @transaction.atomic
 def rater_reinstate(*, rater, actor, reason) -> RaterStatusChange:
-    """Lift a suspension, and reopen work in every project whose screening they failed
-    (the screening is marked passed by this reviewer)."""
+    """Lift a suspension, and reopen work in every project this reviewer reviews whose
+    screening the rater failed (the screening is marked passed by this reviewer)."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("Say why the rater is reinstated.", fields={"reason": ["Required."]})
+    if is_staff(rater) and not is_staff(actor):
+        raise NotPermitted("Only staff may reinstate a staff account.")
     profile = rater_profile_get_or_create(user=rater, lock=True)
-    failed = RaterScreening.objects.filter(rater=rater, state=RaterScreening.State.FAILED)
+    failed = access.in_scope(
+        RaterScreening.objects.filter(rater=rater, state=RaterScreening.State.FAILED),
+        user=actor,
+        role=Role.REVIEWER,
+    )
     if not profile.is_suspended and not failed.exists():
         raise InvalidInput("This rater is neither suspended nor failed in a screening.")
     reason = reason.strip()[:MAX_REASON]

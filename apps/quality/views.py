@@ -1,6 +1,8 @@
 """Reviewer pages: read the latest stored statistics, post decisions to services.
 
-Every view requires the reviewer role; anyone else gets 403 (anonymous: the login page).
+Every view requires the reviewer role (anyone else gets 403; anonymous: the login page) and
+shows only the projects the reviewer reviews: another project, its judgments and raters
+answer 404 (apps/collection/access.py).
 """
 
 from __future__ import annotations
@@ -8,19 +10,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.accounts.services import rater_profile_get_or_create
+from apps.collection import access
 from apps.collection.models import Judgment, Project, ReviewStatus
 from apps.collection.selectors import project_get
 from apps.core.errors import DomainError
+from apps.core.ids import parse_id
 from apps.core.pages import role_required
 from apps.core.roles import Role
 from apps.quality import selectors, services
@@ -40,7 +42,7 @@ def _snapshot_context(project: Project) -> dict:
 
 @role_required(Role.REVIEWER)
 def index(request):
-    projects = Project.objects.filter(is_active=True).annotate(
+    projects = access.projects_for(user=request.user, role=Role.REVIEWER).annotate(
         pending=Count(
             "tasks__judgments", filter=Q(tasks__judgments__review_status=ReviewStatus.PENDING)
         )
@@ -51,7 +53,7 @@ def index(request):
 
 @role_required(Role.REVIEWER)
 def dashboard(request, project_id: int):
-    project = project_get(project_id=project_id)
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
     stats = snapshot.data["project"] if snapshot else None
@@ -86,7 +88,7 @@ RATER_COLUMNS = [
 
 @role_required(Role.REVIEWER)
 def raters(request, project_id: int):
-    project = project_get(project_id=project_id)
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
     rows = snapshot.data["raters"] if snapshot else []
@@ -115,10 +117,8 @@ def _shown(key: str, value) -> str:
 
 @role_required(Role.REVIEWER)
 def rater_detail(request, project_id: int, user_id: int):
-    project = project_get(project_id=project_id)
-    rater = get_user_model().objects.filter(pk=user_id).first()
-    if rater is None:
-        raise Http404("No such rater.")
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
+    rater = selectors.rater_for_reviewer(user_id=user_id, user=request.user)
     profile = rater_profile_get_or_create(user=rater)
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
@@ -159,7 +159,7 @@ def _trend_rows(trend: dict, last: int = 12) -> list[dict]:
 
 @role_required(Role.REVIEWER)
 def queue(request, project_id: int):
-    project = project_get(project_id=project_id)
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
     status = request.GET.get("status", ReviewStatus.PENDING)
     if status not in {*ReviewStatus.values, ""}:
         status = ReviewStatus.PENDING
@@ -167,7 +167,7 @@ def queue(request, project_id: int):
     judgments = selectors.review_queue(
         project=project,
         status=status,
-        rater_id=int(rater_id) if rater_id and rater_id.isdigit() else None,
+        rater_id=parse_id(rater_id),
     )
     page = Paginator(judgments, 50).get_page(request.GET.get("page"))
     context = _snapshot_context(project)
@@ -204,9 +204,7 @@ def _run(request, action, success: str) -> None:
 @require_POST
 @role_required(Role.REVIEWER)
 def judgment_review(request, judgment_id: int):
-    judgment = Judgment.objects.filter(pk=judgment_id).select_related("task").first()
-    if judgment is None:
-        raise Http404("No such judgment.")
+    judgment = selectors.judgment_for_reviewer(judgment_id=judgment_id, user=request.user)
     decision = request.POST.get("decision", "")
     _run(
         request,
@@ -224,8 +222,11 @@ def judgment_review(request, judgment_id: int):
 @require_POST
 @role_required(Role.REVIEWER)
 def bulk_review(request, project_id: int):
-    project = project_get(project_id=project_id)
-    ids = [int(pk) for pk in request.POST.getlist("judgment_ids") if pk.isdigit()]
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
+    ids = [parse_id(pk) for pk in request.POST.getlist("judgment_ids")]
+    if None in ids:
+        messages.error(request, "Some judgment ids are not ids; nothing was changed.")
+        return _back(request, reverse("quality:queue", args=[project.pk]))
     _run(
         request,
         lambda: services.judgments_review_bulk(
@@ -243,7 +244,7 @@ def bulk_review(request, project_id: int):
 @require_POST
 @role_required(Role.REVIEWER)
 def approve_reliable(request, project_id: int):
-    project = project_get(project_id=project_id)
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
     try:
         threshold = float(request.POST.get("min_agreement", ""))
     except ValueError:
@@ -264,9 +265,7 @@ def approve_reliable(request, project_id: int):
 @require_POST
 @role_required(Role.REVIEWER)
 def rater_suspend(request, user_id: int):
-    rater = get_user_model().objects.filter(pk=user_id).first()
-    if rater is None:
-        raise Http404("No such rater.")
+    rater = selectors.rater_for_reviewer(user_id=user_id, user=request.user)
     _run(
         request,
         lambda: services.rater_suspend(
@@ -284,9 +283,7 @@ def rater_suspend(request, user_id: int):
 @require_POST
 @role_required(Role.REVIEWER)
 def rater_reinstate(request, user_id: int):
-    rater = get_user_model().objects.filter(pk=user_id).first()
-    if rater is None:
-        raise Http404("No such rater.")
+    rater = selectors.rater_for_reviewer(user_id=user_id, user=request.user)
     _run(
         request,
         lambda: services.rater_reinstate(
@@ -300,7 +297,7 @@ def rater_reinstate(request, user_id: int):
 @require_POST
 @role_required(Role.REVIEWER)
 def refresh(request, project_id: int):
-    project = project_get(project_id=project_id)
+    project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
     services.quality_refresh_request(project=project)
     messages.success(request, "Recomputing the statistics; reload in a moment.")
     return _back(request, reverse("quality:dashboard", args=[project.pk]))

@@ -8,6 +8,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.collection.models import Assignment, Demonstration, Judgment, Task
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from tests.factories import ProjectFactory, UserFactory, make_task
 
@@ -58,11 +59,14 @@ def test_projects_lists_open_and_joined_projects_only(api_as, labeler):
     open_project = ProjectFactory(name="A open")
     closed = ProjectFactory(name="B closed", open_to_all_labelers=False)
     joined = ProjectFactory(name="C joined", open_to_all_labelers=False)
-    joined.members.add(labeler)
+    membership_add(project=joined, user=labeler, role=Role.LABELER)
     ProjectFactory(name="D inactive", is_active=False)
-    names = [p["name"] for p in api_as(labeler).get("/api/projects/").json()]
-    assert names == [open_project.name, joined.name]
-    assert closed.name not in names
+    body = api_as(labeler).get("/api/projects/").json()
+    assert [(p["name"], p["roles"]) for p in body] == [
+        (open_project.name, ["labeler"]),
+        (joined.name, ["labeler"]),
+    ]
+    assert closed.name not in [p["name"] for p in body]
 
 
 def test_next_on_a_closed_project_is_404(api_as, labeler):

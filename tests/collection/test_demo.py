@@ -22,6 +22,13 @@ def test_seed_demo_is_repeatable_and_covers_every_category(settings, tmp_path):
     assert project.tasks.filter(kind=Task.Kind.DEMONSTRATION).count() == 6
     assert not project.tasks.filter(kind=Task.Kind.RANKING).exists()
     assert "Ouyang" in project.guidelines
+    roles = set(project.memberships.values_list("user__username", "role"))
+    assert roles == {
+        ("labeler", "labeler"),
+        ("labeler2", "labeler"),
+        ("reviewer", "reviewer"),
+        ("researcher", "researcher"),
+    }
 
 
 def test_cached_samples_become_ranking_tasks(settings, tmp_path):

@@ -2,23 +2,40 @@ import pytest
 
 from apps.collection.leasing import assignment_next
 from apps.collection.selectors import assignment_view, projects_for_user, rater_progress
-from apps.collection.services import judgment_submit
+from apps.collection.services import judgment_submit, membership_add
 from apps.core.roles import Role
 from tests.factories import ProjectFactory, UserFactory, make_task
 
 pytestmark = pytest.mark.django_db
 
 
-def test_reviewers_and_researchers_see_every_active_project(reviewer, researcher):
-    ProjectFactory(open_to_all_labelers=False)
-    ProjectFactory(is_active=False)
-    assert projects_for_user(user=reviewer).count() == 1
-    assert projects_for_user(user=researcher).count() == 1
+def test_reviewers_and_researchers_see_the_projects_they_hold_a_role_in():
+    reviewer = UserFactory(roles=[Role.REVIEWER])
+    researcher = UserFactory(roles=[Role.RESEARCHER])
+    reviewed = ProjectFactory(name="A", open_to_all_labelers=False)
+    closed = ProjectFactory(name="B", is_active=False)
+    ProjectFactory(name="C")
+    membership_add(project=reviewed, user=reviewer, role=Role.REVIEWER)
+    membership_add(project=closed, user=researcher, role=Role.RESEARCHER)
+    assert [(p.name, p.roles) for p in projects_for_user(user=reviewer)] == [("A", ["reviewer"])]
+    assert [(p.name, p.roles) for p in projects_for_user(user=researcher)] == [
+        ("B", ["researcher"])
+    ]
+
+
+def test_staff_see_every_project_in_every_role():
+    ProjectFactory(name="A", is_active=False)
+    ProjectFactory(name="B", open_to_all_labelers=False)
+    staff = UserFactory(roles=[], is_staff=True)
+    assert [(p.name, p.roles) for p in projects_for_user(user=staff)] == [
+        ("A", ["reviewer", "researcher"]),
+        ("B", ["labeler", "reviewer", "researcher"]),
+    ]
 
 
 def test_a_user_without_a_role_sees_nothing():
     ProjectFactory()
-    assert projects_for_user(user=UserFactory(roles=[])).count() == 0
+    assert projects_for_user(user=UserFactory(roles=[])) == []
 
 
 def test_rater_progress_counts_done_and_left(project, labeler):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from apps.loop.models import Stage, TrainingRound
 from tests.browser import log_in, screenshot
@@ -20,7 +21,8 @@ def test_researcher_runs_a_round_and_downloads_the_snapshot(
     page, live_server, loop_project, stages
 ):
     project, base = loop_project
-    UserFactory(username="rosalind", roles=[Role.RESEARCHER])
+    rosalind = UserFactory(username="rosalind", roles=[Role.RESEARCHER])
+    membership_add(project=project, user=rosalind, role=Role.RESEARCHER)
     log_in(page, live_server, "rosalind", next_url="/research/")
 
     form = page.locator(f'.loop-project[data-project="{project.pk}"] form.loop-start')

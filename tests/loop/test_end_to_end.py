@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from apps.collection import leasing
 from apps.collection.models import Completion, Demonstration, PolicyVersion, Prompt, Task
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from apps.loop import selectors, services
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
@@ -76,6 +77,7 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     monkeypatch.setattr(leasing, "_rng", random.Random(seed))
     project, base = e2e_project
     researcher = UserFactory(roles=[Role.RESEARCHER])
+    membership_add(project=project, user=researcher, role=Role.RESEARCHER)
     api = api_as(researcher)
     started = time.monotonic()
 

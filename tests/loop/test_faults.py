@@ -20,6 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.collection.models import PolicyVersion
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from apps.loop import runner, services, tasks
 from apps.loop.config import round_config
@@ -291,6 +292,7 @@ def test_cancel_stops_the_running_trainer(loop_project, tiny_model_dir, api_as):
     _wait(lambda: RunMetric.objects.filter(run=run).exists(), 120, "the first PPO step")
 
     researcher = UserFactory(roles=[Role.RESEARCHER])
+    membership_add(project=project, user=researcher, role=Role.RESEARCHER)
     response = api_as(researcher).post(f"/api/rounds/{run.round_id}/cancel/")
     assert response.status_code == 200
     assert response.json()["stage"] == "cancelled"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from apps.collection.models import PolicyVersion
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from apps.loop.models import Stage, TrainingRound
-from tests.factories import UserFactory
+from tests.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +67,19 @@ def test_bad_settings_are_refused_with_field_messages(project, base, researcher,
     assert response.status_code == 400
     assert "nonsense" in response.json()["detail"]
     assert not TrainingRound.objects.exists()
+
+
+def test_a_researcher_of_another_project_gets_404(project, base, api_as, stages):
+    outsider = UserFactory(roles=[Role.RESEARCHER])
+    membership_add(project=ProjectFactory(), user=outsider, role=Role.RESEARCHER)
+    training_round = TrainingRound.objects.create(
+        project=project, number=1, start_policy=base, stage=Stage.COLLECTING, config={}
+    )
+    client = api_as(outsider)
+    assert client.post(f"/api/projects/{project.pk}/rounds/", {}, format="json").status_code == 404
+    assert client.get(f"/api/projects/{project.pk}/rounds/").status_code == 404
+    assert client.get(f"/api/rounds/{training_round.pk}/").status_code == 404
+    assert client.post(f"/api/rounds/{training_round.pk}/cancel/").status_code == 404
+    assert client.get(f"/api/projects/{project.pk}/policies/").status_code == 404
+    training_round.refresh_from_db()
+    assert training_round.stage == Stage.COLLECTING and stages.sent == []

@@ -7,7 +7,7 @@ import pytest
 from apps.collection import leasing, services
 from apps.core.roles import Role
 from apps.quality.models import ProjectQualitySettings
-from tests.factories import ProjectFactory, UserFactory, make_task
+from tests.factories import UserFactory, make_task
 
 
 def answer(project, rater, order=lambda shown: shown):
@@ -35,9 +35,11 @@ def by_id_reversed(shown):
 
 
 @pytest.fixture
-def rated_project(db):
-    """Six tasks, four raters: three rank by completion id, one reverses it."""
-    project = ProjectFactory(k=3, overlap=4)
+def rated_project(project):
+    """Six tasks, four raters: three rank by completion id, one reverses it. It is the
+    `project` fixture's project, the one the `reviewer` fixture reviews."""
+    project.k, project.overlap = 3, 4
+    project.save(update_fields=["k", "overlap"])
     tasks = [make_task(project) for _ in range(6)]
     raters = [UserFactory(roles=[Role.LABELER]) for _ in range(4)]
     for rater, order in zip(raters, [by_id, by_id, by_id, by_id_reversed], strict=True):
@@ -47,9 +49,11 @@ def rated_project(db):
 
 
 @pytest.fixture
-def screened_project(db):
-    """Screening of 2 gold tasks at a 0.7 threshold, 3 gold tasks, 4 regular ones."""
-    project = ProjectFactory(k=3, overlap=2)
+def screened_project(project):
+    """Screening of 2 gold tasks at a 0.7 threshold, 3 gold tasks, 4 regular ones (in the
+    `project` fixture's project)."""
+    project.k, project.overlap = 3, 2
+    project.save(update_fields=["k", "overlap"])
     ProjectQualitySettings.objects.create(
         project=project, screening_size=2, screening_threshold=0.7
     )

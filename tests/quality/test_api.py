@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from apps.accounts.models import RaterProfile
 from apps.collection.models import Judgment, ReviewStatus
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from apps.quality import services
 from apps.quality.models import ReviewDecision
-from tests.factories import UserFactory
+from tests.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +175,37 @@ def test_a_reviewer_without_the_labeler_role_cannot_take_or_answer_tasks(
         format="json",
     )
     assert response.status_code == 403
+
+
+def test_a_reviewer_of_another_project_gets_404_and_changes_nothing(rated_project, api_as):
+    project, tasks, raters = rated_project
+    outsider = UserFactory(roles=[Role.REVIEWER])
+    membership_add(project=ProjectFactory(), user=outsider, role=Role.REVIEWER)
+    client = api_as(outsider)
+    judgment = Judgment.objects.filter(task__project=project).first()
+    assert client.get(f"/api/projects/{project.pk}/quality/").status_code == 404
+    assert client.get(f"/api/projects/{project.pk}/raters/").status_code == 404
+    assert client.get(f"/api/tasks/{tasks[0].pk}/consensus/").status_code == 404
+    review = {"decision": "reject", "reason": "x"}
+    assert client.post(f"/api/judgments/{judgment.pk}/review/", review).status_code == 404
+    suspend = {"reason": "x"}
+    assert client.post(f"/api/raters/{raters[0].pk}/suspend/", suspend).status_code == 404
+    judgment.refresh_from_db()
+    assert judgment.review_status == "pending"
+    assert not RaterProfile.objects.filter(status="suspended").exists()
+
+
+def test_only_staff_suspend_staff_and_nobody_themselves(rated_project, api_as, reviewer):
+    project, _, raters = rated_project
+    admin = UserFactory(roles=[Role.LABELER], is_superuser=True, is_staff=True)
+    membership_add(project=project, user=admin, role=Role.LABELER)
+    client = api_as(reviewer)
+    refused = client.post(f"/api/raters/{admin.pk}/suspend/", {"reason": "x"})
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Only staff may suspend a staff account."
+    membership_add(project=project, user=reviewer, role=Role.LABELER)
+    itself = client.post(f"/api/raters/{reviewer.pk}/suspend/", {"reason": "x"})
+    assert itself.status_code == 403
+    assert not RaterProfile.objects.filter(status="suspended").exists()
+    staff = api_as(UserFactory(roles=[], is_staff=True))
+    assert staff.post(f"/api/raters/{admin.pk}/suspend/", {"reason": "x"}).status_code == 200

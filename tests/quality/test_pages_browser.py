@@ -6,6 +6,7 @@ import pytest
 
 from apps.collection import leasing
 from apps.collection.models import Assignment, Judgment, ReviewStatus
+from apps.collection.services import membership_add
 from apps.core.errors import NotPermitted
 from apps.core.roles import Role
 from apps.quality import services
@@ -30,7 +31,8 @@ def test_reviewer_rejects_a_judgment_and_suspends_the_rater(page, live_server, a
     lease = leasing.assignment_next(project=project, rater=clicker)
     assert lease is not None and lease.status == Assignment.Status.LEASED
     services.quality_snapshot_refresh(project_id=project.pk)
-    UserFactory(username="rita", roles=[Role.REVIEWER])
+    rita = UserFactory(username="rita", roles=[Role.REVIEWER])
+    membership_add(project=project, user=rita, role=Role.REVIEWER)
     target = Judgment.objects.filter(rater=clicker).order_by("pk").first()
 
     log_in(page, live_server, "rita", next_url=f"/review/projects/{project.pk}/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.collection import leasing
+from apps.collection.services import membership_add
 from apps.core.errors import NotPermitted
 from apps.core.roles import Role
 from apps.quality.models import RaterScreening
@@ -47,6 +48,7 @@ def test_a_rater_who_fails_is_kept_out_and_the_reviewer_sees_why(screened_projec
     assert not rater.assignments.filter(task__is_gold=False).exists()
 
     reviewer = UserFactory(roles=[Role.REVIEWER])
+    membership_add(project=project, user=reviewer, role=Role.REVIEWER)
     rater_reinstate(rater=rater, actor=reviewer, reason="Talked it through; guidelines clear now.")
     screening.refresh_from_db()
     assert screening.state == RaterScreening.State.PASSED and screening.decided_by == reviewer
