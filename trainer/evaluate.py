@@ -17,67 +17,17 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from trainer import models
+from trainer.contract import EvalConfig, load_scorer
 from trainer.data import DataError, Prompt, read_prompts, read_rankings, write_jsonl
 from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
 from trainer.sampling import check_min_new_tokens
-
-
-@dataclass
-class EvalConfig:
-    out: str
-    """Output directory: metrics.json, metrics.jsonl, completions.jsonl."""
-    prompts: str | None = None
-    """prompts.jsonl for the win rate and text metrics ("reference" answers optional)."""
-    split: str | None = "test"
-    """Prompt split to evaluate on (None: every prompt)."""
-    policy: str | None = None
-    """Policy under evaluation (model directory or hub name)."""
-    reference_policy: str | None = None
-    """Policy it is compared against, e.g. the SFT model."""
-    reward_model: str | None = None
-    """Judge for the win rate, and the model whose ranking accuracy is reported."""
-    score_fn: str | None = None
-    """Judge given as "module:function" taking (prompts, completions) -> scores."""
-    rankings: str | None = None
-    """Held-out rankings.jsonl for reward-model accuracy."""
-    completions: str | None = None
-    """completions.jsonl of an earlier eval of the same policies on the same prompts: judge
-    its answers ("completion", "reference_completion") instead of generating them again,
-    e.g. to add a second judge."""
-    max_new_tokens: int = 64
-    """Response length limit when sampling the policies."""
-    min_new_tokens: int = 0
-    """EOS cannot be sampled before this many new tokens, for both policies (the setting the
-    policy was trained with in `ppo`)."""
-    temperature: float = 0.0
-    """Sampling temperature for evaluation (0: greedy)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass."""
-    batch_size: int = 16
-    """Prompts per generation batch."""
-    max_length: int = 512
-    """Token limit of prompt+completion for reward scoring."""
-    bootstrap_samples: int = 1000
-    """Resamples for the percentile bootstrap confidence interval."""
-    confidence: float = 0.95
-    """Confidence level of the interval."""
-    train_categories: list[str] = field(default_factory=list)
-    """Categories the policy was trained on; the rest are reported as "unseen"."""
-    seed: int = 0
-    """Seed for sampling and the bootstrap."""
-    device: str = "auto"
-    """"auto", "cpu" or "cuda"."""
-    threads: int = 0
-    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
-    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
-
 
 # --------------------------------------------------------------------------- pure metrics
 
@@ -185,9 +135,7 @@ def grouped_win_rates(
 
 def _judge(config: EvalConfig, device):
     if config.score_fn:
-        from trainer.ppo import load_score_fn
-
-        fn = load_score_fn(config.score_fn)
+        fn = load_scorer(config.score_fn)
         return lambda prompts, completions: [float(s) for s in fn(prompts, completions)]
     if config.reward_model:
         from trainer.data import Ranking
@@ -278,9 +226,7 @@ def evaluate(config: EvalConfig) -> dict:
     if config.reference_policy and not (config.reward_model or config.score_fn):
         raise DataError("a win rate needs a judge: --reward-model or --score-fn")
     if config.score_fn:
-        from trainer.ppo import load_score_fn
-
-        load_score_fn(config.score_fn)
+        load_scorer(config.score_fn)
     for source in (config.policy, config.reference_policy, config.reward_model):
         if source:
             models.check_model_source(source)

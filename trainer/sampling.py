@@ -11,52 +11,16 @@ tokens at the sampling temperature.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from trainer import models
+from trainer.contract import SampleConfig
 from trainer.data import DataError, Prompt, read_prompts, write_jsonl
 from trainer.ops import pad_sequences, position_ids_from_mask, top_p_filter
 from trainer.runlog import METRICS_JSON, MetricsLog, derive_seed, progress, use_threads
-
-
-@dataclass
-class SampleConfig:
-    model: str
-    """Policy to sample from: a save_pretrained directory or a hub name."""
-    prompts: str
-    """prompts.jsonl with {"id", "prompt", "category", "split"} per line."""
-    out: str
-    """Output directory: samples.jsonl, metrics.jsonl, metrics.json."""
-    k: int = 4
-    """Completions per prompt."""
-    max_new_tokens: int = 64
-    """Longest completion in tokens; a completion cut here has finish_reason "length"."""
-    min_new_tokens: int = 0
-    """EOS cannot be sampled before this many new tokens (as transformers' min_new_tokens):
-    no empty or near-empty answers. PPO and eval take the same setting."""
-    temperature: float = 1.0
-    """Softmax temperature; 0 means greedy decoding."""
-    top_p: float = 1.0
-    """Nucleus sampling mass (1.0 keeps every token)."""
-    seed: int = 0
-    """Run seed; each completion's own seed is derived from it, the prompt id and its index."""
-    batch_size: int = 16
-    """Rows (prompt x completion) generated together."""
-    max_prompt_tokens: int = 512
-    """Prompts longer than this keep their last tokens."""
-    split: str | None = None
-    """Only prompts of this split (train/valid/test); all when unset."""
-    device: str = "auto"
-    """"auto" (CUDA when present), "cpu" or "cuda:N"."""
-    reuse: bool = True
-    """Skip the work when OUTDIR already holds samples made with the same settings from the
-    same prompts file and model files."""
-    threads: int = 0
-    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
-    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
 
 
 @torch.no_grad()

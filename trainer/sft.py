@@ -9,53 +9,17 @@ every completion so the policy learns to stop.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from trainer import models
+from trainer.contract import SFTConfig
 from trainer.data import DataError, Demonstration, read_demonstrations
 from trainer.losses import sequence_logprob_loss
 from trainer.ops import pad_sequences
 from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
-
-
-@dataclass
-class SFTConfig:
-    model: str
-    """Base policy: a save_pretrained directory or a hub name."""
-    train: str
-    """demonstrations.jsonl: {"prompt", "completion"} per line."""
-    out: str
-    """Output directory: the fine-tuned policy and metrics files."""
-    valid: str | None = None
-    """Held-out demonstrations.jsonl for the validation loss."""
-    epochs: int = 2
-    """Passes over the demonstrations."""
-    batch_size: int = 8
-    """Demonstrations per optimiser step."""
-    lr: float = 2e-5
-    """AdamW learning rate (cosine decay to 10%)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Clip the gradient norm to this (0 disables)."""
-    max_length: int = 512
-    """Tokens per prompt+completion; the prompt is cut from the left first."""
-    seed: int = 0
-    """Seed for shuffling and initialisation."""
-    device: str = "auto"
-    """"auto", "cpu" or "cuda" (accelerate picks the device under `accelerate launch`)."""
-    threads: int = 0
-    """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
-    CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
-    lora_r: int = 0
-    """LoRA rank; 0 trains every weight. Adapters are merged into the saved model."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator."""
-    max_steps: int | None = None
-    """Stop after this many optimiser steps (smoke tests)."""
 
 
 def encode_demonstration(tokenizer, demo: Demonstration, max_length: int):

@@ -1,36 +1,80 @@
 """A round's settings: defaults, presets, and how a researcher's overrides merge in.
 
-`sample`, `sft`, `rm`, `ppo` and `eval` hold fields of the trainer's own run configs
-(trainer/sampling.py SampleConfig, sft.py SFTConfig, reward.py RewardConfig, ppo.py
-PPOConfig, evaluate.py EvalConfig); they go to `python -m trainer ... --config run.json`
-as they are, so an unknown field fails the stage with the trainer's message naming it.
+Checked against the contract (trainer/contract.py) when the round starts, before anything is
+stored: the round's own settings against `RoundSettings` below, the `sample`, `sft`, `rm`,
+`ppo` and `eval` sections against the trainer's config of that stage (SampleConfig,
+SFTConfig, RewardConfig, PPOConfig, EvalConfig). A researcher chooses a preset, a registered
+policy (the API's `start_policy_id`) and bounded numbers, flags and choices; an unknown key,
+a wrong type, a number out of bounds, a code reference or a path is refused with a 400 that
+names the field (`config.ppo.total_steps`). The server sets every model, dataset and output
+path itself, from the policy registry and the round's folder (apps/loop/stages/), and the
+only code a round may run is a registered scorer, chosen by the server (`eval_hidden_rule`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from apps.core.errors import InvalidInput
+from trainer.contract import (
+    SPLITS,
+    ConfigError,
+    EvalConfig,
+    PPOConfig,
+    RewardConfig,
+    SampleConfig,
+    SFTConfig,
+    bounded,
+    check_settings,
+    choice,
+    flag,
+    subset,
+)
+
+
+@dataclass
+class RoundSettings:
+    """The round's own settings (the stage sections are the trainer's configs)."""
+
+    seed: int = bounded(0, ge=0, le=2**31 - 1)
+    """Seed of the round; each stage derives its own from it."""
+    prompts_per_round: int = bounded(32, ge=1, le=100_000)
+    """Sampling: K completions (the project's K) for this many prompts."""
+    sample_splits: list[str] = subset(["train", "valid"], of=SPLITS)
+    """Sampling: prompts of these splits."""
+    target_judgments: int = bounded(64, ge=0, le=10_000_000)
+    """Collecting: wait for this many judgments of the round."""
+    require_review: bool = flag(True)
+    """Collecting and exporting: only approved judgments (off: pending ones too)."""
+    include_previous_rounds: bool = flag(True)
+    """Exporting: earlier rounds' judgments too."""
+    weighting: str = choice("none", ("none", "consensus"))
+    """Exporting: "consensus" weights rankings by rater reliability (quality module)."""
+    sft_min_demonstrations: int = bounded(16, ge=1, le=10_000_000)
+    """SFT runs with at least this many demonstrations of train prompts, else is skipped."""
+    ab_tasks: int = bounded(16, ge=0, le=100_000)
+    """Evaluating: human A/B tasks of the new policy against its parent."""
+    ab_overlap: int = bounded(1, ge=0, le=1000)
+    """Evaluating: raters per A/B task (0: one)."""
+    eval_hidden_rule: bool = flag(False)
+    """Evaluating: also judge win rates with the simulated raters' hidden rule."""
+
+
+#: The trainer's config of each stage section.
+STAGE_SECTIONS: dict[str, type] = {
+    "sample": SampleConfig,
+    "sft": SFTConfig,
+    "rm": RewardConfig,
+    "ppo": PPOConfig,
+    "eval": EvalConfig,
+}
 
 DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    # sampling: K completions (the project's K) for this many prompts of these splits
-    "prompts_per_round": 32,
-    "sample_splits": ["train", "valid"],
-    # collecting: wait for this many judgments; only approved ones unless review is off
-    "target_judgments": 64,
-    "require_review": True,
-    # exporting
-    "include_previous_rounds": True,
-    "weighting": "none",  # "consensus": reliability-weighted rankings (quality module)
-    # SFT: fine-tune the round's policy on the snapshot's demonstrations when it holds at
-    # least this many (fewer: the stage is skipped and RM and PPO start from the policy)
-    "sft_min_demonstrations": 16,
-    # evaluating
-    "ab_tasks": 16,
-    "ab_overlap": 1,
-    "eval_hidden_rule": False,  # also judge win rates with apps.loop.scoring (demo raters' rule)
+    **dataclasses.asdict(RoundSettings()),
+    # the trainer's settings of each stage, over the trainer's own defaults
     "sample": {"max_new_tokens": 48, "temperature": 1.0, "top_p": 0.95, "batch_size": 16},
     "sft": {"epochs": 2, "lr": 2e-5, "batch_size": 8, "max_length": 384},
     "rm": {"epochs": 1, "lr": 1e-5, "batch_size": 8, "max_length": 384},
@@ -129,8 +173,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"max_new_tokens": 24, "temperature": 1.0, "threads": 1},
     },
 }
-STAGE_SECTIONS = ("sample", "sft", "rm", "ppo", "eval")
-REVIEW_CHOICES = ("none", "consensus")
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -143,46 +185,40 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def round_config(*, preset: str = "", overrides: dict | None = None) -> dict:
-    """Defaults < preset < overrides, checked; errors name the field."""
+def round_config(*, preset: str = "", overrides: Any = None) -> dict:
+    """Defaults < preset < overrides, checked against the contract; every problem is named by
+    its field's path (`config.ppo.total_steps`) in one InvalidInput, and nothing is kept."""
     if preset and preset not in PRESETS:
         raise InvalidInput(
             f"Unknown preset {preset!r}.", fields={"preset": [f"One of {sorted(PRESETS)}."]}
         )
-    config = deep_merge(DEFAULTS, PRESETS.get(preset, {}))
-    overrides = overrides or {}
+    overrides = {} if overrides is None else overrides
     if not isinstance(overrides, dict):
         raise InvalidInput("config must be an object.", fields={"config": ["Expected an object."]})
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
+    problems: dict[str, str] = {}
+    own = {k: v for k, v in overrides.items() if k not in STAGE_SECTIONS}
+    checked = _checked(RoundSettings, own, "config", problems)
+    for section, cls in STAGE_SECTIONS.items():
+        if section in overrides:
+            checked[section] = _checked(cls, overrides[section], f"config.{section}", problems)
+    if not problems:
+        config = deep_merge(deep_merge(DEFAULTS, PRESETS.get(preset, {})), checked)
+        for section, cls in STAGE_SECTIONS.items():  # settings that only fail together
+            _checked(cls, config[section], f"config.{section}", problems)
+    if problems:
+        listed = "; ".join(f"{path}: {problem}" for path, problem in problems.items())
         raise InvalidInput(
-            f"Unknown config field(s): {', '.join(unknown)}.",
-            fields={"config": [f"Known fields: {', '.join(sorted(DEFAULTS))}."]},
+            f"The round settings are not valid: {listed}",
+            fields={path: [problem] for path, problem in problems.items()},
         )
-    for section in STAGE_SECTIONS:
-        if section in overrides and not isinstance(overrides[section], dict):
-            raise InvalidInput(
-                f"config.{section} must be an object of trainer settings.",
-                fields={"config": [f"{section}: expected an object."]},
-            )
-    config = deep_merge(config, overrides)
     config["preset"] = preset
-    errors = []
-    for name in ("prompts_per_round", "target_judgments", "ab_tasks", "ab_overlap"):
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            errors.append(f"{name}: a whole number ≥ 0.")
-    prompts = config["prompts_per_round"]
-    if isinstance(prompts, int) and not isinstance(prompts, bool) and prompts < 1:
-        errors.append("prompts_per_round: at least 1.")
-    minimum = config["sft_min_demonstrations"]
-    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
-        errors.append("sft_min_demonstrations: a whole number ≥ 1.")
-    if config["weighting"] not in REVIEW_CHOICES:
-        errors.append(f"weighting: one of {', '.join(REVIEW_CHOICES)}.")
-    for name in ("require_review", "include_previous_rounds", "eval_hidden_rule"):
-        if not isinstance(config[name], bool):
-            errors.append(f"{name}: true or false.")
-    if errors:
-        raise InvalidInput("The round settings are not valid.", fields={"config": errors})
     return config
+
+
+def _checked(cls: type, values: Any, path: str, problems: dict[str, str]) -> dict:
+    """`values` checked as a round's settings of `cls`; problems are added to `problems`."""
+    try:
+        return check_settings(cls, values, path=path, from_round=True, partial=True)
+    except ConfigError as exc:
+        problems.update(exc.problems)
+        return {}

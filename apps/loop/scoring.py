@@ -10,8 +10,9 @@
 
 The demo's SmolLM2 already writes plain words, so on_topic, refusals and length separate its
 samples; a tiny random-initialised test model writes random characters, so plain_words is the
-signal it can learn. This module imports nothing from Django: the trainer loads it with
-``--score-fn apps.loop.scoring:hidden_score`` to measure win rates on the hidden rule.
+signal it can learn. This module imports nothing from Django: the trainer loads it as the
+registered scorer ``hidden_rule`` (trainer/contract.py ``SCORERS``; ``--score-fn
+hidden_rule``) to measure win rates on the hidden rule.
 """
 
 from __future__ import annotations
@@ -99,5 +100,5 @@ def score(prompt: str, completion: str) -> float:
 
 
 def hidden_score(prompts: list[str], completions: list[str]) -> list[float]:
-    """Batch form, the signature the trainer's ``--score-fn`` expects."""
+    """Batch form, the signature of the trainer's scorers."""
     return [score(p, c) for p, c in zip(prompts, completions, strict=True)]

@@ -41,7 +41,7 @@ from apps.collection.samples import tasks_create_from_samples
 from apps.collection.services import completion_create, task_create
 from apps.core.errors import Conflict, InvalidInput
 from apps.loop import agreement, exports, runner
-from apps.loop.config import round_config
+from apps.loop.config import STAGE_SECTIONS, round_config
 from apps.loop.models import (
     ENDED,
     GPU_STAGES,
@@ -53,6 +53,7 @@ from apps.loop.models import (
     TrainingRun,
 )
 from apps.quality.selectors import rater_weights as quality_rater_weights
+from trainer.contract import COMMAND_CONFIGS, COMPLETIONS, ConfigError, check_settings
 
 logger = logging.getLogger(__name__)
 
@@ -555,8 +556,14 @@ def _run_trainer(
     metrics.jsonl lines become RunMetric rows as they arrive; output goes to the run's log.
     """
     out.mkdir(parents=True, exist_ok=True)
+    try:  # the run.json the trainer reads is within the contract, or it is never written
+        config = check_settings(
+            COMMAND_CONFIGS[command], {**config, "out": str(out)}, path=command, from_round=False
+        )
+    except ConfigError as exc:
+        raise StageError(f"The trainer's settings break its contract: {exc}") from exc
     config_path = out.parent / f"{out.name}.run.json"
-    config_path.write_text(json.dumps({**config, "out": str(out)}, indent=2, sort_keys=True))
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
     argv = runner.trainer_argv(_trainer_python(), command, config_path, out)
     log_path = out.parent / f"{out.name}.attempt{run.attempt}.log"
     TrainingRun.objects.filter(pk=run.pk).update(
@@ -700,13 +707,14 @@ def _stage_sampling(run: TrainingRun) -> dict:
             for p in _round_prompts(training_round)
         ],
     )
-    config = {
-        **training_round.config["sample"],
-        "model": _policy_model(policy, f"policy {policy.name!r}"),
-        "prompts": str(prompts_path),
-        "k": project.k,
-        "seed": training_round.config["seed"] * 1000 + training_round.number,
-    }
+    config = trainer_settings(
+        training_round,
+        "sample",
+        model=_policy_model(policy, f"policy {policy.name!r}"),
+        prompts=str(prompts_path),
+        k=project.k,
+        seed=training_round.config["seed"] * 1000 + training_round.number,
+    )
     metrics = _run_trainer(run, "sample", config, folder / "samples")
     samples = folder / "samples" / "samples.jsonl"
     if not samples.is_file():
@@ -727,6 +735,27 @@ def _stage_sampling(run: TrainingRun) -> dict:
         "metrics": {**_summary(metrics), "tasks_created": len(tasks), "tasks": total},
         "artifacts": {"samples": str(samples.relative_to(artifact_root()))},
     }
+
+
+def trainer_settings(
+    training_round: TrainingRound, section: str, *, defaults: dict | None = None, **server_set
+) -> dict:
+    """The trainer's config for a stage: the round's settings of `section` (checked again
+    against the contract, as a round's: a config stored before the contract existed cannot
+    smuggle in a path or a scorer) over `defaults`, with the paths, seeds and scorers the
+    server sets."""
+    cls = STAGE_SECTIONS[section]
+    try:
+        tuned = check_settings(
+            cls,
+            training_round.config.get(section, {}),
+            path=f"config.{section}",
+            from_round=True,
+            partial=True,
+        )
+    except ConfigError as exc:
+        raise StageError(f"The round's settings break the trainer's contract: {exc}") from exc
+    return {**(defaults or {}), **tuned, **server_set}
 
 
 def _summary(metrics: dict) -> dict:
@@ -899,14 +928,14 @@ def _train_from(
     """`python -m trainer COMMAND` from `policy` on `train_path` (validated on `held_path`),
     with the round's settings for COMMAND; (metrics, model folder it wrote)."""
     training_round = run.round
-    config = {
-        **training_round.config[command],
-        "model": _policy_model(policy, f"policy {policy.name!r}"),
-        "train": str(train_path),
-        "seed": training_round.config["seed"],
-    }
-    if held_path is not None:
-        config["valid"] = str(held_path)
+    config = trainer_settings(
+        training_round,
+        command,
+        model=_policy_model(policy, f"policy {policy.name!r}"),
+        train=str(train_path),
+        seed=training_round.config["seed"],
+        **({"valid": str(held_path)} if held_path is not None else {}),
+    )
     model_dir = _stage_dir(run, "model")
     metrics = _run_trainer(run, command, config, model_dir)
     _require_model_dir(model_dir, what)
@@ -1033,17 +1062,17 @@ def _stage_ppo(run: TrainingRun) -> dict:
     # SFT/base policy the lineage grew from.
     anchor = sft_policy or lineage_root(policy)
     model_dir = _stage_dir(run, "model")
-    config = {
-        **training_round.config["ppo"],
-        "policy": _policy_model(policy, f"policy {policy.name!r}"),
-        "reference": _policy_model(anchor, f"policy {anchor.name!r}"),
-        "reward_model": str(rm_dir),
-        "prompts": str(folder / "prompts.jsonl"),
-        "split": "train",
-        "seed": training_round.config["seed"],
-        # a re-run after a lost worker continues from the last checkpoint
-        "resume": True,
-    }
+    config = trainer_settings(
+        training_round,
+        "ppo",
+        policy=_policy_model(policy, f"policy {policy.name!r}"),
+        reference=_policy_model(anchor, f"policy {anchor.name!r}"),
+        reward_model=str(rm_dir),
+        prompts=str(folder / "prompts.jsonl"),
+        split="train",
+        seed=training_round.config["seed"],
+        resume=True,  # a re-run after a lost worker continues from the last checkpoint
+    )
     if run.attempt == 1 and (model_dir / "checkpoint").exists():
         shutil.rmtree(model_dir / "checkpoint", ignore_errors=True)
     metrics = _run_trainer(run, "ppo", config, model_dir)
@@ -1132,36 +1161,30 @@ def _stage_evaluating(run: TrainingRun) -> dict:
     folder = snapshot_verify(training_round.snapshot)
     parent = training_round.start_policy
     root = lineage_root(new_policy)
-    ppo_min_tokens = training_round.config["ppo"].get("min_new_tokens", 0)
-    base = {
-        # the policy is judged as PPO trained it: same shortest answer, for both policies
-        "min_new_tokens": ppo_min_tokens,
-        **training_round.config["eval"],
-        "policy": str(policy_dir),
-        "prompts": str(folder / "prompts.jsonl"),
-        "split": "test",
-        "seed": training_round.config["seed"],
-    }
+    # the policy is judged as PPO trained it: same shortest answer, for both policies
+    judged_as_trained = {"min_new_tokens": training_round.config["ppo"].get("min_new_tokens", 0)}
     evaluations = [("vs_parent", parent, {"reward_model": str(rm_dir)})]
     if root.pk != parent.pk:
         evaluations.append(("vs_root", root, {"reward_model": str(rm_dir)}))
     if training_round.config.get("eval_hidden_rule"):
         # the same answers as vs_parent (same policies, prompts and settings), another judge
-        answers = _stage_dir(run, "vs_parent") / "completions.jsonl"
+        answers = _stage_dir(run, "vs_parent") / COMPLETIONS
         evaluations.append(
-            (
-                "hidden_rule",
-                parent,
-                {"score_fn": "apps.loop.scoring:hidden_score", "completions": str(answers)},
-            )
+            ("hidden_rule", parent, {"score_fn": "hidden_rule", "completions": str(answers)})
         )
     results = {}
     for index, (label, reference, judge) in enumerate(evaluations):
-        config = {
-            **base,
+        config = trainer_settings(
+            training_round,
+            "eval",
+            defaults=judged_as_trained,
+            policy=str(policy_dir),
+            prompts=str(folder / "prompts.jsonl"),
+            split="test",
+            seed=training_round.config["seed"],
+            reference_policy=_policy_model(reference, f"policy {reference.name!r}"),
             **judge,
-            "reference_policy": _policy_model(reference, f"policy {reference.name!r}"),
-        }
+        )
         metrics = _run_trainer(
             run, "eval", config, _stage_dir(run, label), step_offset=index * 1000, label=label
         )

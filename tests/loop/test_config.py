@@ -1,4 +1,4 @@
-"""Round presets: every trainer setting in them is a field the trainer knows."""
+"""Round settings: defaults < preset < overrides, checked against the contract at start."""
 
 from __future__ import annotations
 
@@ -7,34 +7,29 @@ import dataclasses
 import pytest
 
 from apps.core.errors import InvalidInput
-from apps.loop.config import PRESETS, round_config
-from trainer.evaluate import EvalConfig
-from trainer.ppo import PPOConfig
-from trainer.reward import RewardConfig
-from trainer.sampling import SampleConfig
-from trainer.sft import SFTConfig
-
-TRAINER_CONFIGS = {
-    "sample": SampleConfig,
-    "sft": SFTConfig,
-    "rm": RewardConfig,
-    "ppo": PPOConfig,
-    "eval": EvalConfig,
-}
+from apps.loop.config import DEFAULTS, PRESETS, STAGE_SECTIONS, RoundSettings, round_config
+from trainer.contract import check_settings, round_fields
 
 
 @pytest.mark.parametrize("preset", ["", *PRESETS])
-def test_preset_sections_are_trainer_fields(preset):
+def test_every_preset_is_within_the_contract(preset):
     config = round_config(preset=preset)
-    for section, cls in TRAINER_CONFIGS.items():
-        known = {f.name for f in dataclasses.fields(cls)}
-        assert set(config[section]) <= known, (preset, section, set(config[section]) - known)
+    for section, cls in STAGE_SECTIONS.items():
+        # only settings a round may choose, within their bounds
+        assert set(config[section]) <= round_fields(cls), (preset, section)
+        check_settings(cls, config[section], path=section, from_round=True, partial=True)
+    assert config["preset"] == preset
+
+
+def test_the_round_defaults_are_round_settings_defaults():
+    own = {k: v for k, v in DEFAULTS.items() if k not in STAGE_SECTIONS}
+    assert own == dataclasses.asdict(RoundSettings())
 
 
 def test_cpu_demo_runs_every_trainer_on_one_thread():
     # the web server, the raters and the rest of the machine keep the other core
     config = round_config(preset="cpu-demo")
-    assert all(config[section]["threads"] == 1 for section in TRAINER_CONFIGS)
+    assert all(config[section]["threads"] == 1 for section in STAGE_SECTIONS)
 
 
 def test_sft_threshold_and_settings_merge_over_the_preset():
@@ -46,16 +41,39 @@ def test_sft_threshold_and_settings_merge_over_the_preset():
     assert config["sft"] == {"max_length": 384, **PRESETS["tiny"]["sft"], "lr": 1e-4}
 
 
+def test_an_integer_for_a_float_setting_is_kept_as_a_float():
+    assert round_config(overrides={"ppo": {"kl_coef": 1}})["ppo"]["kl_coef"] == 1.0
+
+
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "path", "message"),
     [
-        ({"sft_min_demonstrations": 0}, "sft_min_demonstrations: a whole number ≥ 1."),
-        ({"sft_min_demonstrations": True}, "sft_min_demonstrations: a whole number ≥ 1."),
-        ({"sft_min_demonstrations": "8"}, "sft_min_demonstrations: a whole number ≥ 1."),
-        ({"sft": 3}, "sft: expected an object."),
+        ({"sft_min_demonstrations": 0}, "config.sft_min_demonstrations", "at least 1, got 0"),
+        ({"sft_min_demonstrations": True}, "config.sft_min_demonstrations", "a whole number"),
+        ({"sft_min_demonstrations": "8"}, "config.sft_min_demonstrations", "a whole number"),
+        ({"sft": 3}, "config.sft", "expected an object of settings"),
+        ({"weighting": "votes"}, "config.weighting", "one of none, consensus, got 'votes'"),
+        ({"require_review": 1}, "config.require_review", "expected true or false, got 1"),
+        ({"sample_splits": []}, "config.sample_splits", "a non-empty list"),
+        ({"sample_splits": ["train", "all"]}, "config.sample_splits", "distinct words of"),
+        ({"ppo": {"mini_batch_size": 3}}, "config.ppo.mini_batch_size", "must divide batch_size"),
+        ({"ppo": {"max_new_tokens": 4, "min_new_tokens": 4}}, "config.ppo.min_new_tokens", ""),
+        ({"preset": "gpu"}, "config.preset", "unknown setting"),
     ],
 )
-def test_bad_sft_settings_are_refused_with_the_field_named(overrides, message):
+def test_bad_settings_are_refused_with_the_field_path(overrides, path, message):
     with pytest.raises(InvalidInput) as refused:
         round_config(overrides=overrides)
-    assert message in refused.value.fields["config"]
+    assert message in refused.value.fields[path][0]
+    assert path in refused.value.message
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(InvalidInput) as refused:
+        round_config(overrides={"seed": -1, "nonsense": 1, "ppo": {"lr": 2, "kl_coff": 0}})
+    assert set(refused.value.fields) == {
+        "config.seed",
+        "config.nonsense",
+        "config.ppo.lr",
+        "config.ppo.kl_coff",
+    }

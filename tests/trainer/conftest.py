@@ -56,7 +56,7 @@ def ranking_row(r: Ranking) -> dict:
     return {
         "prompt": r.prompt,
         "completions": r.completions,
-        "ranking": r.groups,
+        "ranking": r.ranking,
         "rater": "r1",
         "task_id": 1,
         "judgment_id": 1,

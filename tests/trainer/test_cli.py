@@ -152,7 +152,7 @@ def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
     run.write_text(
         json.dumps(
             {
-                "score_fn": "tests.trainer.scoring:digit_count",
+                "score_fn": "digit_count",
                 "total_steps": 2,
                 "batch_size": 2,
                 "mini_batch_size": 1,
@@ -188,7 +188,7 @@ def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
         "--reference-policy",
         tmp_path / "sft",
         "--score-fn",
-        "tests.trainer.scoring:length_score",
+        "length",
         "--prompts",
         prompts,
         "--max-new-tokens",
@@ -311,3 +311,34 @@ def test_a_device_the_machine_lacks_exits_2_before_any_work(
     assert main([*argv, "--out", str(out), "--device", device]) == 2
     assert f"error: {message}" in capsys.readouterr().err
     assert not out.exists()  # nothing started, nothing written
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"score_fn": "pty:spawn"}, "score_fn: not a registered scorer"),
+        ({"score_fn": "os:system"}, "score_fn: not a registered scorer"),
+        ({"bootstrap_samples": 10**9}, "bootstrap_samples: at most 1000000"),
+        ({"seed": "0"}, "seed: expected a whole number"),
+    ],
+)
+def test_a_hand_written_config_outside_the_contract_exits_2_before_any_work(
+    tmp_path, monkeypatch, capsys, settings, message
+):
+    """The same checks as a round's config: the scorer named in the file is never imported."""
+    import importlib
+
+    from trainer.__main__ import main
+
+    imported = []
+    real_import = importlib.import_module
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name, *a: imported.append(name) or real_import(name, *a)
+    )
+    out = tmp_path / "o"
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"out": str(out), "policy": str(tmp_path), **settings}))
+    assert main(["eval", "--config", str(run)]) == 2
+    assert f"error: {run}: {message}" in capsys.readouterr().err
+    assert not out.exists()
+    assert not {"pty", "os"} & set(imported)

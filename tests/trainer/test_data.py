@@ -37,7 +37,7 @@ def test_rankings_roundtrip_with_ties_and_weight(tmp_path):
     assert ranking.ranks == [1, 0, 1]
     assert ranking.strict_pairs() == [(1, 0), (1, 2)]
     assert ranking.weight == 0.5
-    assert ranking.meta["rater"] == "r7"
+    assert ranking.rater == "r7" and ranking.policy_versions == ["base"]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_reads_real_hh_rlhf_pairs_into_rankings():
     # (the same rows the web side's importer skips)
     assert (len(rankings), skipped) == (2303, 9)
     head = rankings[0]
-    assert head.groups == [[0], [1]]
+    assert head.ranking == [[0], [1]]
     assert head.prompt.endswith("\n\nAssistant:")
     assert head.prompt + head.completions[0] == first["chosen"]
     assert head.prompt + head.completions[1] == first["rejected"]

@@ -93,7 +93,7 @@ def test_eval_win_rate_against_reference_policy(sft_dir, tiny_dir, tmp_path):  #
             prompts=str(prompts),
             policy=str(model_dir),
             reference_policy=str(tiny_dir),
-            score_fn="tests.trainer.scoring:length_score",
+            score_fn="length",
             max_new_tokens=16,
             train_categories=["closed QA"],
             bootstrap_samples=200,
@@ -208,7 +208,7 @@ def test_reward_model_judge_with_equal_scores_gives_ties(tiny_dir, tmp_path):
 
 def test_eval_judges_the_answers_of_an_earlier_eval_again(tiny_dir, tmp_path, monkeypatch):
     import trainer.evaluate as evaluate_module
-    from tests.trainer.scoring import digit_count
+    from trainer.scorers import digit_count
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(
@@ -227,7 +227,7 @@ def test_eval_judges_the_answers_of_an_earlier_eval_again(tiny_dir, tmp_path, mo
     evaluate(
         EvalConfig(
             out=str(first),
-            score_fn="tests.trainer.scoring:length_score",
+            score_fn="length",
             min_new_tokens=3,
             seed=1,
             **common,
@@ -245,7 +245,7 @@ def test_eval_judges_the_answers_of_an_earlier_eval_again(tiny_dir, tmp_path, mo
     metrics = evaluate(
         EvalConfig(
             out=str(second),
-            score_fn="tests.trainer.scoring:digit_count",
+            score_fn="digit_count",
             completions=str(first / "completions.jsonl"),
             **common,
         )
@@ -262,7 +262,7 @@ def test_eval_judges_the_answers_of_an_earlier_eval_again(tiny_dir, tmp_path, mo
         evaluate(
             EvalConfig(
                 out=str(tmp_path / "third"),
-                score_fn="tests.trainer.scoring:digit_count",
+                score_fn="digit_count",
                 completions=str(first / "completions.jsonl"),
                 **common,
             )

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from tests.trainer.conftest import count_rule_rankings
-from tests.trainer.scoring import brevity, digit_count
 from trainer import models
 from trainer.data import write_jsonl
 from trainer.ppo import PPOConfig, step_prompts, train_ppo
 from trainer.reward import RewardConfig, train_reward_model
+from trainer.scorers import brevity, digit_count
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_ppo_with_reward_model_ptx_lora_adaptive_kl_and_eos_penalty(
     write_jsonl(
         rankings,
         [
-            {"prompt": r.prompt, "completions": r.completions, "ranking": r.groups}
+            {"prompt": r.prompt, "completions": r.completions, "ranking": r.ranking}
             for r in count_rule_rankings(16, 3, seed=4)
         ],
     )
@@ -215,7 +215,7 @@ def test_value_model_starts_as_the_reward_model(tiny_dir, prompts_file, tmp_path
     write_jsonl(
         rankings,
         [
-            {"prompt": r.prompt, "completions": r.completions, "ranking": r.groups}
+            {"prompt": r.prompt, "completions": r.completions, "ranking": r.ranking}
             for r in count_rule_rankings(8, 3, seed=6)
         ],
     )
