@@ -333,8 +333,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line_number, obj
 
 
+def read_rows(path: str | Path, record: type) -> list:
+    """Every line of a JSONL file as ``record`` (``Ranking``, ``Pair``, ...), maybe none."""
+    return [record.from_json(obj, f"{path}:{n}") for n, obj in iter_jsonl(path)]
+
+
 def _read(path: str | Path, record: type, what: str) -> list:
-    rows = [record.from_json(obj, f"{path}:{n}") for n, obj in iter_jsonl(path)]
+    rows = read_rows(path, record)
     if not rows:
         raise DataError(f"{path}: no {what} found (expected one JSON object per line)")
     return rows

@@ -8,7 +8,6 @@ them back. Until they exist the project offers demonstration tasks, which need n
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -26,6 +25,8 @@ from apps.collection.models import PolicyVersion, Project, Prompt, Task
 from apps.collection.samples import tasks_create_from_samples
 from apps.collection.services import membership_add, task_create
 from apps.core.roles import Role
+from trainer.contract import PROMPTS, write_rows
+from trainer.contract import Prompt as ContractPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +145,13 @@ def demo_seed() -> DemoSeed:
 
 
 def demo_prompts_file(project: Project) -> Path:
-    """prompts.jsonl (DESIGN format) of the project's train prompts, for the trainer."""
-    path = demo_dir() / "prompts.jsonl"
-    lines = [
-        json.dumps({"id": p.pk, "prompt": p.text, "category": p.category, "split": p.split})
+    """prompts.jsonl (trainer/contract.py's format) of the project's train prompts."""
+    path = demo_dir() / PROMPTS
+    contract_rows = [
+        ContractPrompt(id=str(p.pk), prompt=p.text, category=p.category, split=p.split)
         for p in project.prompts.filter(split="train").order_by("pk")
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_rows(path, contract_rows)
     return path
 
 

@@ -154,7 +154,7 @@ class SnapshotDetailApi(APIView):
 
         def get_files(self, snapshot) -> list[dict]:
             request = self.context["request"]
-            names = [*exports.FILES, exports.MANIFEST]
+            names = exports.FILES
             return [
                 {
                     "name": name,
@@ -180,7 +180,7 @@ class SnapshotFileApi(APIView):
 
 def snapshot_file_response(*, snapshot_id: int, name: str, user) -> FileResponse:
     snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, user=user)
-    if name not in (*exports.FILES, exports.MANIFEST):
+    if name not in exports.FILES:
         raise NotFound(f"A snapshot has no file {name!r}.")
     path = services.snapshot_folder(snapshot) / name
     if not path.is_file():

@@ -1,22 +1,16 @@
-"""Dataset files exactly as DESIGN.md "Dataset formats" describes, plus their manifest.
+"""A snapshot's dataset files, written through the contract (trainer/contract.py).
 
-Reads the database into plain rows, writes JSONL files into a folder, and hashes them. The
-writes are deterministic (rows ordered by id, keys in a fixed order), so the same judgments
-give byte-identical files.
-
-- rankings.jsonl       {"prompt", "completions", "ranking", "rater", "task_id", "judgment_id",
-                        "policy_versions", "weight"}     one line per judgment
-- pairs.jsonl          {"prompt", "chosen", "rejected"}  one line per strict pair (TRL format)
-- demonstrations.jsonl {"prompt", "completion"}          TRL prompt-completion format
-- prompts.jsonl        {"id", "prompt", "category", "split"} (+ "reference" where one exists)
-- manifest.json        snapshot id, sha256 and row count per file, filters, guideline version,
-                       agreement figures, created_at
+Reads the database into the contract's row records (`Ranking`, `Pair`, `Demonstration`,
+`Prompt`), writes them into a folder with the contract's writers, and hashes them into a
+`Manifest`. The trainer reads the same files with the same records (trainer/data.py), so
+what the exporter writes is what the trainer reads (tests/loop/test_exports.py checks the
+round trip). The writes are deterministic (rows ordered by id, keys in the contract's order),
+so the same judgments give byte-identical files. The formats: docs/design.md, "The file and
+config contracts".
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +27,10 @@ from apps.collection.models import (
     TaskCompletion,
 )
 from apps.loop.agreement import JudgmentRow
+from trainer import contract
 
-FILES = ("rankings.jsonl", "pairs.jsonl", "demonstrations.jsonl", "prompts.jsonl")
-MANIFEST = "manifest.json"
-HELD_OUT_SPLITS = ("valid", "test")
+#: every file a snapshot folder holds, the manifest last
+FILES = (*contract.DATASET_FILES, contract.MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -92,20 +86,28 @@ def _pseudonym(judgment: Judgment) -> str:
 
 @dataclass
 class ExportRows:
-    rankings: list[dict]
-    pairs: list[dict]
-    demonstrations: list[dict]
-    prompts: list[dict]
+    rankings: list[contract.Ranking]
+    pairs: list[contract.Pair]
+    demonstrations: list[contract.Demonstration]
+    prompts: list[contract.Prompt]
     judgment_rows: list[JudgmentRow]
-    held_out_rankings: list[dict]
+    held_out_rankings: list[contract.Ranking]
     guideline_versions: dict[str, int]
     raters: dict[str, int]
+
+    def files(self) -> dict[str, list]:
+        return {
+            contract.RANKINGS: self.rankings,
+            contract.PAIRS: self.pairs,
+            contract.DEMONSTRATIONS: self.demonstrations,
+            contract.PROMPTS: self.prompts,
+        }
 
 
 def collect_rows(
     *, project: Project, filters: ExportFilters, weights: dict[str, float] | None = None
 ) -> ExportRows:
-    """Everything a snapshot holds, as plain dicts in file order."""
+    """Everything a snapshot holds, as the contract's records in file order."""
     judgments = list(judgments_for_export(project=project, filters=filters))
     slots = _task_slots({j.task_id for j in judgments})
     rankings, pairs, judgment_rows, held_out = [], [], [], []
@@ -119,35 +121,24 @@ def collect_rows(
         if sorted(i for g in groups for i in g) != list(range(len(task_slots))):
             continue  # a judgment that does not cover its task's completions: never exported
         rater = _pseudonym(judgment)
-        completions = [tc.completion.text for tc in task_slots]
         prompt = judgment.task.prompt
         versions = sorted(
             {tc.completion.policy_version.name for tc in task_slots if tc.completion.policy_version}
         )
-        row = {
-            "prompt": prompt.text,
-            "completions": completions,
-            "ranking": groups,
-            "rater": rater,
-            "task_id": judgment.task_id,
-            "judgment_id": judgment.pk,
-            "policy_versions": versions,
-            "weight": (weights or {}).get(rater, 1.0),
-        }
-        rankings.append(row)
-        if prompt.split in HELD_OUT_SPLITS:
-            held_out.append(row)
-        for better_index, better in enumerate(groups):
-            for worse in groups[better_index + 1 :]:
-                for i in better:
-                    for j in worse:
-                        pairs.append(
-                            {
-                                "prompt": prompt.text,
-                                "chosen": completions[i],
-                                "rejected": completions[j],
-                            }
-                        )
+        ranking = contract.Ranking(
+            prompt=prompt.text,
+            completions=[tc.completion.text for tc in task_slots],
+            ranking=groups,
+            weight=(weights or {}).get(rater, 1.0),
+            rater=rater,
+            task_id=judgment.task_id,
+            judgment_id=judgment.pk,
+            policy_versions=versions,
+        )
+        rankings.append(ranking)
+        if prompt.split in contract.HELD_OUT_SPLITS:
+            held_out.append(ranking)
+        pairs.extend(ranking.pairs())
         judgment_rows.append(
             JudgmentRow(
                 judgment_id=judgment.pk,
@@ -161,7 +152,7 @@ def collect_rows(
         guideline_versions[key] = guideline_versions.get(key, 0) + 1
         raters[rater] = raters.get(rater, 0) + 1
     demonstrations = [
-        {"prompt": d.prompt.text, "completion": d.text}
+        contract.Demonstration(prompt=d.prompt.text, completion=d.text)
         for d in Demonstration.objects.filter(
             prompt__project=project, review_status__in=list(filters.review_statuses)
         )
@@ -180,72 +171,28 @@ def collect_rows(
     )
 
 
-def prompt_rows(*, project: Project, splits: Iterable[str] | None = None) -> list[dict]:
+def prompt_row(prompt: Prompt) -> contract.Prompt:
+    return contract.Prompt(
+        id=str(prompt.pk),
+        prompt=prompt.text,
+        category=prompt.category,
+        split=prompt.split,
+        reference=prompt.reference or None,
+    )
+
+
+def prompt_rows(*, project: Project, splits: Iterable[str] | None = None) -> list[contract.Prompt]:
     prompts = Prompt.objects.filter(project=project).order_by("pk")
     if splits is not None:
         prompts = prompts.filter(split__in=list(splits))
-    rows = []
-    for prompt in prompts:
-        row = {
-            "id": prompt.pk,
-            "prompt": prompt.text,
-            "category": prompt.category,
-            "split": prompt.split,
-        }
-        if prompt.reference:
-            row["reference"] = prompt.reference
-        rows.append(row)
-    return rows
+    return [prompt_row(prompt) for prompt in prompts]
 
 
-def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_files(folder: Path, rows: ExportRows) -> dict[str, dict]:
-    """Write the four dataset files; return {name: {"sha256", "rows", "bytes"}}."""
+def write_files(folder: Path, rows: ExportRows) -> dict[str, contract.FileEntry]:
+    """Write the four dataset files; return the manifest's entry of each."""
     folder.mkdir(parents=True, exist_ok=True)
-    contents = {
-        "rankings.jsonl": rows.rankings,
-        "pairs.jsonl": rows.pairs,
-        "demonstrations.jsonl": rows.demonstrations,
-        "prompts.jsonl": rows.prompts,
-    }
-    files = {}
-    for name in FILES:
-        path = folder / name
-        count = write_jsonl(path, contents[name])
-        files[name] = {"sha256": file_sha256(path), "rows": count, "bytes": path.stat().st_size}
-    return files
-
-
-def write_manifest(folder: Path, manifest: dict) -> str:
-    """Write manifest.json; return its sha256 (the snapshot's fingerprint)."""
-    path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return file_sha256(path)
-
-
-def verify_folder(folder: Path, manifest: dict) -> list[str]:
-    """Problems with a snapshot folder on disk: missing files or changed contents."""
-    problems = []
-    for name, expected in manifest.get("files", {}).items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{name} is missing from {folder}")
-        elif file_sha256(path) != expected["sha256"]:
-            problems.append(f"{name} in {folder} does not match its sha256 in the manifest")
-    return problems
+    entries = {}
+    for name, records in rows.files().items():
+        count = contract.write_rows(folder / name, records)
+        entries[name] = contract.file_entry(folder / name, count)
+    return entries

@@ -53,6 +53,7 @@ from apps.loop.models import (
     TrainingRun,
 )
 from apps.quality.selectors import rater_weights as quality_rater_weights
+from trainer import contract
 from trainer.contract import COMMAND_CONFIGS, COMPLETIONS, ConfigError, check_settings
 
 logger = logging.getLogger(__name__)
@@ -700,12 +701,8 @@ def _stage_sampling(run: TrainingRun) -> dict:
     policy = training_round.start_policy
     folder = _stage_dir(run)
     prompts_path = folder / "prompts.jsonl"
-    exports.write_jsonl(
-        prompts_path,
-        [
-            {"id": p.pk, "prompt": p.text, "category": p.category, "split": p.split}
-            for p in _round_prompts(training_round)
-        ],
+    contract.write_rows(
+        prompts_path, [exports.prompt_row(prompt) for prompt in _round_prompts(training_round)]
     )
     config = trainer_settings(
         training_round,
@@ -809,31 +806,31 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
     folder = artifact_path(relative)
     files = exports.write_files(folder, rows)
     agreement_figures = agreement.agreement_figures(rows.judgment_rows)
-    created_at = timezone.now().isoformat()
+    filters_shown = filters.as_dict()
     data_card = {
         "project": {"id": project.pk, "name": project.name},
         "round": training_round.number,
-        "filters": filters.as_dict(),
+        "filters": filters_shown,
         "guidelines_version": project.guidelines_version,
         "judgments_by_guidelines_version": rows.guideline_versions,
         "raters": {"count": len(rows.raters), "judgments_by_rater": rows.raters},
         "agreement": agreement_figures,
         "weighting": weighting,
         "held_out_rankings": len(rows.held_out_rankings),
-        "policies": sorted({v for r in rows.rankings for v in r["policy_versions"]}),
+        "policies": sorted({v for r in rows.rankings for v in r.policy_versions or []}),
     }
-    manifest = {
-        "snapshot_id": uid,
-        "project_id": project.pk,
-        "round": training_round.number,
-        "created_at": created_at,
-        "files": files,
-        "filters": filters.as_dict(),
-        "guidelines_version": project.guidelines_version,
-        "agreement": agreement_figures,
-        "data_card": data_card,
-    }
-    manifest_sha256 = exports.write_manifest(folder, manifest)
+    manifest = contract.Manifest(
+        snapshot_id=uid,
+        created_at=timezone.now().isoformat(),
+        files=files,
+        project_id=project.pk,
+        round=training_round.number,
+        filters=filters_shown,
+        guidelines_version=project.guidelines_version,
+        agreement=agreement_figures,
+        data_card=data_card,
+    )
+    manifest_sha256 = contract.write_manifest(folder, manifest)
     for path in folder.iterdir():
         path.chmod(0o444)  # frozen: the files never change after the manifest hashed them
     with transaction.atomic():
@@ -845,9 +842,9 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
             project=project,
             uid=uid,
             path=relative,
-            manifest=manifest,
+            manifest=manifest.to_json(),
             manifest_sha256=manifest_sha256,
-            row_counts={name: meta["rows"] for name, meta in files.items()},
+            row_counts={name: entry.rows for name, entry in files.items()},
             data_card=data_card,
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
@@ -863,7 +860,8 @@ def snapshot_folder(snapshot: DatasetSnapshot) -> Path:
 
 def snapshot_verify(snapshot: DatasetSnapshot) -> Path:
     folder = snapshot_folder(snapshot)
-    problems = exports.verify_folder(folder, snapshot.manifest)
+    manifest = contract.Manifest.from_json(snapshot.manifest, f"snapshot {snapshot.pk}")
+    problems = contract.verify_folder(folder, manifest)
     if problems:
         raise StageError(f"Snapshot {snapshot.pk} is damaged: {'; '.join(problems)}.")
     return folder
@@ -886,32 +884,30 @@ def _stage_exporting(run: TrainingRun) -> dict:
 
 
 def _split_by_prompt(
-    folder: Path, name: str, run_folder: Path
+    folder: Path, name: str, record: type, run_folder: Path
 ) -> tuple[Path, Path | None, int, int]:
     """Rows of the snapshot's `name` of train prompts to train on, of valid/test prompts held
     out: (train file, held-out file or None, rows held out, rows to train on)."""
-    split_of = {}
-    for line in (folder / "prompts.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            split_of[row["prompt"]] = row["split"]
+    split_of = {
+        p.prompt: p.split for p in contract.read_rows(folder / contract.PROMPTS, contract.Prompt)
+    }
     train, held = [], []
-    for line in (folder / name).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            (held if split_of.get(row["prompt"]) in exports.HELD_OUT_SPLITS else train).append(row)
+    for row in contract.read_rows(folder / name, record):
+        (held if split_of.get(row.prompt) in contract.HELD_OUT_SPLITS else train).append(row)
     if not held:
         return folder / name, None, 0, len(train)
     stem = Path(name).stem
     train_path, held_path = run_folder / f"{stem}-train.jsonl", run_folder / f"{stem}-heldout.jsonl"
-    exports.write_jsonl(train_path, train)
-    exports.write_jsonl(held_path, held)
+    contract.write_rows(train_path, train)
+    contract.write_rows(held_path, held)
     return train_path, held_path, len(held), len(train)
 
 
 def _split_rankings(folder: Path, run_folder: Path) -> tuple[Path, Path | None, int]:
     """Train on rankings of train prompts; hold out the valid/test prompts' rankings."""
-    train_path, held_path, held, trained = _split_by_prompt(folder, "rankings.jsonl", run_folder)
+    train_path, held_path, held, trained = _split_by_prompt(
+        folder, contract.RANKINGS, contract.Ranking, run_folder
+    )
     if held and not trained:
         raise StageError("Every ranking is of a held-out prompt; none is left to train on.")
     return train_path, held_path, held
@@ -958,7 +954,7 @@ def _stage_sft(run: TrainingRun) -> dict:
     folder = snapshot_verify(training_round.snapshot)
     run_folder = _stage_dir(run)
     train_path, held_path, held, trained = _split_by_prompt(
-        folder, "demonstrations.jsonl", run_folder
+        folder, contract.DEMONSTRATIONS, contract.Demonstration, run_folder
     )
     minimum = training_round.config["sft_min_demonstrations"]
     if trained < minimum:

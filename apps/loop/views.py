@@ -128,7 +128,7 @@ def snapshot_page(request, snapshot_id: int):
     snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, user=request.user)
     files = [
         {"name": name, **snapshot.manifest.get("files", {}).get(name, {})}
-        for name in (*api.exports.FILES, api.exports.MANIFEST)
+        for name in api.exports.FILES
     ]
     return render(request, "loop/snapshot.html", {"snapshot": snapshot, "files": files})
 

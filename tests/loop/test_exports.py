@@ -1,4 +1,5 @@
-"""Snapshots: files exactly as DESIGN.md describes, hashes, data card, and TRL compatibility."""
+"""Snapshots: files as the contract (trainer/contract.py) describes them, read back by the
+trainer row for row; hashes, the data card, and TRL compatibility."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from apps.loop import exports, services
 from apps.loop.config import round_config
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound
 from tests.factories import UserFactory, make_task
+from trainer import contract, data
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +27,9 @@ def _judge(project, raters, tasks, *, flip_last=False):
         for index, rater in enumerate(raters):
             assignment = assignment_next(project=project, rater=rater)
             assert assignment is not None and assignment.task_id == task.pk
-            ids = list(task.task_completions.values_list("completion_id", flat=True))
+            ids = list(
+                task.task_completions.order_by("position").values_list("completion_id", flat=True)
+            )
             if flip_last and index == len(raters) - 1:
                 ids = ids[::-1]
             groups = [[ids[0], ids[1]], *[[i] for i in ids[2:]]]  # a tie on top
@@ -86,7 +90,9 @@ def test_snapshot_files_manifest_and_data_card(judged):
         "policy_versions",
         "weight",
     ]
-    assert first["ranking"][0] == [0, 1] or len(first["ranking"][0]) == 2  # the tie survives
+    # the second rater of the first task (the first judgment was rejected): canonical order,
+    # the top two tied
+    assert first["ranking"] == [[0, 1], [2], [3]]
     assert first["rater"].startswith("rater-")  # pseudonym, never the username
     pairs = [json.loads(line) for line in (folder / "pairs.jsonl").read_text().splitlines()]
     # K=4 with the top two tied: 6 pairs minus the tied one = 5 strict pairs per judgment
@@ -98,8 +104,9 @@ def test_snapshot_files_manifest_and_data_card(judged):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["snapshot_id"] == snapshot.uid
     assert manifest["files"]["rankings.jsonl"]["rows"] == 8
-    for name in exports.FILES:
-        assert manifest["files"][name]["sha256"] == exports.file_sha256(folder / name)
+    assert set(manifest["files"]) == set(contract.DATASET_FILES)
+    for name in contract.DATASET_FILES:
+        assert manifest["files"][name]["sha256"] == contract.file_sha256(folder / name)
     assert manifest["filters"]["review_statuses"] == ["approved"]
     assert manifest["guidelines_version"] == project.guidelines_version
     card = snapshot.data_card
@@ -107,7 +114,7 @@ def test_snapshot_files_manifest_and_data_card(judged):
     agreement = card["agreement"]
     assert agreement["source"] == "apps.quality.agreement"
     assert 0 < agreement["pairwise_agreement"] < 1  # one rater reversed everything
-    assert snapshot.manifest_sha256 == exports.file_sha256(folder / "manifest.json")
+    assert snapshot.manifest_sha256 == contract.file_sha256(folder / "manifest.json")
     with pytest.raises(ValueError, match="immutable"):
         snapshot.save()
     # exporting again for the same round freezes nothing new
@@ -131,10 +138,43 @@ def test_consensus_weights_lower_the_adversarial_rater(judged):
         weights[row["rater"]] = row["weight"]
     assert len(set(weights.values())) == 2
     assert min(weights.values()) < 1 < max(weights.values())
-    assert (
-        "rater_reliability" in snapshot.data_card["weighting"]
-        or "quality" in (snapshot.data_card["weighting"])
+    # no quality snapshot has been computed for the project: the loop's own consensus
+    assert snapshot.data_card["weighting"] == "apps.quality.measures.rater_reliability"
+
+
+def test_what_the_exporter_writes_the_trainer_reads_row_for_row(judged):
+    project, _ = judged
+    from apps.collection.models import Demonstration, PolicyVersion, Prompt
+
+    held = Prompt.objects.filter(project=project).first()
+    held.split, held.reference = "test", "A reference answer."
+    held.save()
+    rater = UserFactory(roles=[Role.LABELER])
+    Demonstration.objects.create(prompt=held, rater=rater, text='Ünïcode "quoted"\nanswer')
+    policy = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/nowhere")
+    training_round = _round(project, policy, require_review=False, weighting="consensus")
+    filters = exports.ExportFilters(review_statuses=("approved", "pending"), max_round=1)
+    snapshot = services.snapshot_create(training_round=training_round)
+    folder = services.snapshot_folder(snapshot)
+    written = exports.collect_rows(
+        project=project,
+        filters=filters,
+        weights={r.rater: r.weight for r in data.read_rankings(folder / contract.RANKINGS)},
     )
+
+    # the trainer's readers (trainer/data.py) give back exactly the records the exporter wrote
+    assert data.read_rankings(folder / contract.RANKINGS) == written.rankings
+    assert data.read_demonstrations(folder / contract.DEMONSTRATIONS) == written.demonstrations
+    assert data.read_prompts(folder / contract.PROMPTS) == written.prompts
+    assert contract.read_pairs(folder / contract.PAIRS) == written.pairs
+    assert len(written.rankings) == 9 and len(written.demonstrations) == 1
+    assert {r.weight for r in written.rankings} != {1.0}  # consensus weights survive the trip
+    assert [p for p in written.prompts if p.reference] == [
+        contract.Prompt(str(held.pk), held.text, held.category, "test", "A reference answer.")
+    ]
+    # and the manifest the database keeps is the one on disk
+    assert contract.read_manifest(folder) == contract.Manifest.from_json(snapshot.manifest, "db")
+    assert contract.verify_folder(folder, contract.read_manifest(folder)) == []
 
 
 @pytest.mark.slow
