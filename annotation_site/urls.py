@@ -1,12 +1,18 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
+from apps.accounts.api import LogoutApi, TokenCreateApi
+from apps.accounts.throttling import login_page_throttled
 from apps.core.views import healthz
 
+# The admin's login is throttled like the site's (apps/accounts/throttling.py).
+admin.site.login = login_page_throttled(admin.site.login)
+
 api_patterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenCreateApi.as_view(), name="api-token"),
+    path("auth/logout/", LogoutApi.as_view(), name="api-logout"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("apps.collection.urls")),
@@ -16,6 +22,11 @@ api_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        login_page_throttled(auth_views.LoginView.as_view()),
+        name="login",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/", include(api_patterns)),
@@ -23,3 +34,8 @@ urlpatterns = [
     path("research/", include("apps.loop.urls")),
     path("", include("apps.collection.page_urls")),
 ]
+
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied"
+handler404 = "apps.core.views.not_found"
+handler500 = "apps.core.views.server_error"

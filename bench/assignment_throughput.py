@@ -66,9 +66,9 @@ def seed(levels: list[int], tasks_per_level: int, k: int, overlap: int) -> dict[
 
     django.setup()
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
     from apps.accounts.services import rater_create
+    from apps.accounts.tokens import api_token_create
     from apps.collection.models import Completion, Project, Prompt, Task, TaskCompletion
 
     plan = {}
@@ -96,7 +96,7 @@ def seed(levels: list[int], tasks_per_level: int, k: int, overlap: int) -> dict[
         tokens = []
         for r in range(level):
             user = rater_create(username=f"bench{level}-rater{r}", password="unused-pw-123456")
-            tokens.append(Token.objects.create(user=user).key)
+            tokens.append(api_token_create(user=user))
         plan[level] = {"project_id": project.pk, "tokens": tokens}
     connection.close()
     return plan

@@ -3,12 +3,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from rest_framework.authtoken.models import Token
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from apps.accounts.tokens import api_token_create
 from apps.collection.services import membership_add
 from apps.core.roles import Role
 from tests.factories import ProjectFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """The login throttle counts in the cache: every test starts with none."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -44,8 +51,7 @@ def researcher(db, project):
 
 def api_client_for(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user)}")
     return client
 
 

@@ -24,5 +24,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_ALWAYS_EAGER = False
+# The login throttle's counts: one process's memory, emptied before every test (conftest);
+# tests/accounts/test_throttling.py runs it on Redis too.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ARTIFACT_ROOT = VAR_DIR / "test-artifacts"

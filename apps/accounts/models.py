@@ -6,6 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from apps.core.models import TimeStampedModel
 
@@ -45,3 +46,26 @@ class RaterProfile(TimeStampedModel):
     @property
     def is_suspended(self) -> bool:
         return self.status == self.Status.SUSPENDED
+
+
+class ApiToken(models.Model):
+    """A key for `Authorization: Token <key>`. Only the key's SHA-256 is stored (a leaked
+    table gives no usable key); the key itself is shown once, when the token is made.
+
+    A token expires after API_TOKEN_IDLE_SECONDS without use, and is revoked by deleting it:
+    `POST /api/auth/logout/` for the caller's own, the admin for anyone's.
+    """
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    prefix = models.CharField(max_length=8, help_text="The key's first characters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… of {self.user}"

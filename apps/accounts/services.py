@@ -6,11 +6,13 @@ from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.accounts.models import RaterProfile
 from apps.core.errors import InvalidInput
-from apps.core.roles import Role
+from apps.core.roles import Role, forget_roles
 
 
 def rater_profile_get_or_create(*, user: AbstractUser, lock: bool = False) -> RaterProfile:
@@ -32,7 +34,8 @@ def rater_create(
     email: str = "",
     is_staff: bool = False,
 ) -> AbstractUser:
-    """Create a user with the given roles and a rater profile. Usernames are unique."""
+    """Create a user with the given roles and a rater profile. Usernames are unique, and the
+    password must pass AUTH_PASSWORD_VALIDATORS."""
     user_model = get_user_model()
     if not username or not username.strip():
         raise InvalidInput("A username is required.", fields={"username": ["Required."]})
@@ -40,6 +43,14 @@ def rater_create(
         raise InvalidInput(
             f"User {username!r} already exists.", fields={"username": ["Already taken."]}
         )
+    candidate = user_model(username=username, email=email)
+    try:
+        validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "The password is too weak: " + " ".join(exc.messages),
+            fields={"password": list(exc.messages)},
+        ) from None
     user = user_model.objects.create_user(
         username=username, password=password, email=email, is_staff=is_staff
     )
@@ -57,5 +68,4 @@ def user_roles_set(*, user: AbstractUser, roles: Iterable[Role]) -> None:
         role_groups[role.value] = Group.objects.create(name=role.value)
     user.groups.remove(*[g for name, g in role_groups.items() if Role(name) not in wanted])
     user.groups.add(*[role_groups[role.value] for role in wanted])
-    if hasattr(user, "_prefloop_roles"):
-        del user._prefloop_roles
+    forget_roles(user)

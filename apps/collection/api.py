@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +13,7 @@ from apps.collection import access, leasing, selectors, services
 from apps.collection.models import Project
 from apps.core.api import validated
 from apps.core.errors import InvalidInput
+from apps.core.parsers import JSONParser
 from apps.core.permissions import IsLabeler
 from apps.core.roles import ROLE_CHOICES, Role
 
@@ -105,7 +105,7 @@ class ProjectMembersApi(APIView):
                 description="The role to take away; all of the member's roles when absent.",
             ),
         ],
-        responses=RemoveOutputSerializer,
+        responses={200: RemoveOutputSerializer},
     )
     def delete(self, request, project_id: int):
         project = self._project(request, project_id)

@@ -8,7 +8,7 @@ app_name = "collection"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("projects/<int:project_id>/work/", views.project_work, name="work"),
-    path("projects/<int:project_id>/guidelines/", views.project_guidelines, name="guidelines"),
-    path("assignments/<int:assignment_id>/", views.assignment_page, name="assignment"),
+    path("projects/<id:project_id>/work/", views.project_work, name="work"),
+    path("projects/<id:project_id>/guidelines/", views.project_guidelines, name="guidelines"),
+    path("assignments/<id:assignment_id>/", views.assignment_page, name="assignment"),
 ]

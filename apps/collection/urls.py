@@ -6,22 +6,22 @@ app_name = "collection-api"
 
 urlpatterns = [
     path("projects/", api.ProjectListApi.as_view(), name="projects"),
-    path("projects/<int:project_id>/members/", api.ProjectMembersApi.as_view(), name="members"),
+    path("projects/<id:project_id>/members/", api.ProjectMembersApi.as_view(), name="members"),
     path(
-        "projects/<int:project_id>/assignments/next/",
+        "projects/<id:project_id>/assignments/next/",
         api.AssignmentNextApi.as_view(),
         name="assignment-next",
     ),
-    path("assignments/<int:assignment_id>/", api.AssignmentDetailApi.as_view(), name="assignment"),
+    path("assignments/<id:assignment_id>/", api.AssignmentDetailApi.as_view(), name="assignment"),
     path(
-        "assignments/<int:assignment_id>/judgment/",
+        "assignments/<id:assignment_id>/judgment/",
         api.JudgmentSubmitApi.as_view(),
         name="judgment-submit",
     ),
     path(
-        "assignments/<int:assignment_id>/demonstration/",
+        "assignments/<id:assignment_id>/demonstration/",
         api.DemonstrationSubmitApi.as_view(),
         name="demonstration-submit",
     ),
-    path("assignments/<int:assignment_id>/skip/", api.AssignmentSkipApi.as_view(), name="skip"),
+    path("assignments/<id:assignment_id>/skip/", api.AssignmentSkipApi.as_view(), name="skip"),
 ]

@@ -10,18 +10,15 @@ from collections import Counter
 from typing import Any
 
 from apps.collection.models import LIKERT_MAX, LIKERT_MIN
+from apps.core.ids import parse_id
 
 Errors = dict[str, list[str]]
 
 
 def _as_completion_id(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+    """A completion id given as a JSON integer or a string of ASCII digits (dictionary keys
+    are strings); None for anything else, "²" and 5,000-digit numbers included."""
+    return parse_id(value)
 
 
 def clean_ranking(ranking: Any, shown: list[int], errors: Errors) -> list[list[int]]:

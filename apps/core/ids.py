@@ -30,7 +30,7 @@ def parse_id(value: Any) -> int | None:
 
 
 class IdConverter:
-    """URL converter `<id:name>`: like `<int:name>`, bounded to an id (else the URL does not
+    """URL converter `<id:name>`: like `<id:name>`, bounded to an id (else the URL does not
     match, a 404)."""
 
     regex = "[0-9]{1,19}"

@@ -7,15 +7,15 @@ from apps.loop import api
 app_name = "loop-api"
 
 urlpatterns = [
-    path("projects/<int:project_id>/rounds/", api.RoundsApi.as_view(), name="rounds"),
-    path("projects/<int:project_id>/policies/", api.PolicyLineageApi.as_view(), name="policies"),
-    path("rounds/<int:round_id>/", api.RoundDetailApi.as_view(), name="round"),
-    path("rounds/<int:round_id>/cancel/", api.RoundCancelApi.as_view(), name="round-cancel"),
-    path("rounds/<int:round_id>/retry/", api.RoundRetryApi.as_view(), name="round-retry"),
-    path("rounds/<int:round_id>/move-on/", api.RoundMoveOnApi.as_view(), name="round-move-on"),
-    path("snapshots/<int:snapshot_id>/", api.SnapshotDetailApi.as_view(), name="snapshot"),
+    path("projects/<id:project_id>/rounds/", api.RoundsApi.as_view(), name="rounds"),
+    path("projects/<id:project_id>/policies/", api.PolicyLineageApi.as_view(), name="policies"),
+    path("rounds/<id:round_id>/", api.RoundDetailApi.as_view(), name="round"),
+    path("rounds/<id:round_id>/cancel/", api.RoundCancelApi.as_view(), name="round-cancel"),
+    path("rounds/<id:round_id>/retry/", api.RoundRetryApi.as_view(), name="round-retry"),
+    path("rounds/<id:round_id>/move-on/", api.RoundMoveOnApi.as_view(), name="round-move-on"),
+    path("snapshots/<id:snapshot_id>/", api.SnapshotDetailApi.as_view(), name="snapshot"),
     path(
-        "snapshots/<int:snapshot_id>/files/<str:name>",
+        "snapshots/<id:snapshot_id>/files/<str:name>",
         api.SnapshotFileApi.as_view(),
         name="snapshot-file",
     ),

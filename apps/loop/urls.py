@@ -8,15 +8,15 @@ app_name = "loop"
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("projects/<int:project_id>/rounds/start/", views.round_start, name="round-start"),
-    path("projects/<int:project_id>/lineage/", views.lineage, name="lineage"),
-    path("rounds/<int:round_id>/", views.round_page, name="round"),
-    path("rounds/<int:round_id>/cancel/", views.round_cancel, name="round-cancel"),
-    path("rounds/<int:round_id>/retry/", views.round_retry, name="round-retry"),
-    path("rounds/<int:round_id>/move-on/", views.round_move_on, name="round-move-on"),
-    path("snapshots/<int:snapshot_id>/", views.snapshot_page, name="snapshot"),
+    path("projects/<id:project_id>/rounds/start/", views.round_start, name="round-start"),
+    path("projects/<id:project_id>/lineage/", views.lineage, name="lineage"),
+    path("rounds/<id:round_id>/", views.round_page, name="round"),
+    path("rounds/<id:round_id>/cancel/", views.round_cancel, name="round-cancel"),
+    path("rounds/<id:round_id>/retry/", views.round_retry, name="round-retry"),
+    path("rounds/<id:round_id>/move-on/", views.round_move_on, name="round-move-on"),
+    path("snapshots/<id:snapshot_id>/", views.snapshot_page, name="snapshot"),
     path(
-        "snapshots/<int:snapshot_id>/files/<str:name>",
+        "snapshots/<id:snapshot_id>/files/<str:name>",
         views.snapshot_download,
         name="snapshot-file",
     ),

@@ -7,25 +7,25 @@ from apps.quality import api
 app_name = "quality-api"
 
 urlpatterns = [
-    path("projects/<int:project_id>/quality/", api.ProjectQualityApi.as_view(), name="quality"),
+    path("projects/<id:project_id>/quality/", api.ProjectQualityApi.as_view(), name="quality"),
     path(
-        "projects/<int:project_id>/quality/refresh/",
+        "projects/<id:project_id>/quality/refresh/",
         api.ProjectQualityRefreshApi.as_view(),
         name="quality-refresh",
     ),
-    path("projects/<int:project_id>/raters/", api.ProjectRatersApi.as_view(), name="raters"),
+    path("projects/<id:project_id>/raters/", api.ProjectRatersApi.as_view(), name="raters"),
     path(
-        "projects/<int:project_id>/judgments/review/",
+        "projects/<id:project_id>/judgments/review/",
         api.JudgmentBulkReviewApi.as_view(),
         name="judgments-review",
     ),
     path(
-        "projects/<int:project_id>/judgments/approve-reliable/",
+        "projects/<id:project_id>/judgments/approve-reliable/",
         api.ApproveReliableApi.as_view(),
         name="approve-reliable",
     ),
-    path("judgments/<int:judgment_id>/review/", api.JudgmentReviewApi.as_view(), name="review"),
-    path("raters/<int:user_id>/suspend/", api.RaterSuspendApi.as_view(), name="suspend"),
-    path("raters/<int:user_id>/reinstate/", api.RaterReinstateApi.as_view(), name="reinstate"),
-    path("tasks/<int:task_id>/consensus/", api.TaskConsensusApi.as_view(), name="consensus"),
+    path("judgments/<id:judgment_id>/review/", api.JudgmentReviewApi.as_view(), name="review"),
+    path("raters/<id:user_id>/suspend/", api.RaterSuspendApi.as_view(), name="suspend"),
+    path("raters/<id:user_id>/reinstate/", api.RaterReinstateApi.as_view(), name="reinstate"),
+    path("tasks/<id:task_id>/consensus/", api.TaskConsensusApi.as_view(), name="consensus"),
 ]

@@ -8,18 +8,18 @@ app_name = "quality"
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("projects/<int:project_id>/", views.dashboard, name="dashboard"),
-    path("projects/<int:project_id>/raters/", views.raters, name="raters"),
-    path("projects/<int:project_id>/raters/<int:user_id>/", views.rater_detail, name="rater"),
-    path("projects/<int:project_id>/queue/", views.queue, name="queue"),
-    path("projects/<int:project_id>/queue/bulk/", views.bulk_review, name="bulk-review"),
+    path("projects/<id:project_id>/", views.dashboard, name="dashboard"),
+    path("projects/<id:project_id>/raters/", views.raters, name="raters"),
+    path("projects/<id:project_id>/raters/<id:user_id>/", views.rater_detail, name="rater"),
+    path("projects/<id:project_id>/queue/", views.queue, name="queue"),
+    path("projects/<id:project_id>/queue/bulk/", views.bulk_review, name="bulk-review"),
     path(
-        "projects/<int:project_id>/queue/approve-reliable/",
+        "projects/<id:project_id>/queue/approve-reliable/",
         views.approve_reliable,
         name="approve-reliable",
     ),
-    path("projects/<int:project_id>/refresh/", views.refresh, name="refresh"),
-    path("judgments/<int:judgment_id>/review/", views.judgment_review, name="review"),
-    path("raters/<int:user_id>/suspend/", views.rater_suspend, name="suspend"),
-    path("raters/<int:user_id>/reinstate/", views.rater_reinstate, name="reinstate"),
+    path("projects/<id:project_id>/refresh/", views.refresh, name="refresh"),
+    path("judgments/<id:judgment_id>/review/", views.judgment_review, name="review"),
+    path("raters/<id:user_id>/suspend/", views.rater_suspend, name="suspend"),
+    path("raters/<id:user_id>/reinstate/", views.rater_reinstate, name="reinstate"),
 ]

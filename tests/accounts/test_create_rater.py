@@ -3,7 +3,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from apps.accounts.models import RaterProfile
 from apps.core.roles import Role, user_roles
@@ -29,7 +29,8 @@ def test_create_rater_with_roles_and_token():
     assert user.check_password("a-long-password")
     assert user_roles(user) == {Role.LABELER, Role.REVIEWER}
     assert RaterProfile.objects.get(user=user).pseudonym.startswith("rater-")
-    assert Token.objects.get(user=user).key in out.getvalue()
+    key = out.getvalue().split("API token: ")[1].strip()
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/projects/").status_code == 200
 
 
 def test_create_rater_refuses_a_taken_username():
@@ -48,3 +49,13 @@ def test_role_groups_exist_with_permissions():
     assert reviewer.permissions.filter(codename="change_judgment").exists()
     assert not labeler.permissions.filter(codename="change_judgment").exists()
     assert Group.objects.filter(name="researcher").exists()
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [("short1", "too short"), ("password123", "too common"), ("8234567890123", "entirely numeric")],
+)
+def test_create_rater_runs_the_password_validators(password, why):
+    with pytest.raises(CommandError, match=why):
+        call_command("create_rater", "weak", "--password", password, stdout=StringIO())
+    assert not get_user_model().objects.filter(username="weak").exists()

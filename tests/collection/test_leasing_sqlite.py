@@ -39,14 +39,14 @@ SCRIPT = textwrap.dedent(
 
     # The raters' API end to end: token auth with roles, next, submit, a retry, completion.
     import uuid
-    from rest_framework.authtoken.models import Token
+    from apps.accounts.tokens import api_token_create
     from rest_framework.test import APIClient
     from apps.collection.models import Judgment, Task
     fresh = ProjectFactory(overlap=1, name="fresh")
     task = make_task(fresh, k=3)
     rater = UserFactory(roles=[Role.LABELER])
     api = APIClient(HTTP_HOST="127.0.0.1")  # the embedded default allows local hosts only
-    api.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=rater).key)
+    api.credentials(HTTP_AUTHORIZATION="Token " + api_token_create(user=rater))
     leased = api.post(f"/api/projects/{fresh.pk}/assignments/next/")
     assert leased.status_code == 200, leased.content
     payload = leased.json()

@@ -7,6 +7,7 @@ import getpass
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.services import rater_create
+from apps.accounts.tokens import api_token_create
 from apps.core.errors import InvalidInput
 from apps.core.roles import Role
 
@@ -44,7 +45,4 @@ class Command(BaseCommand):
             f"Created {user.username} with roles {', '.join(sorted(r.value for r in roles))}."
         )
         if options["token"]:
-            from rest_framework.authtoken.models import Token
-
-            token, _ = Token.objects.get_or_create(user=user)
-            self.stdout.write(f"API token: {token.key}")
+            self.stdout.write(f"API token: {api_token_create(user=user)}")
