@@ -14,7 +14,7 @@ from apps.collection.models import Project
 from apps.core.api import validated
 from apps.core.errors import InvalidInput
 from apps.core.parsers import JSONParser
-from apps.core.permissions import IsLabeler
+from apps.core.permissions import IsLabeler, IsResearcher
 from apps.core.roles import ROLE_CHOICES, Role
 
 
@@ -61,6 +61,8 @@ class ProjectMembersApi(APIView):
     """A project's members and their roles: researchers of the project and staff manage them
     (anyone else: 404 for the project). Adding a member twice changes nothing; removing a
     labeler withdraws their live leases in the project."""
+
+    permission_classes = [IsResearcher]
 
     class AddInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)

@@ -12,7 +12,7 @@ from apps.collection.content import task_content
 from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
 from apps.collection.models import Assignment, Project, Task
 from apps.core import sql
-from apps.core.errors import NotFound, NotPermitted
+from apps.core.errors import NotFound
 from apps.core.roles import Role, user_roles
 from apps.quality.models import ProjectQualitySettings
 
@@ -120,20 +120,19 @@ def labeler_projects_with_progress(*, user) -> list[dict]:
 
 
 def assignment_get_for_rater(*, assignment_id: int, rater) -> Assignment:
-    """The rater's own assignment with its task and project: 404 when missing, 403 when it is
-    another rater's. One statement (SQL): every answer a rater submits starts here."""
+    """The rater's own assignment with its task and project; NotFound (404) when it is
+    missing or another rater's, alike. One statement (SQL): every answer a rater submits
+    starts here."""
     query = f"""
         SELECT {sql.columns(Assignment, "a")}, {sql.columns(Task, "t")}, {sql.columns(Project, "p")}
         FROM {sql.table(Assignment)} a
         JOIN {sql.table(Task)} t ON t.id = a.task_id
         JOIN {sql.table(Project)} p ON p.id = t.project_id
-        WHERE a.id = %s"""
-    rows = sql.fetch_models(query, [assignment_id], [Assignment, Task, Project])
+        WHERE a.id = %s AND a.rater_id = %s"""
+    rows = sql.fetch_models(query, [assignment_id, rater.pk], [Assignment, Task, Project])
     if not rows:
-        raise NotFound("No such assignment.")
+        raise NotFound("No such assignment, or it is another rater's.")
     assignment, task, project = rows[0]
-    if assignment.rater_id != rater.pk:
-        raise NotPermitted("This assignment belongs to another rater.")
     task.project = project
     assignment.task = task
     return assignment

@@ -61,7 +61,7 @@ def project_guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @role_required(Role.LABELER)
 def assignment_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
-    # The service's own ownership check: another rater's assignment is NotPermitted → 403.
+    # Another rater's assignment is NotFound → 404, as a missing one.
     assignment = selectors.assignment_get_for_rater(assignment_id=assignment_id, rater=request.user)
     project = assignment.task.project
     if assignment.status != Assignment.Status.LEASED:

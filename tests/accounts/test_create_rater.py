@@ -6,7 +6,9 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from apps.accounts.models import RaterProfile
+from apps.collection.models import ProjectMembership
 from apps.core.roles import Role, user_roles
+from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +61,22 @@ def test_create_rater_runs_the_password_validators(password, why):
     with pytest.raises(CommandError, match=why):
         call_command("create_rater", "weak", "--password", password, stdout=StringIO())
     assert not get_user_model().objects.filter(username="weak").exists()
+
+
+def test_create_rater_gives_the_roles_in_the_projects_named():
+    project = ProjectFactory(slug="summaries")
+    out = StringIO()
+    call_command(
+        "create_rater",
+        "rev",
+        "--role",
+        "reviewer",
+        "--project",
+        "summaries",
+        "--password",
+        "a-long-password",
+        stdout=out,
+    )
+    assert "in summaries" in out.getvalue()
+    membership = ProjectMembership.objects.get(user__username="rev")
+    assert (membership.project, membership.role) == (project, "reviewer")

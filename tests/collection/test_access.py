@@ -224,9 +224,9 @@ def test_only_researchers_of_the_project_and_staff_manage_members(api_as, projec
     UserFactory(username="rhea", roles=[])
     url = f"/api/projects/{project.pk}/members/"
     body = {"username": "rhea", "role": "reviewer"}
-    for outsider in (reviewer, other_researcher):
-        assert api_as(outsider).post(url, body, format="json").status_code == 404
-        assert api_as(outsider).get(url).status_code == 404
+    for outsider, status in ((reviewer, 403), (other_researcher, 404)):
+        assert api_as(outsider).post(url, body, format="json").status_code == status
+        assert api_as(outsider).get(url).status_code == status
     assert not ProjectMembership.objects.filter(user__username="rhea").exists()
     staff = UserFactory(roles=[], is_staff=True)
     assert api_as(staff).post(url, body, format="json").status_code == 201

@@ -111,7 +111,7 @@ def test_assignment_detail_is_private(api_as, project, labeler, other_labeler):
     payload = lease(api_as(labeler), project)
     url = f"/api/assignments/{payload['assignment_id']}/"
     assert api_as(labeler).get(url).json()["assignment_id"] == payload["assignment_id"]
-    assert api_as(other_labeler).get(url).status_code == 403
+    assert api_as(other_labeler).get(url).status_code == 404
     assert api_as(labeler).get("/api/assignments/999999/").status_code == 404
 
 
@@ -356,7 +356,7 @@ def test_flags_follow_the_project_flag_set(api_as, labeler, client_key):
     assert Judgment.objects.get().flags == {str(ids[0]): ["off_topic"]}
 
 
-def test_another_raters_assignment_is_403_and_stores_nothing(
+def test_another_raters_assignment_is_404_and_stores_nothing(
     api_as, project, labeler, other_labeler, client_key
 ):
     make_task(project)
@@ -366,7 +366,7 @@ def test_another_raters_assignment_is_403_and_stores_nothing(
         {"ranking": best_first(payload), "client_key": client_key},
         format="json",
     )
-    assert response.status_code == 403
+    assert response.status_code == 404
     assert Judgment.objects.count() == 0
 
 
@@ -489,13 +489,13 @@ def test_skip_needs_a_reason_and_is_idempotent(api_as, project, labeler):
     )
 
 
-def test_skip_of_another_raters_assignment_is_403(api_as, project, labeler, other_labeler):
+def test_skip_of_another_raters_assignment_is_404(api_as, project, labeler, other_labeler):
     make_task(project)
     payload = lease(api_as(labeler), project)
     response = api_as(other_labeler).post(
         f"/api/assignments/{payload['assignment_id']}/skip/", {"reason": "x"}, format="json"
     )
-    assert response.status_code == 403
+    assert response.status_code == 404
     assert Assignment.objects.get(pk=payload["assignment_id"]).status == "leased"
 
 

@@ -191,12 +191,12 @@ def test_ranking_page_carries_what_the_rater_needs(client, labeler):
     assert data["leaseExpiresAt"] == assignment.expires_at.isoformat()
 
 
-def test_another_raters_assignment_is_403(client, labeler, other_labeler, project):
+def test_another_raters_assignment_is_404(client, labeler, other_labeler, project):
     make_task(project)
     client.force_login(other_labeler)
     theirs = lease(client, project)
     client.force_login(labeler)
-    assert client.get(f"/assignments/{theirs.pk}/").status_code == 403
+    assert client.get(f"/assignments/{theirs.pk}/").status_code == 404
 
 
 def test_a_missing_assignment_is_404(client, labeler):

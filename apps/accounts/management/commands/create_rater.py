@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.services import rater_create
 from apps.accounts.tokens import api_token_create
+from apps.collection.management.commands._project_arg import project_from_arg
+from apps.collection.services import membership_add
 from apps.core.errors import InvalidInput
 from apps.core.roles import Role
 
@@ -23,6 +25,12 @@ class Command(BaseCommand):
             choices=[role.value for role in Role],
             help="Repeat for several roles; default labeler.",
         )
+        parser.add_argument(
+            "--project",
+            action="append",
+            default=[],
+            help="Slug or id of a project where the user gets each --role (repeatable).",
+        )
         parser.add_argument("--password", help="Prompted for when omitted.")
         parser.add_argument("--email", default="")
         parser.add_argument("--staff", action="store_true", help="May log into the admin.")
@@ -31,6 +39,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         password = options["password"] or getpass.getpass("Password: ")
         roles = [Role(r) for r in (options["role"] or [Role.LABELER.value])]
+        projects = [project_from_arg(value) for value in options["project"]]
         try:
             user = rater_create(
                 username=options["username"],
@@ -41,8 +50,13 @@ class Command(BaseCommand):
             )
         except InvalidInput as exc:
             raise CommandError(exc.message) from exc
+        for project in projects:
+            for role in roles:
+                membership_add(project=project, user=user, role=role)
+        where = f" in {', '.join(p.slug for p in projects)}" if projects else ""
         self.stdout.write(
-            f"Created {user.username} with roles {', '.join(sorted(r.value for r in roles))}."
+            f"Created {user.username} with roles "
+            f"{', '.join(sorted(r.value for r in roles))}{where}."
         )
         if options["token"]:
             self.stdout.write(f"API token: {api_token_create(user=user)}")
