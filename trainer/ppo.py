@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from trainer import models
+from trainer.checkpoint import has_training_state, load_training_state, save_training_state
 from trainer.contract import CHECKPOINT_DIR, PPOConfig, ScoreFn, load_scorer
 from trainer.data import DataError, Prompt, read_prompts, read_texts
 from trainer.losses import (
@@ -265,11 +266,10 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     )
 
     start_step = 0
-    if config.resume and (checkpoint / "trainer_state.pt").is_file():
-        state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    if config.resume and has_training_state(checkpoint):
         _load_weights(policy, checkpoint / "policy")
         _load_weights(value, checkpoint / "value")
-        optimizer.load_state_dict(state["optimizer"])
+        state = load_training_state(checkpoint, optimizer)
         kl_controller.value = state["kl_coef"]
         start_step = state["step"]
         _truncate_metrics(out / METRICS_JSONL, start_step)
@@ -527,15 +527,13 @@ def _save_checkpoint(
     config: PPOConfig,
 ) -> None:
     """policy/ and value/ in save_pretrained format (adapters only under LoRA), plus the
-    optimizer, beta and step needed to continue bit-for-bit."""
+    optimizer, beta and step needed to continue bit-for-bit (trainer/checkpoint.py:
+    safetensors and JSON, no pickle)."""
     tmp = directory.with_name(directory.name + ".tmp")
     actor_critic.policy.save_pretrained(tmp / "policy")
     tokenizer.save_pretrained(tmp / "policy")
     actor_critic.value.save_pretrained(tmp / "value")
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "kl_coef": kl_coef, "step": step},
-        tmp / "trainer_state.pt",
-    )
+    save_training_state(tmp, optimizer, kl_coef=kl_coef, step=step)
     (tmp / models.TRAINER_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     if directory.exists():
         import shutil

@@ -178,8 +178,11 @@ def test_sft_ppo_eval_through_the_command_line(tiny_dir, tmp_path):
     assert metrics["finished"] is True and metrics["steps_done"] == 2
     assert len((tmp_path / "ppo/metrics.jsonl").read_text().splitlines()) == 2
     assert (tmp_path / "ppo/config.json").is_file()
-    state = tmp_path / "ppo/checkpoint/trainer_state.pt"
-    assert state.is_file()
+    checkpoint = tmp_path / "ppo/checkpoint"
+    assert (checkpoint / "trainer_state.json").is_file()
+    assert (checkpoint / "optimizer.safetensors").is_file()
+    pickles = [p for p in checkpoint.rglob("*") if p.suffix in (".pt", ".bin", ".pkl", ".pth")]
+    assert pickles == []  # nothing a resume could unpickle
 
     result = trainer(
         "eval",
