@@ -10,6 +10,7 @@ server acknowledged stored exactly once.
     .venv/bin/python bench/assignment_throughput.py                 # 1, 8, 32 raters, 15 s each
     .venv/bin/python bench/assignment_throughput.py --concurrency 32 --duration 30
     .venv/bin/python bench/assignment_throughput.py --with-labelstudio  # and the peer, same levels
+    BENCH_PORT=8113 BENCH_DB=prefloop_bench_13 .venv/bin/python bench/assignment_throughput.py
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres). Only loopback is contacted.
 """
@@ -21,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import signal
 import statistics
 import subprocess
@@ -31,16 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB_NAME = "prefloop_bench"
+# Several people may bench on one machine: BENCH_DB, BENCH_PORT and BENCH_REDIS_URL keep
+# their runs apart.
+DB_NAME = os.environ.get("BENCH_DB", "prefloop_bench")
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PORT = 8765
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
 BASE = f"http://127.0.0.1:{PORT}"
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="annotation_site.settings.production",
     DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-    REDIS_URL="redis://127.0.0.1:6379/14",
-    SECRET_KEY="benchmark-only-secret-key",
+    REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+    # Production refuses a short key; the clients speak plain HTTP on loopback.
+    SECRET_KEY=os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(50),
+    SECURE_SSL_REDIRECT="0",
     SECURE_COOKIES="0",
     ALLOWED_HOSTS="127.0.0.1,localhost",
     LOG_LEVEL="WARNING",

@@ -249,4 +249,7 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own "django" logger would also print through its DEBUG-only console handler,
+    # with the traceback of every 4xx: one handler, the filtered one, in every mode.
+    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

@@ -16,7 +16,8 @@ import random
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.services import rater_create
-from apps.collection.models import Project
+from apps.collection.management.commands._project_arg import project_from_arg
+from apps.collection.services import membership_add
 from apps.core.roles import Role
 from apps.loop.simulation import (
     ApiClient,
@@ -66,13 +67,8 @@ class Command(BaseCommand):
             raise CommandError(f"--max-judgments must be between 1 and {MAX_JUDGMENTS}.")
         if not 0 < options["max_seconds"] <= MAX_SECONDS:
             raise CommandError(f"--max-seconds must be in (0, {MAX_SECONDS}].")
-        key = str(options["project"])
-        project = Project.objects.filter(
-            **({"pk": int(key)} if key.isdigit() else {"slug": key})
-        ).first()
-        if project is None:
-            raise CommandError(f"No project {key!r} (give its id or slug).")
-        raters = self._raters(options)
+        project = project_from_arg(str(options["project"]))
+        raters = self._raters(options, project)
         try:
             result = simulate(
                 client=ApiClient(options["url"]),
@@ -93,7 +89,7 @@ class Command(BaseCommand):
             self.stderr.write(line)
         return None
 
-    def _raters(self, options) -> list[SimulatedRater]:
+    def _raters(self, options, project) -> list[SimulatedRater]:
         from django.contrib.auth import get_user_model
 
         users = get_user_model().objects
@@ -101,8 +97,13 @@ class Command(BaseCommand):
         raters = []
         for index in range(options["raters"]):
             username = f"{options['prefix']}{index + 1}"
-            if not users.filter(username=username).exists():
-                rater_create(username=username, password=options["password"], roles=[Role.LABELER])
+            user = users.filter(username=username).first()
+            if user is None:
+                user = rater_create(
+                    username=username, password=options["password"], roles=[Role.LABELER]
+                )
+            # Labelers of this project, so that a project closed to the pool works too.
+            membership_add(project=project, user=user, role=Role.LABELER)
             noise = rng.uniform(options["noise_min"], options["noise_max"])
             raters.append(
                 SimulatedRater(
