@@ -378,10 +378,11 @@ def test_another_raters_assignment_is_refused_and_no_page_shows_their_answer(pag
     assert not {"judgments", "ranking", "likert", "policy", "model"} & set(data)
     for assignment in (theirs, held) if held else (theirs,):
         response = page.goto(f"{live_server.url}/assignments/{assignment.pk}/")
-        assert response.status == 403
-        assert "Not allowed" in page.content()
+        # another rater's assignment answers like a missing one: nothing says it exists
+        assert response.status == 404
+        assert "LOU-SECRET-RATIONALE" not in page.content()
         api = page.request.get(f"{live_server.url}/api/assignments/{assignment.pk}/")
-        assert api.status == 403
+        assert api.status == 404
 
 
 def test_session_expiry_logs_in_again_and_returns_to_the_task(page, live_server):
