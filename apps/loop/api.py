@@ -17,6 +17,7 @@ from apps.core.permissions import IsResearcher
 from apps.core.roles import Role
 from apps.loop import exports, selectors, services
 from apps.loop.config import PRESETS
+from apps.loop.snapshots import snapshot_folder
 
 
 class RoundOutputSerializer(serializers.Serializer):
@@ -182,7 +183,7 @@ def snapshot_file_response(*, snapshot_id: int, name: str, user) -> FileResponse
     snapshot = selectors.snapshot_get(snapshot_id=snapshot_id, user=user)
     if name not in exports.FILES:
         raise NotFound(f"A snapshot has no file {name!r}.")
-    path = services.snapshot_folder(snapshot) / name
+    path = snapshot_folder(snapshot) / name
     if not path.is_file():
         raise NotFound(f"{name} of snapshot {snapshot.pk} is missing on disk.")
     content_type = "application/json" if name.endswith(".json") else "application/x-ndjson"

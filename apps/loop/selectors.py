@@ -1,4 +1,4 @@
-"""Reads of the closed loop: round detail for the page and the API, lineage, A/B win rates."""
+"""Reads of the closed loop: rounds, their runs and policies, lineage, A/B win rates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from django.db.models import QuerySet
 from apps.collection import access
 from apps.collection.models import Judgment, PolicyVersion, Project, ReviewStatus, Task
 from apps.core.roles import Role
-from apps.loop.models import STAGE_ORDER, DatasetSnapshot, RunMetric, TrainingRound, TrainingRun
+from apps.loop.models import (
+    STAGE_ORDER,
+    DatasetSnapshot,
+    RunMetric,
+    Stage,
+    TrainingRound,
+    TrainingRun,
+)
 
 #: metric series the round page plots, per stage
 PLOTTED = {
@@ -38,6 +45,71 @@ def snapshot_get(*, snapshot_id: int, user) -> DatasetSnapshot:
         pk=snapshot_id,
         missing="No such snapshot, or you do not research its project.",
     )
+
+
+def policy_latest(*, project: Project) -> PolicyVersion | None:
+    """The newest policy of the project's lineage: the last one a round produced, else base."""
+    produced = (
+        PolicyVersion.objects.filter(project=project, produced_by_run__isnull=False)
+        .order_by("-produced_by_run__round__number", "-pk")
+        .first()
+    )
+    if produced is not None:
+        return produced
+    return (
+        PolicyVersion.objects.filter(project=project)
+        .exclude(kind=PolicyVersion.Kind.PPO)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def succeeded_run(*, training_round: TrainingRound, stage: str) -> TrainingRun | None:
+    """The round's run of `stage` if it succeeded."""
+    return (
+        TrainingRun.objects.filter(
+            round=training_round, stage=stage, status=TrainingRun.Status.SUCCEEDED
+        )
+        .select_related("produced_policy")
+        .first()
+    )
+
+
+def round_sft_policy(*, training_round: TrainingRound) -> PolicyVersion | None:
+    """The policy this round's SFT stage produced, if it ran (not skipped)."""
+    run = succeeded_run(training_round=training_round, stage=Stage.SFT)
+    return run.produced_policy if run else None
+
+
+def training_start_policy(*, training_round: TrainingRound) -> PolicyVersion:
+    """Where RM and PPO start: the round's SFT policy if it made one, else its policy."""
+    return round_sft_policy(training_round=training_round) or training_round.start_policy
+
+
+def lineage_root(*, policy: PolicyVersion) -> PolicyVersion:
+    """The first non-PPO ancestor (the SFT or base policy the lineage grew from)."""
+    seen = set()
+    current = policy
+    while current.kind == PolicyVersion.Kind.PPO and current.parent_id and current.pk not in seen:
+        seen.add(current.pk)
+        current = current.parent
+    return current
+
+
+def collecting_judgments(*, training_round: TrainingRound) -> int:
+    """Judgments of the round's ranking tasks that count towards its target."""
+    statuses = (
+        [ReviewStatus.APPROVED]
+        if training_round.config.get("require_review", True)
+        else [ReviewStatus.APPROVED, ReviewStatus.PENDING]
+    )
+    return Judgment.objects.filter(
+        task__project_id=training_round.project_id,
+        task__kind=Task.Kind.RANKING,
+        task__round_number=training_round.number,
+        task__is_gold=False,
+        review_status__in=statuses,
+    ).count()
 
 
 def rounds_list(*, project: Project | None = None) -> QuerySet[TrainingRound]:

@@ -2,7 +2,9 @@
 
 `run_gpu_stage` runs on the `gpu` queue (model work, a trainer subprocess), `run_web_stage` on
 `default` (exports). Both are acks_late, so a message whose worker died is delivered again;
-`run_execute` claims the run under a lock, so a second delivery does no work twice.
+`run_execute` claims the run under a lock, so a second delivery does no work twice. The
+services publish them by name (apps/loop/dispatch.py), so nothing imports this module but
+Celery's autodiscovery.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from apps.loop import services
+from apps.loop import executor, watchdog
 
 RETRY = {
     "acks_late": True,
@@ -26,15 +28,15 @@ RETRY = {
 
 @shared_task(name="loop.run_gpu_stage", bind=True, **RETRY)
 def run_gpu_stage(self, run_id: int) -> str:
-    return services.run_execute(run_id=run_id, task_id=self.request.id or "")
+    return executor.run_execute(run_id=run_id, task_id=self.request.id or "")
 
 
 @shared_task(name="loop.run_web_stage", bind=True, **RETRY)
 def run_web_stage(self, run_id: int) -> str:
-    return services.run_execute(run_id=run_id, task_id=self.request.id or "")
+    return executor.run_execute(run_id=run_id, task_id=self.request.id or "")
 
 
 @shared_task(name="loop.watch_rounds", **RETRY)
 def watch_rounds() -> dict:
     """Every few seconds (beat): advance collecting rounds, recover runs of dead workers."""
-    return services.rounds_watch()
+    return watchdog.rounds_watch()

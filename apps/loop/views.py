@@ -30,7 +30,7 @@ def index(request):
             {
                 "project": project,
                 "policies": PolicyVersion.objects.filter(project=project).order_by("-pk"),
-                "latest": services.policy_latest(project=project),
+                "latest": selectors.policy_latest(project=project),
                 "rounds": selectors.rounds_list(project=project)[:10],
             }
         )

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from apps.collection.models import PolicyVersion, Prompt
-from apps.loop import services
+from apps.loop import dispatch, executor
 from apps.loop.models import TrainingRun
 from tests.factories import ProjectFactory
 
@@ -71,12 +71,18 @@ class InlineStages:
             if until_stage and run.stage == until_stage:
                 self.sent.insert(0, (run_id, task_id))
                 break
-            done.append(services.run_execute(run_id=run_id, task_id=task_id))
+            done.append(executor.run_execute(run_id=run_id, task_id=task_id))
         return done
 
 
 @pytest.fixture
 def stages(monkeypatch):
     inline = InlineStages()
-    monkeypatch.setattr(services, "_send", inline)
+    monkeypatch.setattr(dispatch, "publish", inline)
     return inline
+
+
+@pytest.fixture
+def stages_sent(stages):
+    """The stage tasks published (run id, task id), not run."""
+    return stages

@@ -17,9 +17,10 @@ import pytest
 
 from apps.collection.models import PolicyVersion, Prompt
 from apps.core.errors import InvalidInput
-from apps.loop import runner, services
+from apps.loop import executor, runner
 from apps.loop.config import STAGE_SECTIONS, RoundSettings, round_config
 from apps.loop.models import Stage, TrainingRound, TrainingRun
+from apps.loop.stages import sampling
 from trainer.contract import server_fields
 
 pytestmark = pytest.mark.django_db
@@ -128,9 +129,9 @@ def test_a_config_stored_before_the_contract_never_reaches_the_trainer(
     )
     launched = []
     monkeypatch.setattr(runner, "run", lambda *a, **k: launched.append(a))
-    monkeypatch.setattr(services, "_policy_model", lambda policy, what: "/models/base")
+    monkeypatch.setattr(sampling, "policy_model", lambda policy: "/models/base")
 
-    assert services.run_execute(run_id=run.pk, task_id="t") == "failed"
+    assert executor.run_execute(run_id=run.pk, task_id="t") == "failed"
     run.refresh_from_db()
     assert "config.sample.model" in run.error and "set by the server" in run.error
     assert launched == []

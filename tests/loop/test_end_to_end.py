@@ -13,7 +13,7 @@ from apps.collection import leasing
 from apps.collection.models import Completion, Demonstration, PolicyVersion, Prompt, Task
 from apps.collection.services import membership_add
 from apps.core.roles import Role
-from apps.loop import selectors, services
+from apps.loop import models, policies, selectors, watchdog
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
 from tests.factories import UserFactory
 from tests.loop.conftest import make_loop_project
@@ -98,8 +98,8 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
 
     # collecting: simulated raters over HTTP, then the watchdog advances the round
     _rate(live_server, project, max_judgments=96)
-    assert services.collecting_judgments(training_round=round1) >= 96
-    services.rounds_watch()
+    assert selectors.collecting_judgments(training_round=round1) >= 96
+    watchdog.rounds_watch()
     round1.refresh_from_db()
     assert round1.stage == Stage.EXPORTING
     assert stages.drain() == ["succeeded"] * 5  # exporting, sft (skipped), rm, ppo, evaluating
@@ -150,7 +150,7 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     assert stages.drain() == ["succeeded"]
     assert Completion.objects.filter(round_number=2, policy_version=policy1).exists()
     _rate(live_server, project, max_judgments=60)  # some go to the A/B tasks
-    services.rounds_watch()
+    watchdog.rounds_watch()
     assert stages.drain() == ["succeeded"] * 5
     round2.refresh_from_db()
     assert round2.stage == Stage.DONE, round2.message
@@ -159,16 +159,16 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     sft_policy = sft2.produced_policy
     assert sft_policy.kind == "sft" and sft_policy.parent == policy1
     assert sft2.metrics["demonstrations"] == 20 and sft2.metrics["held_out_demonstrations"] == 4
-    assert sft2.config["sft"]["model"] == services.policy_location(policy1)
+    assert sft2.config["sft"]["model"] == policies.policy_location(policy1)
     assert sft2.metrics["steps"] == 15  # 3 epochs × ceil(20 / 4)
     # RM and PPO start from the SFT policy, and PPO's KL penalty is measured from it
     assert TrainingRun.objects.get(round=round2, stage=Stage.RM).config["rm"][
         "model"
-    ] == services.policy_location(sft_policy)
+    ] == policies.policy_location(sft_policy)
     ppo2 = TrainingRun.objects.get(round=round2, stage=Stage.PPO)
     policy2 = ppo2.produced_policy
-    assert ppo2.config["ppo"]["policy"] == services.policy_location(sft_policy)
-    assert ppo2.config["ppo"]["reference"] == services.policy_location(sft_policy)
+    assert ppo2.config["ppo"]["policy"] == policies.policy_location(sft_policy)
+    assert ppo2.config["ppo"]["reference"] == policies.policy_location(sft_policy)
     evaluation2 = TrainingRun.objects.get(round=round2, stage=Stage.EVALUATING).metrics
     assert evaluation2["vs_parent"]["reference_policy"] == policy1.name
     assert evaluation2["vs_root"]["reference_policy"] == sft_policy.name
@@ -192,6 +192,6 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     assert by_name[sft_policy.name]["round_id"] == round2.pk
     assert by_name[sft_policy.name]["ab_evaluation"] is None  # the A/B tasks judge PPO's
     assert by_name[policy2.name]["snapshot_id"] == round2.snapshot_id
-    assert set(by_name[policy2.name]["runs"]) == {s.value for s in services.STAGE_ORDER}
+    assert set(by_name[policy2.name]["runs"]) == {s.value for s in models.STAGE_ORDER}
     assert by_name[policy1.name]["win_rate_vs_parent"]["n"] == TEST_PROMPTS
     print(f"two rounds in {time.monotonic() - started:.0f}s")

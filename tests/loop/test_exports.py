@@ -12,7 +12,7 @@ from apps.collection.leasing import assignment_next
 from apps.collection.models import ReviewStatus
 from apps.collection.services import judgment_submit
 from apps.core.roles import Role
-from apps.loop import exports, services
+from apps.loop import exports, snapshots
 from apps.loop.config import round_config
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound
 from tests.factories import UserFactory, make_task
@@ -74,8 +74,8 @@ def test_snapshot_files_manifest_and_data_card(judged):
     rejected.review_status = ReviewStatus.REJECTED
     rejected.save()
     policy = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/nowhere")
-    snapshot = services.snapshot_create(training_round=_round(project, policy))
-    folder = services.snapshot_folder(snapshot)
+    snapshot = snapshots.snapshot_create(training_round=_round(project, policy))
+    folder = snapshots.snapshot_folder(snapshot)
 
     rankings = [json.loads(line) for line in (folder / "rankings.jsonl").read_text().splitlines()]
     assert len(rankings) == 8  # 9 judgments, one rejected
@@ -118,7 +118,7 @@ def test_snapshot_files_manifest_and_data_card(judged):
     with pytest.raises(ValueError, match="immutable"):
         snapshot.save()
     # exporting again for the same round freezes nothing new
-    assert services.snapshot_create(training_round=TrainingRound.objects.get()) == snapshot
+    assert snapshots.snapshot_create(training_round=TrainingRound.objects.get()) == snapshot
     assert DatasetSnapshot.objects.count() == 1
 
 
@@ -128,10 +128,12 @@ def test_consensus_weights_lower_the_adversarial_rater(judged):
 
     policy = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/nowhere")
     training_round = _round(project, policy, require_review=False, weighting="consensus")
-    snapshot = services.snapshot_create(training_round=training_round)
+    snapshot = snapshots.snapshot_create(training_round=training_round)
     rows = [
         json.loads(line)
-        for line in (services.snapshot_folder(snapshot) / "rankings.jsonl").read_text().splitlines()
+        for line in (snapshots.snapshot_folder(snapshot) / "rankings.jsonl")
+        .read_text()
+        .splitlines()
     ]
     weights = {}
     for row in rows:
@@ -154,8 +156,8 @@ def test_what_the_exporter_writes_the_trainer_reads_row_for_row(judged):
     policy = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/nowhere")
     training_round = _round(project, policy, require_review=False, weighting="consensus")
     filters = exports.ExportFilters(review_statuses=("approved", "pending"), max_round=1)
-    snapshot = services.snapshot_create(training_round=training_round)
-    folder = services.snapshot_folder(snapshot)
+    snapshot = snapshots.snapshot_create(training_round=training_round)
+    folder = snapshots.snapshot_folder(snapshot)
     written = exports.collect_rows(
         project=project,
         filters=filters,
@@ -187,10 +189,10 @@ def test_pairs_load_with_datasets_and_train_trl_reward_trainer(judged, tmp_path,
     from trainer.models import load_scalar_model
 
     policy = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/nowhere")
-    snapshot = services.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         training_round=_round(project, policy, require_review=False)
     )
-    pairs = services.snapshot_folder(snapshot) / "pairs.jsonl"
+    pairs = snapshots.snapshot_folder(snapshot) / "pairs.jsonl"
     dataset = load_dataset("json", data_files=str(pairs), split="train")
     assert dataset.column_names == ["prompt", "chosen", "rejected"]
     assert len(dataset) == snapshot.row_counts["pairs.jsonl"]

@@ -22,7 +22,7 @@ from django.utils import timezone
 from apps.collection.models import PolicyVersion
 from apps.collection.services import membership_add
 from apps.core.roles import Role
-from apps.loop import runner, services, tasks
+from apps.loop import artifacts, executor, runner, snapshots, tasks, watchdog
 from apps.loop.config import round_config
 from apps.loop.models import RunMetric, Stage, TrainingRound, TrainingRun
 from tests.factories import UserFactory
@@ -38,17 +38,17 @@ def _round_at_ppo(project, policy, tiny_model_dir, *, ppo=None) -> TrainingRun:
     training_round = TrainingRound.objects.create(
         project=project, number=1, start_policy=policy, stage=Stage.EXPORTING, config=config
     )
-    services.snapshot_create(training_round=training_round)
+    snapshots.snapshot_create(training_round=training_round)
     rm = TrainingRun.objects.create(
         round=training_round,
         stage=Stage.RM,
         status=TrainingRun.Status.SUCCEEDED,
         out_dir=f"rounds/{project.pk}-1/rm",
     )
-    rm_dir = services.artifact_path(rm.out_dir) / "model"
+    rm_dir = artifacts.artifact_path(rm.out_dir) / "model"
     shutil.rmtree(rm_dir, ignore_errors=True)
     shutil.copytree(tiny_model_dir, rm_dir)  # a fresh scalar head on the tiny trunk
-    rm.artifacts = {"model": str(rm_dir.relative_to(services.artifact_root()))}
+    rm.artifacts = {"model": str(rm_dir.relative_to(artifacts.artifact_root()))}
     rm.save()
     training_round.stage = Stage.PPO
     training_round.save()
@@ -59,7 +59,7 @@ def _round_at_ppo(project, policy, tiny_model_dir, *, ppo=None) -> TrainingRun:
         celery_task_id="first-delivery",
         out_dir=f"rounds/{project.pk}-1/ppo",
     )
-    shutil.rmtree(services.artifact_path(run.out_dir), ignore_errors=True)
+    shutil.rmtree(artifacts.artifact_path(run.out_dir), ignore_errors=True)
     return run
 
 
@@ -172,14 +172,14 @@ def test_killed_worker_is_recovered_without_a_duplicate_policy(
 
     # the watchdog notices the silent heartbeat and queues the same run again
     later = timezone.now() + timedelta(seconds=settings.LOOP_HEARTBEAT_STALE_SECONDS + 1)
-    assert services.runs_reap_stale(now=later)["requeued"] == [run.pk]
+    assert watchdog.runs_reap_stale(now=later)["requeued"] == [run.pk]
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.QUEUED
     assert "stopped answering" in run.log
 
-    assert services.run_execute(run_id=run.pk, task_id=run.celery_task_id) == "succeeded"
+    assert executor.run_execute(run_id=run.pk, task_id=run.celery_task_id) == "succeeded"
     # the first message, delivered again by the broker (acks_late), finds nothing to do
-    assert services.run_execute(run_id=run.pk, task_id="first-delivery") == "skipped"
+    assert executor.run_execute(run_id=run.pk, task_id="first-delivery") == "skipped"
     run.refresh_from_db()
     assert run.attempt == 2
     assert run.metrics["start_step"] >= 1  # resumed from the checkpoint, not restarted
@@ -250,10 +250,10 @@ def test_watchdog_fails_visibly_after_the_last_attempt(loop_project, tiny_model_
     run = _round_at_ppo(project, policy, tiny_model_dir)
     TrainingRun.objects.filter(pk=run.pk).update(
         status=TrainingRun.Status.RUNNING,
-        attempt=services.MAX_ATTEMPTS,
+        attempt=watchdog.MAX_ATTEMPTS,
         heartbeat_at=timezone.now() - timedelta(hours=1),
     )
-    assert services.runs_reap_stale()["failed"] == [run.pk]
+    assert watchdog.runs_reap_stale()["failed"] == [run.pk]
     training_round = TrainingRound.objects.get(pk=run.round_id)
     assert training_round.stage == Stage.FAILED
     assert "worker was lost 3 times" in training_round.message
@@ -263,9 +263,9 @@ def test_corrupt_reward_model_fails_the_stage_with_a_clear_message(loop_project,
     project, policy = loop_project
     run = _round_at_ppo(project, policy, tiny_model_dir)
     rm = TrainingRun.objects.get(round=run.round, stage=Stage.RM)
-    weights = services.artifact_path(rm.artifacts["model"]) / "model.safetensors"
+    weights = artifacts.artifact_path(rm.artifacts["model"]) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated on a full disk, say
-    assert services.run_execute(run_id=run.pk, task_id="first-delivery") == "failed"
+    assert executor.run_execute(run_id=run.pk, task_id="first-delivery") == "failed"
     run.refresh_from_db()
     assert "reward model" in run.error and "corrupt" in run.error
     assert "model.safetensors cannot be read" in run.round.message
@@ -276,10 +276,10 @@ def test_corrupt_reward_model_fails_the_stage_with_a_clear_message(loop_project,
 def test_missing_snapshot_file_fails_the_stage(loop_project, tiny_model_dir):
     project, policy = loop_project
     run = _round_at_ppo(project, policy, tiny_model_dir)
-    folder = services.snapshot_folder(run.round.snapshot)
+    folder = snapshots.snapshot_folder(run.round.snapshot)
     folder.chmod(0o755)
     (folder / "prompts.jsonl").unlink()
-    assert services.run_execute(run_id=run.pk, task_id="first-delivery") == "failed"
+    assert executor.run_execute(run_id=run.pk, task_id="first-delivery") == "failed"
     training_round = TrainingRound.objects.get(pk=run.round_id)
     assert "prompts.jsonl is missing" in training_round.message
 

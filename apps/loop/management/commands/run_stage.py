@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from apps.loop import services
+from apps.loop import executor
 
 
 class Command(BaseCommand):
@@ -19,5 +19,5 @@ class Command(BaseCommand):
         parser.add_argument("--task-id", default="", help="Claim as this Celery task id.")
 
     def handle(self, *args, **options):
-        status = services.run_execute(run_id=options["run_id"], task_id=options["task_id"])
+        status = executor.run_execute(run_id=options["run_id"], task_id=options["task_id"])
         self.stdout.write(f"run {options['run_id']}: {status}")

@@ -1,0 +1,119 @@
+"""Evaluating: the new policy's win rates, automatic and human.
+
+`trainer eval` judges the PPO policy against the round's policy (vs_parent) and against the
+lineage's root (vs_root) on the test prompts, with the round's reward model; with
+`eval_hidden_rule` also with the simulated raters' rule, on the same answers. The vs_parent
+answers become human A/B tasks (apps/collection/ab_tasks.py).
+"""
+
+from __future__ import annotations
+
+from apps.collection.ab_tasks import AnswerPair, ab_tasks_create
+from apps.collection.models import PolicyVersion
+from apps.loop import selectors
+from apps.loop.artifacts import relative, run_artifact, stage_dir
+from apps.loop.errors import StageError
+from apps.loop.models import Stage, TrainingRun
+from apps.loop.policies import policy_model
+from apps.loop.snapshots import snapshot_verify
+from apps.loop.stages.base import StageResult, snapshot_of, succeeded
+from apps.loop.trainer_launch import run_trainer, trainer_settings
+from trainer import contract
+
+
+def execute(run: TrainingRun) -> StageResult:
+    training_round = run.round
+    ppo_run = succeeded(training_round, Stage.PPO)
+    rm_run = succeeded(training_round, Stage.RM)
+    new_policy = ppo_run.produced_policy
+    if new_policy is None:
+        raise StageError("The PPO stage registered no policy.")
+    policy_dir = run_artifact(ppo_run, "model", "policy PPO wrote")
+    rm_dir = run_artifact(rm_run, "model", "reward model")
+    snapshot = snapshot_of(training_round, "evaluate on")
+    folder = snapshot_verify(snapshot)
+    parent = training_round.start_policy
+    root = selectors.lineage_root(policy=new_policy)
+    # the policy is judged as PPO trained it: same shortest answer, for both policies
+    judged_as_trained = {"min_new_tokens": training_round.config["ppo"].get("min_new_tokens", 0)}
+    evaluations = [("vs_parent", parent, {"reward_model": str(rm_dir)})]
+    if root.pk != parent.pk:
+        evaluations.append(("vs_root", root, {"reward_model": str(rm_dir)}))
+    answers = stage_dir(run, "vs_parent") / contract.COMPLETIONS
+    if training_round.config.get("eval_hidden_rule"):
+        # the same answers as vs_parent (same policies, prompts and settings), another judge
+        evaluations.append(
+            ("hidden_rule", parent, {"score_fn": "hidden_rule", "completions": str(answers)})
+        )
+    results = {}
+    for index, (label, reference, judge) in enumerate(evaluations):
+        config = trainer_settings(
+            training_round,
+            "eval",
+            defaults=judged_as_trained,
+            policy=str(policy_dir),
+            prompts=str(folder / contract.PROMPTS),
+            split="test",
+            seed=training_round.config["seed"],
+            reference_policy=policy_model(reference),
+            **judge,
+        )
+        metrics = run_trainer(
+            run, "eval", config, stage_dir(run, label), step_offset=index * 1000, label=label
+        )
+        results[label] = {
+            "reference_policy_id": reference.pk,
+            "reference_policy": reference.name,
+            "win_rate": metrics.get("win_rate"),
+            "mean_score": metrics.get("mean_score"),
+        }
+    if "vs_root" not in results:
+        results["vs_root"] = results["vs_parent"]
+    ab = ab_tasks_create(
+        project=training_round.project,
+        round_number=training_round.number,
+        new_policy=new_policy,
+        parent=parent,
+        pairs=answer_pairs(answers),
+        limit=training_round.config.get("ab_tasks", 0),
+        overlap=training_round.config.get("ab_overlap", 1) or 1,
+    )
+    PolicyVersion.objects.filter(pk=new_policy.pk).update(
+        metadata={
+            **new_policy.metadata,
+            "win_rate_vs_parent": _overall(results["vs_parent"]),
+            "win_rate_vs_root": _overall(results["vs_root"]),
+            "eval_run_id": run.pk,
+        }
+    )
+    return StageResult(
+        metrics={
+            **results,
+            "rm_accuracy": rm_run.metrics.get("valid_accuracy"),
+            "rm_accuracy_pairs": rm_run.metrics.get("valid_pairs"),
+            "rater_agreement": snapshot.data_card.get("agreement", {}).get("pairwise_agreement"),
+            "ab_tasks": ab,
+        },
+        artifacts={"evaluations": relative(stage_dir(run))},
+    )
+
+
+def answer_pairs(path) -> list[AnswerPair]:
+    """The two policies' answers from `trainer eval`'s completions.jsonl (none if missing)."""
+    if not path.is_file():
+        return []
+    return [
+        AnswerPair(
+            prompt_id=int(row["prompt_id"]),
+            new_answer=row["completion"],
+            parent_answer=row.get("reference_completion", ""),
+            sampling=row.get("sampling") or {},
+            seed=row.get("seed"),
+        )
+        for _, row in contract.iter_jsonl(path)
+    ]
+
+
+def _overall(result: dict) -> dict | None:
+    win_rate = result.get("win_rate") or {}
+    return win_rate.get("overall")
