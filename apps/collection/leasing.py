@@ -7,7 +7,8 @@ Invariants (checked by tests on PostgreSQL under concurrency):
   (d) a rater asking again while holding a live lease gets that lease back;
   (e) higher priority first, then oldest; gold tasks at the project's gold rate;
   (f) a rater in the project's screening gets gold tasks only, and one who failed it none
-      (apps/quality/screening.py decides; gold tasks need an overlap that fits every rater
+      (the registered screening decides, apps/collection/screening.py, which apps/quality
+      fills in; gold tasks need an overlap that fits every rater
       to be screened, since (b) holds for them too).
 
 How it stays correct under concurrency: every write that can *add* to a task's taken slots
@@ -39,9 +40,9 @@ from apps.collection.content import (
     task_content,
 )
 from apps.collection.models import Assignment, Project, Task
+from apps.collection.screening import ScreeningGate, screening
 from apps.core import sql
 from apps.core.errors import NotPermitted
-from apps.quality.screening import SCREENING_FAILED_MESSAGE, ScreeningGate, screening_gate
 
 CANDIDATES_PER_QUERY = 4
 MAX_QUERY_ROUNDS = 4
@@ -252,7 +253,7 @@ def assignment_next(
             raise NotPermitted("Your rater account is suspended; ask a reviewer.")
         # Rater quality: a rater in screening gets gold tasks only; one who failed, none.
         # It runs under the profile lock above, so screening state moves one call at a time.
-        gate = screening_gate(project=project, rater=rater, now=now)
+        gate = screening().gate(project=project, rater=rater, now=now)
         closed = gate == ScreeningGate.CLOSED
         live = None if closed else live_assignment_for_rater(project=project, rater=rater, now=now)
         if live is not None:
@@ -270,5 +271,5 @@ def assignment_next(
             if assignment is not None:
                 return assignment
     if closed:  # raised after the commit, so the screening decision is kept
-        raise NotPermitted(SCREENING_FAILED_MESSAGE)
+        raise NotPermitted(screening().failed_message)
     return None

@@ -11,10 +11,10 @@ from apps.collection import access
 from apps.collection.content import task_content
 from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
 from apps.collection.models import Assignment, Project, Task
+from apps.collection.screening import screening
 from apps.core import sql
 from apps.core.errors import NotFound
 from apps.core.roles import Role, user_roles
-from apps.quality.models import ProjectQualitySettings
 
 
 def project_get(*, project_id: int, user, role: Role) -> Project:
@@ -38,23 +38,32 @@ def projects_for_user(*, user) -> list[Project]:
 
 
 def project_for_labeler(*, project_id: int, user) -> Project:
-    """The project, if this user may label it now, with its quality settings read along.
+    """The project, if this user may label it now, with the registered screening's settings
+    (apps/collection/screening.py) read along.
 
     SQL (one statement) rather than the ORM: every `next` starts here.
     """
     if Role.LABELER not in user_roles(user):
         raise NotFound(access.NOT_FOUND)
     allowed, params = access.labeler_access_sql(user=user, alias="p")
+    extra = screening().settings_model
+    models_read, columns, join = [Project], sql.columns(Project, "p"), ""
+    if extra is not None:
+        models_read.append(extra)
+        columns += f", {sql.columns(extra, 'q')}"
+        on = extra._meta.get_field("project").column
+        join = f"LEFT JOIN {sql.table(extra)} q ON q.{on} = p.id"
     query = f"""
-        SELECT {sql.columns(Project, "p")}, {sql.columns(ProjectQualitySettings, "q")}
-        FROM {sql.table(Project)} p
-        LEFT JOIN {sql.table(ProjectQualitySettings)} q ON q.project_id = p.id
+        SELECT {columns}
+        FROM {sql.table(Project)} p {join}
         WHERE p.id = %s AND {allowed}"""
-    rows = sql.fetch_models(query, [project_id, *params], [Project, ProjectQualitySettings])
+    rows = sql.fetch_models(query, [project_id, *params], models_read)
     if not rows:
         raise NotFound(access.NOT_FOUND)
-    project, settings = rows[0]
-    Project.quality_settings.related.set_cached_value(project, settings)
+    project = rows[0][0]
+    if extra is not None:  # `project.<settings>` then answers without a query
+        accessor = extra._meta.get_field("project").remote_field.get_accessor_name()
+        getattr(Project, accessor).related.set_cached_value(project, rows[0][1])
     return project
 
 

@@ -1,7 +1,9 @@
 """Screening: a new rater answers the project's gold tasks before regular work.
 
-`screening_gate` is called by `leasing.assignment_next` inside its transaction, with the
-rater's profile row locked, so a rater's screening state changes one request at a time.
+`QualityScreening` is the implementation of the assignment engine's screening interface
+(apps/collection/screening.py), registered when the app loads (apps/quality/apps.py);
+`leasing.assignment_next` calls its `gate` inside its transaction, with the rater's profile
+row locked, so a rater's screening state changes one request at a time.
 The outcome is decided lazily, when the rater next asks for work, from their answers to
 gold tasks; no hook on judgment submission is needed. A rater is never told which tasks
 were gold: the pass/fail decision only shows on reviewer pages, and a failed rater is told
@@ -11,27 +13,19 @@ that their screening did not pass, not which answers were wrong.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 import numpy as np
 
 from apps.collection.models import Assignment, Judgment, Project, Task
+from apps.collection.screening import ScreeningGate
 from apps.quality import agreement as ag
-from apps.quality.models import RaterScreening
+from apps.quality.models import ProjectQualitySettings, RaterScreening
 from apps.quality.selectors import quality_settings
 
 SCREENING_FAILED_MESSAGE = (
     "Your screening for this project did not pass, so regular work is closed to you for now. "
     "A reviewer has been told and may reopen it."
 )
-
-
-class ScreeningGate(StrEnum):
-    """What screening allows a rater in a project right now."""
-
-    REGULAR = "regular"  # no screening, passed, or waived: regular work (with gold honeypots)
-    GOLD_ONLY = "gold_only"  # in screening: gold tasks only
-    CLOSED = "closed"  # failed screening: nothing until a reviewer reopens it
 
 
 def gold_accuracy(judgments: list[Judgment], tasks: dict[int, Task]) -> tuple[float, int]:
@@ -114,3 +108,13 @@ def screening_gate(*, project: Project, rater, now: datetime) -> ScreeningGate:
     if screening.state == RaterScreening.State.SCREENING:
         return ScreeningGate.GOLD_ONLY
     return ScreeningGate.REGULAR
+
+
+class QualityScreening:
+    """Screening as the assignment engine asks for it (apps/collection/screening.py)."""
+
+    settings_model = ProjectQualitySettings
+    failed_message = SCREENING_FAILED_MESSAGE
+
+    def gate(self, *, project: Project, rater, now: datetime) -> ScreeningGate:
+        return screening_gate(project=project, rater=rater, now=now)
