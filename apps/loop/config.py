@@ -103,7 +103,7 @@ _CPU_DEMO_FINE_TUNING = {
 
 PRESETS: dict[str, dict[str, Any]] = {
     # SmolLM2-135M on a 2-core CPU, so that one round takes minutes (docs/loop.md, "Demo"):
-    # 8 prompts × K, short answers, a few optimiser steps, LoRA (DESIGN.md "Trainer contract").
+    # 8 prompts × K, short answers, a few optimiser steps, LoRA (docs/design.md, "The trainer").
     # One torch thread per trainer: the web server, the raters and anything else on the
     # machine share the other core. With two threads, any other busy process makes the
     # trainer's OpenMP threads wait on each other at every operation: PPO took 317 s instead

@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Length
 
 from apps.accounts.models import RaterProfile
@@ -25,7 +25,13 @@ from apps.core.errors import NotFound
 from apps.core.roles import Role, is_staff
 from apps.quality import agreement as ag
 from apps.quality.measures import JudgmentArrays, consensus_scores
-from apps.quality.models import ProjectQualitySettings, QualitySnapshot, RaterScreening
+from apps.quality.models import (
+    ProjectQualitySettings,
+    QualitySnapshot,
+    RaterScreening,
+    RaterStatusChange,
+    ReviewDecision,
+)
 
 RANKED_KINDS = (Task.Kind.RANKING, Task.Kind.EVALUATION)
 
@@ -505,3 +511,34 @@ def rater_for_reviewer(*, user_id: int, user):
     if rater is None:
         raise NotFound("No such rater, or not one who works on your projects.")
     return rater
+
+
+def projects_with_pending_reviews(*, user) -> QuerySet[Project]:
+    """The projects `user` reviews, by name, each with `.pending`: judgments awaiting review."""
+    return (
+        access.projects_for(user=user, role=Role.REVIEWER)
+        .annotate(
+            pending=Count(
+                "tasks__judgments", filter=Q(tasks__judgments__review_status=ReviewStatus.PENDING)
+            )
+        )
+        .order_by("name")
+    )
+
+
+def pending_reviews_count(*, project: Project, rater=None) -> int:
+    """Judgments of the project (of one rater, when given) awaiting review."""
+    pending = Judgment.objects.filter(task__project=project, review_status=ReviewStatus.PENDING)
+    return (pending.filter(rater=rater) if rater is not None else pending).count()
+
+
+def rater_status_changes(*, rater, limit: int) -> QuerySet[RaterStatusChange]:
+    """The rater's latest suspensions and reinstatements, newest first, with who made them."""
+    return RaterStatusChange.objects.filter(rater=rater).select_related("actor")[:limit]
+
+
+def review_decisions_recent(*, project: Project, limit: int) -> QuerySet[ReviewDecision]:
+    """The project's latest review decisions, newest first, with their reviewers."""
+    return ReviewDecision.objects.filter(judgment__task__project=project).select_related(
+        "reviewer"
+    )[:limit]

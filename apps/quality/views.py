@@ -11,22 +11,19 @@ from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.accounts.services import rater_profile_get_or_create
-from apps.collection import access
-from apps.collection.models import Judgment, Project, ReviewStatus
+from apps.collection.models import Project, ReviewStatus
 from apps.collection.selectors import project_get
 from apps.core.errors import DomainError
 from apps.core.ids import parse_id
 from apps.core.pages import role_required
 from apps.core.roles import Role
 from apps.quality import selectors, services
-from apps.quality.models import RaterStatusChange, ReviewDecision
 
 
 def _back(request, fallback: str):
@@ -42,12 +39,8 @@ def _snapshot_context(project: Project) -> dict:
 
 @role_required(Role.REVIEWER)
 def index(request):
-    projects = access.projects_for(user=request.user, role=Role.REVIEWER).annotate(
-        pending=Count(
-            "tasks__judgments", filter=Q(tasks__judgments__review_status=ReviewStatus.PENDING)
-        )
-    )
-    rows = [{"project": p, **_snapshot_context(p)} for p in projects.order_by("name")]
+    projects = selectors.projects_with_pending_reviews(user=request.user)
+    rows = [{"project": p, **_snapshot_context(p)} for p in projects]
     return render(request, "quality/index.html", {"rows": rows})
 
 
@@ -65,9 +58,7 @@ def dashboard(request, project_id: int):
         series=stats["series"] if stats else {"points": []},
         failed_screenings=selectors.screenings_needing_attention(project=project),
         settings=selectors.quality_settings(project=project),
-        pending=Judgment.objects.filter(
-            task__project=project, review_status=ReviewStatus.PENDING
-        ).count(),
+        pending=selectors.pending_reviews_count(project=project),
     )
     return render(request, "quality/dashboard.html", context)
 
@@ -138,10 +129,8 @@ def rater_detail(request, project_id: int, user_id: int):
         trend_rows=_trend_rows(row["trend"]) if row else [],
         comparisons=selectors.rater_judgments_with_consensus(project=project, rater=rater),
         screening=selectors.screening_for(project=project, rater=rater),
-        status_changes=RaterStatusChange.objects.filter(rater=rater).select_related("actor")[:20],
-        pending=Judgment.objects.filter(
-            rater=rater, task__project=project, review_status=ReviewStatus.PENDING
-        ).count(),
+        status_changes=selectors.rater_status_changes(rater=rater, limit=20),
+        pending=selectors.pending_reviews_count(project=project, rater=rater),
     )
     return render(request, "quality/rater.html", context)
 
@@ -181,9 +170,7 @@ def queue(request, project_id: int):
         status=status,
         statuses=ReviewStatus.choices,
         rows=[(j, agreement.get(j.rater_id)) for j in page.object_list],
-        recent=ReviewDecision.objects.filter(judgment__task__project=project).select_related(
-            "reviewer"
-        )[:10],
+        recent=selectors.review_decisions_recent(project=project, limit=10),
     )
     return render(request, "quality/queue.html", context)
 

@@ -28,3 +28,18 @@ def test_collection_does_not_import_quality():
         if importing.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_every_section_of_docs_design_md_the_code_cites_exists():
+    sections = set(
+        re.findall(r"^## (.+)$", (ROOT / "docs/design.md").read_text(encoding="utf-8"), re.M)
+    )
+    cited = re.compile(r'docs/design\.md,\s+(?:#\s*)?"([^"]+)"')
+    citations = [
+        (str(path.relative_to(ROOT)), section)
+        for folder in ("apps", "trainer")
+        for path in (ROOT / folder).rglob("*.py")
+        for section in cited.findall(" ".join(path.read_text(encoding="utf-8").split()))
+    ]
+    assert len(citations) >= 10  # the docstrings do cite it
+    assert [c for c in citations if c[1] not in sections] == []
