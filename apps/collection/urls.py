@@ -6,7 +6,6 @@ app_name = "collection-api"
 
 urlpatterns = [
     path("projects/", api.ProjectListApi.as_view(), name="projects"),
-    path("projects/<id:project_id>/members/", api.ProjectMembersApi.as_view(), name="members"),
     path(
         "projects/<id:project_id>/assignments/next/",
         api.AssignmentNextApi.as_view(),
@@ -24,4 +23,5 @@ urlpatterns = [
         name="demonstration-submit",
     ),
     path("assignments/<id:assignment_id>/skip/", api.AssignmentSkipApi.as_view(), name="skip"),
+    path("projects/<id:project_id>/members/", api.ProjectMembersApi.as_view(), name="members"),
 ]

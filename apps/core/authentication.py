@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -13,11 +15,18 @@ from apps.core import sql
 from apps.core.roles import remember_roles
 
 
-def _token_user_sql() -> str:
+@cache
+def _token_model():
+    return apps.get_model("accounts", "ApiToken")
+
+
+@cache
+def _token_user_sql(vendor: str) -> str:
     """SQL giving the token and its user, one row per group or project role the user holds
-    (NULL when none): (token columns..., user columns..., name, held through a group)."""
+    (NULL when none): (token columns..., user columns..., name, held through a group).
+    Built once per database vendor: every API call runs it."""
     user_model = get_user_model()
-    token_model = apps.get_model("accounts", "ApiToken")
+    token_model = _token_model()
     user_groups = sql.table(user_model.groups.through)
     memberships = sql.table(apps.get_model("collection", "ProjectMembership"))
     return f"""
@@ -46,9 +55,11 @@ class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key):
         from apps.accounts import tokens
 
-        token_model = apps.get_model("accounts", "ApiToken")
+        token_model = _token_model()
         digest = tokens.token_digest(key)
-        rows = sql.fetch_models(_token_user_sql(), [digest], [token_model, get_user_model()])
+        rows = sql.fetch_models(
+            _token_user_sql(connection.vendor), [digest], [token_model, get_user_model()]
+        )
         if not rows:
             raise exceptions.AuthenticationFailed("Invalid token.")
         token, user = rows[0][0], rows[0][1]

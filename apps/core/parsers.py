@@ -34,9 +34,10 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        # A body of n bytes nests at most n / 2 deep: small bodies (every answer a rater
-        # sends) need no walk.
-        if len(raw) > 2 * MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        # Nesting needs an opening bracket per level: a body with few of them (every answer
+        # a rater sends) needs no walk.
+        openers = raw.count(b"[") + raw.count(b"{")
+        if openers > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
             raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
         return data
 
