@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.collection.flags import default_flags
@@ -15,6 +16,7 @@ from apps.core.models import TimeStampedModel
 from apps.core.roles import ROLE_CHOICES
 
 MIN_K, MAX_K = 2, 9
+MAX_DYNAMIC_OVERLAP = 15
 LIKERT_MIN, LIKERT_MAX = 1, 7
 
 
@@ -61,7 +63,25 @@ class Project(TimeStampedModel):
     overlap = models.PositiveSmallIntegerField(
         default=3,
         validators=[MinValueValidator(1)],
-        help_text="Distinct raters per task.",
+        help_text="Distinct raters per task (with dynamic overlap: the number it starts with).",
+    )
+    # Dynamic overlap (docs/adaptive-collection.md): a ranking task starts with `overlap`
+    # raters; once their judgments are in, the reliability-weighted consensus decides
+    # whether it is sure enough of the order or gets one more rater, up to overlap_max.
+    dynamic_overlap = models.BooleanField(
+        default=False,
+        help_text="Add raters to a ranking task only while the consensus is unsure of it.",
+    )
+    overlap_max = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DYNAMIC_OVERLAP)],
+        help_text="Dynamic overlap: the most raters a task may get.",
+    )
+    confidence_target = models.FloatField(
+        default=0.9,
+        validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="Dynamic overlap: a task is complete once the consensus is this sure of "
+        "every adjacent pair of its order (posterior probability).",
     )
     lease_seconds = models.PositiveIntegerField(
         default=900, validators=[MinValueValidator(10)], help_text="How long a rater holds a task."
@@ -95,10 +115,21 @@ class Project(TimeStampedModel):
             models.CheckConstraint(
                 condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_0_1"
             ),
+            models.CheckConstraint(
+                condition=Q(confidence_target__gte=0.5) & Q(confidence_target__lt=1),
+                name="project_confidence_target_range",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.dynamic_overlap and self.overlap_max < self.overlap:
+            raise ValidationError(
+                {"overlap_max": "Cannot be below the overlap a task starts with."}
+            )
 
     @property
     def flag_keys(self) -> list[str]:
@@ -231,7 +262,15 @@ class Task(TimeStampedModel):
     completions = models.ManyToManyField(
         Completion, through="TaskCompletion", related_name="tasks", blank=True
     )
-    overlap = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    overlap = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1)],
+        help_text="Raters the task is open to now (with dynamic overlap it may grow).",
+    )
+    max_overlap = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Dynamic overlap: the most raters it may get; empty: fixed at overlap.",
+    )
     priority = models.SmallIntegerField(default=0, help_text="Higher is served first.")
     is_gold = models.BooleanField(default=False)
     gold_ranking = models.JSONField(
@@ -243,6 +282,10 @@ class Task(TimeStampedModel):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="task_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(max_overlap__isnull=True) | Q(max_overlap__gte=F("overlap")),
+                name="task_overlap_within_max",
+            ),
         ]
         indexes = [
             models.Index(

@@ -13,7 +13,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.collection import access, validation
-from apps.collection.leasing import task_complete_if_full, task_taken_slots
+from apps.collection.allowance import task_settle
+from apps.collection.leasing import task_taken_slots
 from apps.collection.models import (
     MAX_K,
     MIN_K,
@@ -158,12 +159,16 @@ def task_create(
             raise InvalidInput(
                 "The gold ranking is not valid.", fields={"gold_ranking": errors["ranking"]}
             )
+    # Dynamic overlap applies to the project's own ranking tasks; gold (screening) tasks and
+    # tasks given an explicit overlap (A/B evaluation) keep a fixed one.
+    dynamic = project.dynamic_overlap and kind == Task.Kind.RANKING and not is_gold and not overlap
     with transaction.atomic():
         task = Task.objects.create(
             project=project,
             prompt=prompt,
             kind=kind,
             overlap=overlap or project.overlap,
+            max_overlap=max(project.overlap_max, project.overlap) if dynamic else None,
             priority=priority,
             is_gold=is_gold,
             gold_ranking=gold_ranking,
@@ -225,7 +230,7 @@ def _finish(*, assignment: Assignment, task: Task, now) -> None:
             f"UPDATE {sql.table(Assignment)} SET status = %s, finished_at = %s WHERE id = %s",
             [assignment.status, connection.ops.adapt_datetimefield_value(now), assignment.pk],
         )
-    task_complete_if_full(task_id=task.pk, now=now)
+    task_settle(task=task, now=now)
 
 
 def _replayed(model, *, client_key: uuid.UUID, assignment: Assignment):

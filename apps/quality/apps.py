@@ -7,9 +7,14 @@ class QualityConfig(AppConfig):
     verbose_name = "Rater quality"
 
     def ready(self) -> None:
-        # the assignment engine asks screening through this interface (apps/collection
-        # knows nothing of apps/quality; docs/design.md, "Collection and quality")
+        # The assignment engine asks quality through interfaces it registers here
+        # (apps/collection knows nothing of apps/quality; docs/design.md, "Collection and
+        # quality"): screening, and dynamic overlap's decision whether a full task needs
+        # another rater.
+        from apps.collection.allowance import register_slot_decider
         from apps.collection.screening import screening_register
+        from apps.quality.overlap import task_slot_decide
         from apps.quality.screening import QualityScreening
 
         screening_register(QualityScreening())
+        register_slot_decider(task_slot_decide)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from apps.collection.models import Judgment, Project, ReviewStatus
+from apps.collection.models import Judgment, Project, ReviewStatus, Task
 from apps.core.models import TimeStampedModel
 
 
@@ -142,3 +142,56 @@ class QualitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"quality of {self.project_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class RaterReliability(models.Model):
+    """A rater's consensus weight in a project, kept in a small table for quick reads.
+
+    Written with every statistics refresh (`services.quality_snapshot_refresh`) from the
+    snapshot's weights; dynamic overlap reads it on the submit that fills a task's allowance.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    weight = models.FloatField(help_text="Log-odds of agreeing with the other raters (≥ 0).")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "rater"], name="reliability_once_per_rater"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rater_id} in {self.project_id}: {self.weight:.2f}"
+
+
+class OverlapDecision(models.Model):
+    """Dynamic overlap: what the consensus decided when a task's allowance filled, and why.
+
+    One row per decision, so every extra slot a task got has its reason. Reviewers see these;
+    raters never do (nothing of the consensus reaches a rater).
+    """
+
+    class Outcome(models.TextChoices):
+        COMPLETE = "complete", "Complete: confident"
+        EXTEND = "extend", "One more rater"
+        LIMIT = "limit", "Complete: maximum overlap reached"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="overlap_decisions")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    judgments = models.PositiveSmallIntegerField(help_text="Judgments in when it was decided.")
+    confidence = models.FloatField(help_text="Posterior of the consensus's weakest adjacent pair.")
+    target = models.FloatField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    order = models.JSONField(default=list, help_text="The consensus order, best first.")
+    reason = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["project", "task", "-created_at"], name="overlap_latest_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} at {self.judgments}: {self.outcome}"

@@ -22,6 +22,7 @@ from apps.quality import selectors
 from apps.quality.measures import QualityOptions, compute_quality
 from apps.quality.models import (
     QualitySnapshot,
+    RaterReliability,
     RaterScreening,
     RaterStatusChange,
     ReviewDecision,
@@ -272,11 +273,32 @@ def quality_snapshot_refresh(*, project_id: int) -> QualitySnapshot | None:
         judgments=int(arrays.task.shape[0]),
         data=data,
     )
+    reliabilities_store(project=project, raters=data["raters"], now=snapshot.computed_at)
     stale = QualitySnapshot.objects.filter(project=project).order_by("-computed_at", "-pk")[
         SNAPSHOTS_KEPT:
     ]
     QualitySnapshot.objects.filter(pk__in=list(stale.values_list("pk", flat=True))).delete()
     return snapshot
+
+
+def reliabilities_store(*, project: Project, raters: list[dict], now) -> int:
+    """Keep each rater's consensus weight in `RaterReliability` (dynamic overlap reads it on
+    the submit path, where the snapshot's JSON would be too big to load)."""
+    rows = [
+        RaterReliability(
+            project=project, rater_id=row["rater_id"], weight=row["weight"], updated_at=now
+        )
+        for row in raters
+        if row.get("weight") is not None
+    ]
+    RaterReliability.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["project", "rater"],
+        update_fields=["weight", "updated_at"],
+        batch_size=1000,
+    )
+    return len(rows)
 
 
 def quality_refresh_request(*, project: Project) -> None:
