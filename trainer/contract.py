@@ -752,6 +752,11 @@ class SampleConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+    reward_model: str | None = server(None)
+    """A reward model directory: when set, every sample also gets its "reward" (uncertainty
+    selection ranks prompts and chooses the K to show from these, trainer/selection.py)."""
+    reward_max_length: int = bounded(512, ge=2, le=MAX_TOKENS)
+    """Tokens of prompt + completion the reward model reads (the prompt is cut from the left)."""
 
     @staticmethod
     def relations(values: dict[str, Any]) -> dict[str, str]:

@@ -138,32 +138,36 @@ def _judge(config: EvalConfig, device):
         fn = load_scorer(config.score_fn)
         return lambda prompts, completions: [float(s) for s in fn(prompts, completions)]
     if config.reward_model:
-        from trainer.data import Ranking
-        from trainer.ops import pad_sequences
-        from trainer.reward import encode_ranking
-
-        model, tokenizer = models.load_scalar_model(config.reward_model, device)
-
-        @torch.no_grad()
-        def judge(prompts, completions):
-            scores = []
-            for start in range(0, len(prompts), config.batch_size):
-                rows = [
-                    encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), config.max_length).rows[
-                        0
-                    ]
-                    for p, c in zip(
-                        prompts[start : start + config.batch_size],
-                        completions[start : start + config.batch_size],
-                        strict=True,
-                    )
-                ]
-                ids, mask = pad_sequences(rows, tokenizer.pad_token_id, side="right")
-                scores += models.reward_scores(model, ids.to(device), mask.to(device)).tolist()
-            return scores
-
-        return judge
+        return reward_judge(config.reward_model, device, config.batch_size, config.max_length)
     return None
+
+
+def reward_judge(reward_model: str, device, batch_size: int, max_length: int):
+    """(prompts, completions) -> rewards, from a reward model directory (also used by
+    ``trainer sample`` to score samples for uncertainty selection)."""
+    from trainer.data import Ranking
+    from trainer.ops import pad_sequences
+    from trainer.reward import encode_ranking
+
+    model, tokenizer = models.load_scalar_model(reward_model, device)
+
+    @torch.no_grad()
+    def judge(prompts, completions):
+        scores = []
+        for start in range(0, len(prompts), batch_size):
+            rows = [
+                encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), max_length).rows[0]
+                for p, c in zip(
+                    prompts[start : start + batch_size],
+                    completions[start : start + batch_size],
+                    strict=True,
+                )
+            ]
+            ids, mask = pad_sequences(rows, tokenizer.pad_token_id, side="right")
+            scores += models.reward_scores(model, ids.to(device), mask.to(device)).tolist()
+        return scores
+
+    return judge
 
 
 def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device) -> list[dict]:

@@ -275,8 +275,22 @@ def sample(config: SampleConfig) -> dict:
         min_new_tokens=config.min_new_tokens,
     )
     bar.close()
+    if config.reward_model:
+        del model
+        _add_rewards(rows, config, device)
+        stats["rewards_from"] = config.reward_model
     write_jsonl(out / "samples.jsonl", rows)
     return log.finish(**stats, device=str(device), config=settings, inputs=inputs)
+
+
+def _add_rewards(rows: list[dict], config: SampleConfig, device) -> None:
+    """Score every sample with the reward model, in place ("reward")."""
+    from trainer.evaluate import reward_judge
+
+    judge = reward_judge(config.reward_model, device, config.batch_size, config.reward_max_length)
+    rewards = judge([row["prompt"] for row in rows], [row["completion"] for row in rows])
+    for row, reward in zip(rows, rewards, strict=True):
+        row["reward"] = float(reward)
 
 
 def check_min_new_tokens(min_new_tokens: int, max_new_tokens: int) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
@@ -69,8 +71,16 @@ def tasks_create_from_samples(
     samples_path: Path,
     round_number: int | None = None,
     kind: str = Task.Kind.RANKING,
+    plans: Mapping[int, Any] | None = None,
 ) -> list[Task]:
-    """One task per prompt over up to project.k of its sampled completions."""
+    """One task per prompt over up to project.k of its sampled completions.
+
+    `plans` (by prompt id; apps/loop/selection.py) may choose which samples a prompt's task
+    shows (`shown`, indices into its samples in file order) and its `priority`; without a
+    plan a task shows the first K samples at priority 0. The samples shown become
+    completions (with the reward model's score in `sampling_params` when the sampler added
+    one); the round's selection record keeps which were chosen and why.
+    """
     grouped = read_samples(Path(samples_path))
     prompts = Prompt.objects.in_bulk(list(grouped))
     unknown = sorted(set(grouped) - set(prompts))
@@ -87,8 +97,10 @@ def tasks_create_from_samples(
             prompt = prompts[prompt_id]
             if prompt_id in done or prompt.project_id != project.pk:
                 continue
-            rows = rows[: min(project.k, MAX_K)]
-            if len(rows) < MIN_K:
+            plan = (plans or {}).get(prompt_id)
+            shown = list(plan.shown) if plan is not None else list(range(len(rows)))
+            shown = shown[: min(project.k, MAX_K)]
+            if len(shown) < MIN_K:
                 continue
             completions = [
                 Completion.objects.create(
@@ -101,11 +113,12 @@ def tasks_create_from_samples(
                         "model": row.get("model", ""),
                         "finish_reason": row.get("finish_reason", ""),
                         "index": row.get("index"),
+                        **({"reward": row["reward"]} if "reward" in row else {}),
                     },
                     seed=row.get("seed"),
                     round_number=round_number,
                 )
-                for row in rows
+                for row in (rows[i] for i in shown)
             ]
             tasks.append(
                 task_create(
@@ -114,6 +127,7 @@ def tasks_create_from_samples(
                     completions=completions,
                     kind=kind,
                     round_number=round_number,
+                    priority=plan.priority if plan is not None else 0,
                 )
             )
     return tasks

@@ -34,6 +34,8 @@ from trainer.contract import (
     subset,
 )
 
+SELECTION_CHOICES = ("off", "random", "uncertainty")
+
 
 @dataclass
 class RoundSettings:
@@ -45,6 +47,12 @@ class RoundSettings:
     """Sampling: K completions (the project's K) for this many prompts."""
     sample_splits: list[str] = subset(["train", "valid"], of=SPLITS)
     """Sampling: prompts of these splits."""
+    selection: str = choice("off", SELECTION_CHOICES)
+    """Sampling: which prompts raters rank first and which K samples they see
+    (apps/loop/selection.py): "off" (prompt order), "random", or "uncertainty" (the latest
+    reward model's)."""
+    samples_per_prompt: int = bounded(0, ge=0, le=16)
+    """Sampling: draw this many samples per prompt and let the selection show K (0: K)."""
     target_judgments: int = bounded(64, ge=0, le=10_000_000)
     """Collecting: wait for this many judgments of the round."""
     require_review: bool = flag(True)

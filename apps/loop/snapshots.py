@@ -20,7 +20,7 @@ from apps.collection.models import Project, ReviewStatus
 from apps.loop import agreement, exports
 from apps.loop.artifacts import artifact_path
 from apps.loop.errors import StageError
-from apps.loop.models import DatasetSnapshot, TrainingRound
+from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
 from apps.quality.selectors import rater_weights as quality_rater_weights
 from trainer import contract
 
@@ -40,6 +40,20 @@ def _consensus_weights(project: Project, rows: list[agreement.JudgmentRow], judg
                 "apps.quality.selectors.rater_weights (latest quality snapshot)",
             )
     return agreement.rater_weights(rows)
+
+
+def round_selection_record(training_round: TrainingRound) -> dict:
+    """How the round chose its prompts and shown samples: the sampling run's record
+    (apps/loop/selection.py), every task's score included."""
+    run = (
+        TrainingRun.objects.filter(
+            round=training_round, stage=Stage.SAMPLING, status=TrainingRun.Status.SUCCEEDED
+        )
+        .order_by("-pk")
+        .first()
+    )
+    recorded = (run.metrics or {}).get("selection") if run else None
+    return recorded or {"strategy": training_round.config.get("selection", "off"), "tasks": []}
 
 
 def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnapshot:
@@ -81,6 +95,7 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
         "weighting": weighting,
         "held_out_rankings": len(rows.held_out_rankings),
         "policies": sorted({v for r in rows.rankings for v in r.policy_versions or []}),
+        "selection": round_selection_record(training_round),
     }
     manifest = contract.Manifest(
         snapshot_id=uid,

@@ -62,3 +62,26 @@ def test_a_malformed_samples_file_creates_nothing(project, tmp_path):
     with pytest.raises(InvalidInput, match="line 2"):
         tasks_create_from_samples(project=project, policy_version=policy, samples_path=path)
     assert Completion.objects.count() == 0
+
+
+def test_a_plan_chooses_the_samples_shown_and_the_priority(project, tmp_path):
+    from apps.loop.selection import TaskPlan
+
+    project.k = 2
+    project.save()
+    prompt = PromptFactory(project=project)
+    policy = PolicyVersion.objects.create(project=project, name="base")
+    rows = [
+        {"prompt_id": prompt.pk, "index": i, "completion": f"answer {i}", "reward": 0.5 * i}
+        for i in range(5)
+    ]
+    path = write_samples(tmp_path / "samples.jsonl", rows)
+    plan = {prompt.pk: TaskPlan(shown=[1, 3], priority=740, uncertainty=0.74)}
+    (task,) = tasks_create_from_samples(
+        project=project, policy_version=policy, samples_path=path, round_number=2, plans=plan
+    )
+    assert task.priority == 740
+    shown = [tc.completion for tc in task.task_completions.order_by("position")]
+    assert [c.text for c in shown] == ["answer 1", "answer 3"]
+    assert [c.sampling_params["reward"] for c in shown] == [0.5, 1.5]
+    assert Completion.objects.filter(prompt=prompt).count() == 2

@@ -77,3 +77,26 @@ def test_every_problem_is_named_at_once():
         "config.ppo.lr",
         "config.ppo.kl_coff",
     }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "message"),
+    [
+        ({"selection": "clever"}, "config.selection", "one of off, random, uncertainty"),
+        ({"selection": None}, "config.selection", "may not be null"),
+        ({"samples_per_prompt": 17}, "config.samples_per_prompt", "at most 16"),
+        ({"samples_per_prompt": -1}, "config.samples_per_prompt", "at least 0"),
+        ({"samples_per_prompt": "8"}, "config.samples_per_prompt", "a whole number"),
+        ({"sample": {"reward_model": "/etc"}}, "config.sample.reward_model", ""),
+    ],
+)
+def test_bad_selection_settings_are_refused_with_the_field_path(overrides, path, message):
+    with pytest.raises(InvalidInput) as refused:
+        round_config(overrides=overrides)
+    assert message in refused.value.fields[path][0]
+
+
+def test_selection_is_off_until_a_round_asks_for_it():
+    assert round_config()["selection"] == "off"
+    config = round_config(overrides={"selection": "uncertainty", "samples_per_prompt": 8})
+    assert (config["selection"], config["samples_per_prompt"]) == ("uncertainty", 8)

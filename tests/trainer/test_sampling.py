@@ -249,3 +249,32 @@ def test_sample_command_takes_min_new_tokens_and_threads(tiny_dir, tmp_path):
                 min_new_tokens=5,
             )
         )
+
+
+def test_sample_command_scores_samples_with_a_reward_model(tiny_dir, tmp_path):
+    from trainer.evaluate import reward_judge
+
+    # A reward model folder: the tiny trunk with a scalar head, saved once so that every
+    # load reads the same head.
+    rm_dir = tmp_path / "rm"
+    scalar, tokenizer = models.load_scalar_model(str(tiny_dir))
+    scalar.save_pretrained(rm_dir)
+    tokenizer.save_pretrained(rm_dir)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": 7, "prompt": "Say hi", "split": "train"}) + "\n")
+    config = SampleConfig(
+        model=str(tiny_dir),
+        prompts=str(prompts),
+        out=str(tmp_path / "out"),
+        k=3,
+        max_new_tokens=6,
+        reward_model=str(rm_dir),
+        reward_max_length=64,
+    )
+    metrics = sample(config)
+    rows = [json.loads(line) for line in (tmp_path / "out/samples.jsonl").read_text().splitlines()]
+    judge = reward_judge(str(rm_dir), torch.device("cpu"), 4, 64)
+    expected = judge([r["prompt"] for r in rows], [r["completion"] for r in rows])
+    assert [r["reward"] for r in rows] == pytest.approx(expected, abs=1e-5)
+    assert metrics["rewards_from"] == str(rm_dir)
+    assert len({round(r["reward"], 6) for r in rows}) > 1

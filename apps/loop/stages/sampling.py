@@ -1,11 +1,15 @@
-"""Sampling: K completions per prompt from the round's policy, then ranking tasks of them."""
+"""Sampling: K completions per prompt from the round's policy, then ranking tasks of them.
+
+With the round's `selection` (apps/loop/selection.py) the sampler may draw more than K, score
+them with the project's latest reward model, and the tasks show the K it is least sure of,
+the most uncertain prompts first."""
 
 from __future__ import annotations
 
 from apps.collection.models import Prompt, Task
-from apps.collection.samples import tasks_create_from_samples
+from apps.collection.samples import read_samples, tasks_create_from_samples
 from apps.core.errors import InvalidInput
-from apps.loop import exports
+from apps.loop import exports, selection
 from apps.loop.artifacts import relative, stage_dir
 from apps.loop.errors import StageError
 from apps.loop.models import TrainingRound, TrainingRun
@@ -42,31 +46,49 @@ def execute(run: TrainingRun) -> StageResult:
     contract.write_rows(
         prompts_path, [exports.prompt_row(prompt) for prompt in round_prompts(training_round)]
     )
+    strategy = training_round.config.get("selection", "off")
+    scorer = selection.latest_reward_model(training_round) if strategy == "uncertainty" else None
     config = trainer_settings(
         training_round,
         "sample",
         model=policy_model(policy),
         prompts=str(prompts_path),
-        k=project.k,
+        k=max(project.k, training_round.config.get("samples_per_prompt", 0)),
         seed=training_round.config["seed"] * 1000 + training_round.number,
+        **({"reward_model": str(scorer[1])} if scorer else {}),
     )
     metrics = run_trainer(run, "sample", config, folder / "samples")
     samples = folder / "samples" / contract.SAMPLES
     if not samples.is_file():
         raise StageError(f"The sampler wrote no {contract.SAMPLES} at {samples}.")
     try:
+        chosen = selection.plan_tasks(
+            strategy=strategy,
+            grouped=read_samples(samples),
+            k=project.k,
+            seed=config["seed"],
+            reward_model=f"run {scorer[0].pk} (round {scorer[0].round.number})" if scorer else "",
+        )
         tasks = tasks_create_from_samples(
             project=project,
             policy_version=policy,
             samples_path=samples,
             round_number=training_round.number,
+            plans=chosen.plans,
         )
     except InvalidInput as exc:
         raise StageError(exc.message) from exc
-    total = Task.objects.filter(
-        project=project, kind=Task.Kind.RANKING, round_number=training_round.number
-    ).count()
+    round_tasks = dict(
+        Task.objects.filter(
+            project=project, kind=Task.Kind.RANKING, round_number=training_round.number
+        ).values_list("prompt_id", "pk")
+    )
     return StageResult(
-        metrics={**summary(metrics), "tasks_created": len(tasks), "tasks": total},
+        metrics={
+            **summary(metrics),
+            "tasks_created": len(tasks),
+            "tasks": len(round_tasks),
+            "selection": chosen.card(round_tasks),
+        },
         artifacts={"samples": relative(samples)},
     )

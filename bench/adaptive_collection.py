@@ -1,0 +1,547 @@
+"""Adaptive collection with raters of known truth: what dynamic overlap and uncertainty
+selection save.
+
+The real assignment engine (`assignment_next`, `judgment_submit`) and the real quality code
+(statistics refresh → raters' weights, dynamic overlap's slot decider, the Bradley–Terry
+consensus) run in process on PostgreSQL. The raters are `apps.loop.simulation.SimulatedRater`
+(the demo's): each ranks by the hidden rule of apps/loop/scoring.py plus Gaussian noise of
+its own size, uniform in [0.05, 0.4] as `manage.py simulate_raters` draws it (two such
+raters agree on 71% of HH-RLHF pairs, close to InstructGPT's 72.6%); two more are
+adversarial (they rank by the negated rule). The items are the 2,307 usable pairs of
+HH-RLHF's harmless-base test split (../shared/data), answers to real prompts; the hidden
+rule decides which answer is better (pairs it scores equal are left out of accuracies).
+Raters take turns in a random order; the statistics (and so the weights) are refreshed every
+REFRESH_EVERY judgments, as the beat job does every 10 minutes in production.
+
+(a) Dynamic overlap against fixed overlap 3, on the same tasks and raters: judgments spent,
+    and the final consensus's pairwise accuracy against the hidden rule.
+    Target: accuracy within 0.01 of fixed overlap 3 with at least 30% fewer judgments.
+(b) Uncertainty against random selection. A candidate pool of prompts (one task each,
+    overlap 1), and held-out prompts. Rounds of ROUND_JUDGMENTS judgments: before each, the
+    open tasks' priorities are set from the current reward model's uncertainty
+    (trainer/selection.py; the first round has no model and is random) or at random; the
+    raters work through the queue by priority; the reward model is then refitted on every
+    judgment so far, each weighted by its rater's reliability (the snapshot weights). The
+    reward model is a cheap feature-based one: a linear Bradley–Terry model on generic
+    text features (character classes, length, word overlap with the prompt, 128 hashed
+    words). Held-out accuracy against the hidden rule after each round.
+    Target: uncertainty reaches random's accuracy at the full budget with at least 30%
+    fewer judgments.
+
+    .venv/bin/python bench/adaptive_collection.py            # 5 seeds: numbers, JSON and PNG
+    .venv/bin/python bench/adaptive_collection.py --check    # exit 1 if a target is missed
+
+Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres); uses the database
+`prefloop_adaptive` (created and migrated on first use; --fresh recreates it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "prefloop_adaptive"
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+HH_PATH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+RESULTS = ROOT / "bench" / "results" / "adaptive-collection"
+
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="annotation_site.settings.production",
+    DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+    SECRET_KEY="benchmark-only-secret-key",
+    ALLOWED_HOSTS="127.0.0.1,localhost",
+    LOG_LEVEL="WARNING",
+)
+sys.path.insert(0, str(ROOT))
+
+HONEST, ADVERSARIAL = 8, 2
+NOISE = (0.05, 0.4)
+REFRESH_EVERY = 100
+TARGET_SAVING = 0.30
+ACCURACY_SLACK = 0.01
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    answers: tuple[str, str]
+    truth: tuple[float, float]  # hidden-rule scores
+
+
+def load_pairs() -> list[Pair]:
+    from apps.loop.scoring import score
+    from trainer.data import split_hh_rlhf
+
+    pairs = []
+    seen = set()
+    with gzip.open(HH_PATH, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            split = split_hh_rlhf(row["chosen"], row["rejected"])
+            if isinstance(split, str):
+                continue
+            prompt, chosen, rejected = (part.strip() for part in split)
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            pairs.append(
+                Pair(prompt, (chosen, rejected), (score(prompt, chosen), score(prompt, rejected)))
+            )
+    return pairs
+
+
+def ensure_database(fresh: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
+        if fresh and exists:
+            conn.execute(f"DROP DATABASE {DB_NAME} WITH (FORCE)")
+        if fresh or not exists:
+            conn.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
+    )
+
+
+# --- the simulated crowd on the real engine -------------------------------------------------
+
+
+def make_raters(seed: int, tag: str):
+    """HONEST + ADVERSARIAL accounts and their simulated behaviour (noise drawn per rater)."""
+    from apps.accounts.services import rater_create
+    from apps.loop.simulation import SimulatedRater
+
+    rng = random.Random(seed)
+    crowd = []
+    for index in range(HONEST + ADVERSARIAL):
+        user = rater_create(username=f"{tag}-r{index}-{uuid.uuid4().hex[:6]}", password=None)
+        behaviour = SimulatedRater(
+            username=user.username,
+            noise=rng.uniform(*NOISE),
+            adversarial=index >= HONEST,
+            rng=random.Random(seed * 1000 + index),
+        )
+        crowd.append((user, behaviour))
+    return crowd
+
+
+def make_project(tag: str, **settings):
+    from apps.collection.models import Project
+
+    return Project.objects.create(
+        name=tag, slug=f"{tag}-{uuid.uuid4().hex[:8]}", k=2, lease_seconds=3600, **settings
+    )
+
+
+def add_tasks(project, pairs: list[Pair], priority: int = 0) -> dict[int, Pair]:
+    """One ranking task per pair (through `task_create`, so dynamic overlap applies)."""
+    from apps.collection.models import Completion, Prompt
+    from apps.collection.services import task_create
+
+    tasks = {}
+    prompts = Prompt.objects.bulk_create(
+        Prompt(project=project, text=pair.prompt, text_sha256=uuid.uuid4().hex) for pair in pairs
+    )
+    completions = Completion.objects.bulk_create(
+        Completion(prompt=prompt, text=text, source=Completion.Source.IMPORTED)
+        for prompt, pair in zip(prompts, pairs, strict=True)
+        for text in pair.answers
+    )
+    for i, (prompt, pair) in enumerate(zip(prompts, pairs, strict=True)):
+        task = task_create(
+            project=project,
+            prompt=prompt,
+            completions=completions[2 * i : 2 * i + 2],
+            priority=priority,
+        )
+        tasks[task.pk] = pair
+    return tasks
+
+
+def work(project, crowd, rng: random.Random, *, budget: int | None = None) -> int:
+    """Raters take turns (random order) until nothing is left for anyone or `budget`
+    judgments are in. The statistics are refreshed every REFRESH_EVERY judgments."""
+    from apps.collection.leasing import assignment_next
+    from apps.collection.services import judgment_submit
+    from apps.quality.services import quality_snapshot_refresh
+
+    done = 0
+    idle: set[int] = set()
+    while len(idle) < len(crowd) and (budget is None or done < budget):
+        index = rng.randrange(len(crowd))
+        if index in idle:
+            continue
+        user, behaviour = crowd[index]
+        lease = assignment_next(project=project, rater=user)
+        if lease is None:
+            idle.add(index)
+            continue
+        content = lease._task_content
+        shown = [{"id": cid, "text": content.completions[cid]} for cid in lease.display_order]
+        ranking, _ = behaviour.rank(content.prompt_text, shown)
+        judgment_submit(
+            assignment_id=lease.pk, rater=user, client_key=uuid.uuid4(), ranking=ranking
+        )
+        done += 1
+        idle.clear()
+        if done % REFRESH_EVERY == 0:
+            quality_snapshot_refresh(project_id=project.pk)
+    quality_snapshot_refresh(project_id=project.pk)
+    return done
+
+
+def consensus_accuracy(project, tasks: dict[int, Pair]) -> tuple[float, int]:
+    """Share of tasks (pairs the hidden rule does not tie) whose consensus order is right;
+    a tied consensus counts one half."""
+    from apps.collection.models import TaskCompletion
+    from apps.quality.selectors import project_consensus
+
+    consensus = project_consensus(project=project, task_ids=list(tasks))
+    first_answer = dict(
+        TaskCompletion.objects.filter(task_id__in=list(tasks), position=0).values_list(
+            "task_id", "completion_id"
+        )
+    )
+    right = counted = 0.0
+    for task_id, pair in tasks.items():
+        if pair.truth[0] == pair.truth[1]:
+            continue
+        counted += 1
+        scores = consensus[task_id]["scores"]
+        first = scores[first_answer[task_id]]
+        second = next(s for cid, s in scores.items() if cid != first_answer[task_id])
+        if first == second:
+            right += 0.5
+        elif (first > second) == (pair.truth[0] > pair.truth[1]):
+            right += 1
+    return right / counted, int(counted)
+
+
+# --- (a) dynamic against fixed overlap -------------------------------------------------------
+
+
+def overlap_arm(pairs: list[Pair], seed: int, tag: str, **settings) -> dict:
+    from apps.collection.models import Task
+    from apps.quality.models import OverlapDecision
+
+    project = make_project(tag, **settings)
+    tasks = add_tasks(project, pairs)
+    crowd = make_raters(seed, tag)
+    judgments = work(project, crowd, random.Random(seed))
+    accuracy, counted = consensus_accuracy(project, tasks)
+    open_left = Task.objects.filter(project=project, status=Task.Status.OPEN).count()
+    outcomes = {
+        outcome: OverlapDecision.objects.filter(project=project, outcome=outcome).count()
+        for outcome in OverlapDecision.Outcome.values
+    }
+    return {
+        "judgments": judgments,
+        "per_task": judgments / len(tasks),
+        "accuracy": accuracy,
+        "pairs_scored": counted,
+        "open_left": open_left,
+        "decisions": outcomes,
+    }
+
+
+def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict) -> dict:
+    rows = []
+    for seed in seeds:
+        chosen = random.Random(seed).sample(pairs, n_tasks)
+        fixed = overlap_arm(chosen, seed, f"a{seed}-fixed", overlap=3)
+        adaptive = overlap_arm(chosen, seed, f"a{seed}-dynamic", dynamic_overlap=True, **dynamic)
+        rows.append({"seed": seed, "fixed3": fixed, "dynamic": adaptive})
+        print(
+            f"  (a) seed {seed}: fixed 3 {fixed['judgments']} judgments, accuracy "
+            f"{fixed['accuracy']:.3f}; dynamic {adaptive['judgments']} ({adaptive['per_task']:.2f} "
+            f"per task), accuracy {adaptive['accuracy']:.3f}",
+            flush=True,
+        )
+    fixed_j = sum(r["fixed3"]["judgments"] for r in rows)
+    dynamic_j = sum(r["dynamic"]["judgments"] for r in rows)
+    fixed_acc = float(np.mean([r["fixed3"]["accuracy"] for r in rows]))
+    dynamic_acc = float(np.mean([r["dynamic"]["accuracy"] for r in rows]))
+    saving = 1 - dynamic_j / fixed_j
+    return {
+        "settings": dynamic,
+        "tasks_per_seed": n_tasks,
+        "seeds": rows,
+        "fixed3": {"judgments": fixed_j, "accuracy": fixed_acc},
+        "dynamic": {"judgments": dynamic_j, "accuracy": dynamic_acc},
+        "saving": saving,
+        "accuracy_gap": dynamic_acc - fixed_acc,
+        "met": saving >= TARGET_SAVING and dynamic_acc >= fixed_acc - ACCURACY_SLACK,
+    }
+
+
+# --- (b) uncertainty against random selection ------------------------------------------------
+
+HASHED_WORDS = 128
+WORD = re.compile(r"[a-z']+")
+
+
+def features(prompt: str, answer: str) -> np.ndarray:
+    """Generic text features a cheap reward model can weigh (not the hidden rule's own)."""
+    text = answer.strip()
+    n = max(len(text), 1)
+    words = WORD.findall(text.lower())
+    prompt_words = {w for w in WORD.findall(prompt.lower()) if len(w) > 2}
+    answer_words = set(words)
+    dense = [
+        sum(ch.isalpha() for ch in text) / n,
+        sum(ch.isdigit() for ch in text) / n,
+        sum(ch == " " for ch in text) / n,
+        sum(ch in ".,'?!" for ch in text) / n,
+        np.log1p(len(words)),
+        len(words) / 100,
+        len(answer_words & prompt_words) / max(len(answer_words | prompt_words), 1),
+        len(answer_words & prompt_words) / max(len(prompt_words), 1),
+        float(not text),
+    ] + [float(lo <= len(words) < hi) for lo, hi in [(1, 11), (11, 21), (21, 41), (41, 81)]]
+    hashed = np.zeros(HASHED_WORDS)
+    for word in words:
+        hashed[zlib.crc32(word.encode()) % HASHED_WORDS] = 1.0
+    return np.concatenate([dense, hashed / np.sqrt(max(hashed.sum(), 1.0))])
+
+
+def fit_reward_model(
+    differences: np.ndarray, outcomes: np.ndarray, weights: np.ndarray, l2: float = 1.0
+) -> np.ndarray:
+    """Linear Bradley–Terry: P(a ≻ b) = σ(w · (φ_a − φ_b)), weighted L2-penalised maximum
+    likelihood by Newton's method (the objective is concave)."""
+    w = np.zeros(differences.shape[1])
+    for _ in range(30):
+        p = 1 / (1 + np.exp(-(differences @ w)))
+        gradient = differences.T @ (weights * (p - outcomes)) + l2 * w
+        hessian = (differences * (weights * p * (1 - p))[:, None]).T @ differences
+        step = np.linalg.solve(hessian + l2 * np.eye(len(w)), gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def selection_arm(
+    pool: list[Pair],
+    held_out: list[Pair],
+    phi_pool: np.ndarray,
+    phi_held: np.ndarray,
+    seed: int,
+    strategy: str,
+    budget: int,
+    per_round: int,
+) -> list[tuple[int, float]]:
+    from apps.collection.models import Judgment, Task, TaskCompletion
+    from apps.quality.models import RaterReliability
+    from trainer.selection import choose_uncertain, priority_from_uncertainty
+
+    tag = f"b{seed}-{strategy}"
+    project = make_project(tag, overlap=1)
+    tasks = add_tasks(project, pool)
+    task_ids = list(tasks)
+    row_of = {task_id: i for i, task_id in enumerate(task_ids)}
+    first_answer = dict(
+        TaskCompletion.objects.filter(task_id__in=task_ids, position=0).values_list(
+            "task_id", "completion_id"
+        )
+    )
+    crowd = make_raters(seed, tag)
+    rng = random.Random(seed)
+    truth = np.array([np.sign(p.truth[0] - p.truth[1]) for p in held_out])
+    scored = truth != 0
+    held_difference = phi_held[:, 0] - phi_held[:, 1]
+    pool_difference = phi_pool[:, 0] - phi_pool[:, 1]
+    curve, model, done = [], None, 0
+    while done < budget:
+        open_ids = list(
+            Task.objects.filter(project=project, status=Task.Status.OPEN).values_list(
+                "pk", flat=True
+            )
+        )
+        if strategy == "uncertainty" and model is not None:
+            rewards = np.stack([phi_pool[[row_of[t] for t in open_ids], j] @ model for j in (0, 1)])
+            priority = {
+                t: priority_from_uncertainty(choose_uncertain(rewards[:, i], 2).uncertainty)
+                for i, t in enumerate(open_ids)
+            }
+        else:
+            priority = {t: rng.randrange(1000) for t in open_ids}
+        Task.objects.bulk_update(
+            [Task(pk=t, priority=priority[t]) for t in open_ids], ["priority"], batch_size=1000
+        )
+        done += work(project, crowd, rng, budget=min(per_round, budget - done))
+        weights = dict(
+            RaterReliability.objects.filter(project=project).values_list("rater_id", "weight")
+        )
+        rows = list(
+            Judgment.objects.filter(task__project=project).values_list(
+                "task_id", "rater_id", "ranking"
+            )
+        )
+        index = np.array([row_of[t] for t, _, _ in rows])
+        outcome = np.array([float(r[0][0] == first_answer[t]) for t, _, r in rows])
+        weight = np.array([weights.get(rater, 1.0) for _, rater, _ in rows])
+        model = fit_reward_model(pool_difference[index], outcome, weight)
+        accuracy = float((np.sign(held_difference[scored] @ model) == truth[scored]).mean())
+        curve.append((done, accuracy))
+    return curve
+
+
+def judgments_to_reach(curve: list[tuple[int, float]], level: float) -> float:
+    """Judgments at which a (mean) curve first reaches `level`, linearly interpolated."""
+    previous = None
+    for n, accuracy in curve:
+        if accuracy >= level:
+            if previous is None:
+                return float(n)
+            n0, a0 = previous
+            return float(n0 + (level - a0) * (n - n0) / (accuracy - a0))
+        previous = (n, accuracy)
+    return float("inf")
+
+
+def part_b(pairs, seeds, pool_size, held_size, budget, per_round) -> dict:
+    curves: dict[str, list] = {"random": [], "uncertainty": []}
+    for seed in seeds:
+        order = random.Random(10_000 + seed).sample(pairs, pool_size + held_size)
+        pool, held = order[:pool_size], order[pool_size:]
+        phi_pool = np.array([[features(p.prompt, a) for a in p.answers] for p in pool])
+        phi_held = np.array([[features(p.prompt, a) for a in p.answers] for p in held])
+        for strategy in curves:
+            curve = selection_arm(pool, held, phi_pool, phi_held, seed, strategy, budget, per_round)
+            curves[strategy].append(curve)
+            print(
+                f"  (b) seed {seed} {strategy}: " + " ".join(f"{n}:{a:.3f}" for n, a in curve),
+                flush=True,
+            )
+    mean = {
+        strategy: [
+            (runs[0][i][0], float(np.mean([run[i][1] for run in runs])))
+            for i in range(len(runs[0]))
+        ]
+        for strategy, runs in curves.items()
+    }
+    level = mean["random"][-1][1]
+    needed = judgments_to_reach(mean["uncertainty"], level)
+    saving = 1 - needed / budget
+    return {
+        "pool": pool_size,
+        "held_out": held_size,
+        "budget": budget,
+        "per_round": per_round,
+        "curves": curves,
+        "mean": mean,
+        "random_final_accuracy": level,
+        "uncertainty_judgments_to_match": needed,
+        "saving": saving,
+        "met": saving >= TARGET_SAVING,
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    a = result["a"]
+    for name, label, marker in (("fixed3", "fixed overlap 3", "s"), ("dynamic", "dynamic", "o")):
+        xs = [row[name]["per_task"] for row in a["seeds"]]
+        ys = [row[name]["accuracy"] for row in a["seeds"]]
+        left.scatter(xs, ys, marker=marker, label=f"{label} (each seed)", alpha=0.6)
+        left.scatter([np.mean(xs)], [np.mean(ys)], marker=marker, s=160, edgecolor="black")
+    left.set_xlabel("judgments per task")
+    left.set_ylabel("consensus accuracy vs hidden rule")
+    left.set_title("(a) dynamic vs fixed overlap")
+    left.legend(loc="lower right")
+    b = result["b"]
+    for strategy, runs in b["curves"].items():
+        color = "C0" if strategy == "random" else "C1"
+        for run in runs:
+            right.plot(*zip(*run, strict=True), alpha=0.15, color=color)
+        right.plot(
+            *zip(*b["mean"][strategy], strict=True),
+            color=color,
+            linewidth=2.5,
+            label=f"{strategy} (mean of {len(runs)} seeds)",
+        )
+    right.axhline(b["random_final_accuracy"], color="grey", linestyle=":", linewidth=1)
+    right.set_xlabel("judgments")
+    right.set_ylabel("reward model held-out pairwise accuracy")
+    right.set_title("(b) uncertainty vs random selection")
+    right.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=160, help="(a) tasks per seed")
+    parser.add_argument("--overlap-min", type=int, default=1)
+    parser.add_argument("--overlap-max", type=int, default=5)
+    parser.add_argument("--target", type=float, default=0.85, help="(a) confidence target")
+    parser.add_argument("--pool", type=int, default=1500, help="(b) candidate prompts")
+    parser.add_argument("--held-out", type=int, default=500, help="(b) held-out prompts")
+    parser.add_argument("--budget", type=int, default=300, help="(b) judgments per arm")
+    parser.add_argument("--per-round", type=int, default=30, help="(b) judgments per round")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--fresh", action="store_true", help="recreate the database first")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    ensure_database(args.fresh)
+    import django
+
+    django.setup()
+    pairs = load_pairs()
+    seeds = list(range(args.seeds))
+    dynamic = {
+        "overlap": args.overlap_min,
+        "overlap_max": args.overlap_max,
+        "confidence_target": args.target,
+    }
+    print(f"{len(pairs)} HH-RLHF pairs; seeds {seeds}", flush=True)
+    result = {"a": part_a(pairs, seeds, args.tasks, dynamic)}
+    result["b"] = part_b(pairs, seeds, args.pool, args.held_out, args.budget, args.per_round)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    a, b = result["a"], result["b"]
+    print(
+        f"(a) fixed overlap 3: {a['fixed3']['judgments']} judgments, accuracy "
+        f"{a['fixed3']['accuracy']:.4f}; dynamic {dynamic}: {a['dynamic']['judgments']} "
+        f"judgments ({a['saving']:.1%} fewer), accuracy {a['dynamic']['accuracy']:.4f} "
+        f"({a['accuracy_gap']:+.4f}) -> {'met' if a['met'] else 'MISSED'}"
+    )
+    print(
+        f"(b) random reaches {b['random_final_accuracy']:.4f} with {b['budget']} judgments; "
+        f"uncertainty reaches it with {b['uncertainty_judgments_to_match']:.0f} "
+        f"({b['saving']:.1%} fewer) -> {'met' if b['met'] else 'MISSED'}"
+    )
+    print(f"{result['seconds']} s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    if not args.check:
+        plot(result, args.out / "curves.png")
+        print(f"wrote {args.out / 'result.json'} and {args.out / 'curves.png'}")
+    return 0 if (a["met"] and b["met"]) or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
