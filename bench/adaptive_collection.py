@@ -43,7 +43,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -113,9 +112,14 @@ def ensure_database(fresh: bool) -> None:
             conn.execute(f"DROP DATABASE {DB_NAME} WITH (FORCE)")
         if fresh or not exists:
             conn.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
-    )
+        # A simulation, not a durability test: commits need not wait for the WAL flush,
+        # which on a machine shared with other suites took most of the run's time.
+        conn.execute(f"ALTER DATABASE {DB_NAME} SET synchronous_commit = off")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)  # quick when nothing is new
 
 
 # --- the simulated crowd on the real engine -------------------------------------------------
@@ -501,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", type=int, default=500, help="(b) held-out prompts")
     parser.add_argument("--budget", type=int, default=300, help="(b) judgments per arm")
     parser.add_argument("--per-round", type=int, default=30, help="(b) judgments per round")
+    parser.add_argument("--part", choices=["a", "b", "both"], default="both")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--fresh", action="store_true", help="recreate the database first")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -508,9 +513,6 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     ensure_database(args.fresh)
-    import django
-
-    django.setup()
     pairs = load_pairs()
     seeds = list(range(args.seeds))
     dynamic = {
@@ -519,28 +521,37 @@ def main(argv: list[str] | None = None) -> int:
         "confidence_target": args.target,
     }
     print(f"{len(pairs)} HH-RLHF pairs; seeds {seeds}", flush=True)
-    result = {"a": part_a(pairs, seeds, args.tasks, dynamic)}
-    result["b"] = part_b(pairs, seeds, args.pool, args.held_out, args.budget, args.per_round)
+    result: dict = {}
+    if args.part in ("a", "both"):
+        result["a"] = part_a(pairs, seeds, args.tasks, dynamic)
+    if args.part in ("b", "both"):
+        result["b"] = part_b(pairs, seeds, args.pool, args.held_out, args.budget, args.per_round)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    a, b = result["a"], result["b"]
-    print(
-        f"(a) fixed overlap 3: {a['fixed3']['judgments']} judgments, accuracy "
-        f"{a['fixed3']['accuracy']:.4f}; dynamic {dynamic}: {a['dynamic']['judgments']} "
-        f"judgments ({a['saving']:.1%} fewer), accuracy {a['dynamic']['accuracy']:.4f} "
-        f"({a['accuracy_gap']:+.4f}) -> {'met' if a['met'] else 'MISSED'}"
-    )
-    print(
-        f"(b) random reaches {b['random_final_accuracy']:.4f} with {b['budget']} judgments; "
-        f"uncertainty reaches it with {b['uncertainty_judgments_to_match']:.0f} "
-        f"({b['saving']:.1%} fewer) -> {'met' if b['met'] else 'MISSED'}"
-    )
+    met = True
+    if "a" in result:
+        a = result["a"]
+        met &= a["met"]
+        print(
+            f"(a) fixed overlap 3: {a['fixed3']['judgments']} judgments, accuracy "
+            f"{a['fixed3']['accuracy']:.4f}; dynamic {dynamic}: {a['dynamic']['judgments']} "
+            f"judgments ({a['saving']:.1%} fewer), accuracy {a['dynamic']['accuracy']:.4f} "
+            f"({a['accuracy_gap']:+.4f}) -> {'met' if a['met'] else 'MISSED'}"
+        )
+    if "b" in result:
+        b = result["b"]
+        met &= b["met"]
+        print(
+            f"(b) random reaches {b['random_final_accuracy']:.4f} with {b['budget']} "
+            f"judgments; uncertainty reaches it with {b['uncertainty_judgments_to_match']:.0f} "
+            f"({b['saving']:.1%} fewer) -> {'met' if b['met'] else 'MISSED'}"
+        )
     print(f"{result['seconds']} s")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=1))
-    if not args.check:
+    if not args.check and args.part == "both":
         plot(result, args.out / "curves.png")
         print(f"wrote {args.out / 'result.json'} and {args.out / 'curves.png'}")
-    return 0 if (a["met"] and b["met"]) or not args.check else 1
+    return 0 if met or not args.check else 1
 
 
 if __name__ == "__main__":

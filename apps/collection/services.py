@@ -16,6 +16,7 @@ from apps.collection import access, validation
 from apps.collection.allowance import task_settle
 from apps.collection.leasing import task_taken_slots
 from apps.collection.models import (
+    MAX_DYNAMIC_OVERLAP,
     MAX_K,
     MIN_K,
     Assignment,
@@ -53,6 +54,55 @@ def project_guidelines_update(*, project: Project, guidelines: str) -> Project:
         project.guidelines = guidelines
         project.guidelines_version += 1
         project.save(update_fields=["guidelines", "guidelines_version", "updated_at"])
+    return project
+
+
+OVERLAP_FIELDS = ("dynamic_overlap", "overlap", "overlap_max", "confidence_target")
+
+
+def project_overlap_update(*, project: Project, **changes: Any) -> Project:
+    """Change how many raters a project's tasks get: `overlap` (where tasks start),
+    `dynamic_overlap`, `overlap_max` and `confidence_target`. Bad values change nothing and
+    name the field. Tasks created from now on follow the new settings; existing tasks keep
+    the allowance and maximum they were created with."""
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(changes) - set(OVERLAP_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown setting(s): {', '.join(unknown)}.",
+            fields={name: [f"One of {', '.join(OVERLAP_FIELDS)}."] for name in unknown},
+        )
+    values = {name: getattr(project, name) for name in OVERLAP_FIELDS}
+    for name, value in changes.items():
+        if name == "dynamic_overlap":
+            if not isinstance(value, bool):
+                errors[name] = ["true or false."]
+        elif name == "confidence_target":
+            number = (
+                value if isinstance(value, int | float) and not isinstance(value, bool) else None
+            )
+            if number is None or not 0.5 <= number <= 0.999:
+                errors[name] = ["A probability from 0.5 to 0.999."]
+            else:
+                value = float(number)
+        elif (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_DYNAMIC_OVERLAP
+        ):
+            errors[name] = [f"A whole number from 1 to {MAX_DYNAMIC_OVERLAP}."]
+        values[name] = value
+    if not errors and values["dynamic_overlap"] and values["overlap_max"] < values["overlap"]:
+        errors["overlap_max"] = ["Cannot be below the overlap a task starts with."]
+    if errors:
+        raise InvalidInput(
+            "The overlap settings are not valid; nothing was changed.", fields=errors
+        )
+    changed = [name for name in OVERLAP_FIELDS if getattr(project, name) != values[name]]
+    for name in changed:
+        setattr(project, name, values[name])
+    if changed:
+        project.save(update_fields=[*changed, "updated_at"])
     return project
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from django.db.models import QuerySet
 
 from apps.collection import access
-from apps.collection.models import Judgment, PolicyVersion, Project, ReviewStatus, Task
+from apps.collection.models import Judgment, PolicyVersion, Project, Prompt, ReviewStatus, Task
 from apps.core.roles import Role
 from apps.loop.models import (
     STAGE_ORDER,
@@ -253,6 +253,37 @@ def round_detail(*, training_round: TrainingRound) -> dict:
         "stages": stages,
         "runs": run_rows,
         "ab_evaluation": ab_win_rate(training_round=training_round),
+        "selection": round_selection(training_round=training_round, runs=runs),
+    }
+
+
+SELECTION_ROWS_SHOWN = 50
+
+
+def round_selection(*, training_round: TrainingRound, runs: dict | None = None) -> dict:
+    """How the round chose what raters rank first: the strategy asked for and used, the
+    measure, and the chosen tasks by priority with their uncertainty (and prompt), from the
+    sampling run's record (apps/loop/selection.py)."""
+    if runs is None:
+        runs = {run.stage: run for run in TrainingRun.objects.filter(round=training_round)}
+    sampling = runs.get("sampling")
+    recorded = (sampling.metrics or {}).get("selection") if sampling else None
+    if not recorded:
+        strategy = training_round.config.get("selection", "off")
+        return {"strategy": strategy, "used": "", "tasks": [], "tasks_total": 0}
+    tasks = recorded.get("tasks", [])
+    shown = tasks[:SELECTION_ROWS_SHOWN]
+    texts = dict(
+        Prompt.objects.filter(pk__in=[t["prompt_id"] for t in shown]).values_list("pk", "text")
+    )
+    uncertainties = [t["uncertainty"] for t in tasks if t.get("uncertainty") is not None]
+    return {
+        **{key: value for key, value in recorded.items() if key != "tasks"},
+        "tasks_total": len(tasks),
+        "mean_uncertainty": round(sum(uncertainties) / len(uncertainties), 4)
+        if uncertainties
+        else None,
+        "tasks": [{**t, "prompt": texts.get(t["prompt_id"], "")[:200]} for t in shown],
     }
 
 

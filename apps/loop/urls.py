@@ -10,6 +10,11 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("projects/<id:project_id>/rounds/start/", views.round_start, name="round-start"),
     path("projects/<id:project_id>/lineage/", views.lineage, name="lineage"),
+    path(
+        "projects/<id:project_id>/collection/",
+        views.collection_settings,
+        name="collection-settings",
+    ),
     path("rounds/<id:round_id>/", views.round_page, name="round"),
     path("rounds/<id:round_id>/cancel/", views.round_cancel, name="round-cancel"),
     path("rounds/<id:round_id>/retry/", views.round_retry, name="round-retry"),

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.collection import access
 from apps.collection.models import PolicyVersion
 from apps.collection.selectors import project_get
+from apps.collection.services import project_overlap_update
 from apps.core.errors import DomainError
 from apps.core.ids import parse_id
 from apps.core.pages import role_required
 from apps.core.roles import Role
 from apps.loop import api, selectors, services
-from apps.loop.config import DEFAULTS, PRESETS
+from apps.loop.config import DEFAULTS, PRESETS, SELECTION_CHOICES
+from apps.quality.overlap import overlap_overview
 
 
 @role_required(Role.RESEARCHER)
@@ -61,6 +63,15 @@ def round_start(request, project_id: int):
                 return redirect("loop:index")
             overrides[name] = parse_id(value)
     overrides["require_review"] = request.POST.get("require_review") == "on"
+    # Which prompts raters rank first (apps/loop/selection.py); the config check names a
+    # bad value, and nothing is started.
+    overrides["selection"] = request.POST.get("selection", "off")
+    samples = request.POST.get("samples_per_prompt", "").strip()
+    if samples:
+        if parse_id(samples) is None:
+            messages.error(request, "samples per prompt must be a whole number.")
+            return redirect("loop:index")
+        overrides["samples_per_prompt"] = parse_id(samples)
     try:
         training_round = services.round_start(
             project=project,
@@ -136,3 +147,43 @@ def snapshot_page(request, snapshot_id: int):
 @role_required(Role.RESEARCHER)
 def snapshot_download(request, snapshot_id: int, name: str):
     return api.snapshot_file_response(snapshot_id=snapshot_id, name=name, user=request.user)
+
+
+@role_required(Role.RESEARCHER)
+@require_http_methods(["GET", "POST"])
+def collection_settings(request, project_id: int):
+    """Adaptive collection for one project: dynamic overlap (a project setting, changed
+    here) and what it saved; uncertainty selection is chosen per round when one starts."""
+    project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
+    if request.method == "POST":
+        try:
+            project_overlap_update(
+                project=project,
+                dynamic_overlap=request.POST.get("dynamic_overlap") == "on",
+                overlap=parse_id(request.POST.get("overlap", "")) or 0,
+                overlap_max=parse_id(request.POST.get("overlap_max", "")) or 0,
+                confidence_target=_probability(request.POST.get("confidence_target", "")),
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            for field, problems in (exc.fields or {}).items():
+                messages.error(request, f"{field.replace('_', ' ')}: {' '.join(problems)}")
+        else:
+            messages.success(request, "Overlap settings saved; new tasks follow them.")
+        return redirect("loop:collection-settings", project_id=project.pk)
+    return render(
+        request,
+        "loop/collection_settings.html",
+        {
+            "project": project,
+            "overview": overlap_overview(project=project, limit=0),
+            "selection_choices": SELECTION_CHOICES,
+        },
+    )
+
+
+def _probability(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text  # refused by the service with the field named

@@ -2,7 +2,8 @@
 
 Every class here requires the reviewer role somewhere (IsReviewer; anyone else gets 403), and
 acts only on the projects the caller reviews: another project, its judgments, tasks and
-raters answer 404 (apps/collection/access.py).
+raters answer 404 (apps/collection/access.py). The overlap settings are also open to the
+project's researchers, who alone may change them.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from rest_framework.views import APIView
 from apps.collection import access
 from apps.collection.models import Task
 from apps.collection.selectors import project_get
+from apps.collection.services import project_overlap_update
 from apps.core.api import validated
+from apps.core.errors import InvalidInput, NotFound
 from apps.core.ids import IdField
-from apps.core.permissions import IsReviewer
+from apps.core.permissions import IsResearcher, IsReviewer
 from apps.core.roles import Role
-from apps.quality import selectors, services
+from apps.quality import overlap, selectors, services
 
 
 def snapshot_summary(snapshot) -> dict:
@@ -211,3 +214,70 @@ class TaskConsensusApi(APIView):
             missing="No such task, or you do not review its project.",
         )
         return Response(selectors.task_consensus(task_id=task.pk))
+
+
+def overlap_payload(project) -> dict:
+    overview = overlap.overlap_overview(project=project)
+    return {
+        "settings": {
+            "dynamic_overlap": project.dynamic_overlap,
+            "overlap": project.overlap,
+            "overlap_max": project.overlap_max,
+            "confidence_target": project.confidence_target,
+            "confidence_measure": CONFIDENCE_MEASURE,
+        },
+        "summary": {key: value for key, value in overview.items() if key != "recent"},
+        "tasks": [
+            {
+                "task_id": d.task_id,
+                "status": d.task.status,
+                "judgments": d.judgments,
+                "allowance": d.task.overlap,
+                "max_overlap": d.task.max_overlap,
+                "confidence": round(d.confidence, 4),
+                "target": d.target,
+                "outcome": d.outcome,
+                "order": d.order,
+                "reason": d.reason,
+                "decided_at": d.created_at,
+            }
+            for d in overview["recent"]
+        ],
+    }
+
+
+CONFIDENCE_MEASURE = (
+    "Posterior probability, under each rater's measured reliability, that the consensus has "
+    "every adjacent pair of its order the right way round (the weakest pair counts)."
+)
+
+
+class ProjectOverlapApi(APIView):
+    """Dynamic overlap: the project's settings (researchers change them), what it saved, and
+    each task's latest confidence with the reason for its last extra slot or completion.
+    Reviewers and researchers read it; raters never see any of it."""
+
+    permission_classes = [IsReviewer | IsResearcher]
+
+    class InputSerializer(serializers.Serializer):
+        # Checked by the service, which names the field and changes nothing on a bad value.
+        dynamic_overlap = serializers.JSONField(required=False)
+        overlap = serializers.JSONField(required=False)
+        overlap_max = serializers.JSONField(required=False)
+        confidence_target = serializers.JSONField(required=False)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, project_id: int):
+        try:
+            project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
+        except NotFound:
+            project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
+        return Response(overlap_payload(project))
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def patch(self, request, project_id: int):
+        project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
+        if not isinstance(request.data, dict):
+            raise InvalidInput("Expected an object of settings.")
+        project_overlap_update(project=project, **dict(request.data))
+        return Response(overlap_payload(project))

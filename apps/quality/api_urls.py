@@ -14,6 +14,7 @@ urlpatterns = [
         name="quality-refresh",
     ),
     path("projects/<id:project_id>/raters/", api.ProjectRatersApi.as_view(), name="raters"),
+    path("projects/<id:project_id>/overlap/", api.ProjectOverlapApi.as_view(), name="overlap"),
     path(
         "projects/<id:project_id>/judgments/review/",
         api.JudgmentBulkReviewApi.as_view(),

@@ -5,7 +5,8 @@ the submit that fills a dynamic-overlap task's allowance, inside that transactio
 task row locked. It reads the task's judgments with their raters' weights (one statement),
 computes the posterior of every adjacent pair of the consensus order (`confidence.py`), and
 records the decision with its reason. Quick by construction: at most `max_overlap` rankings
-of at most 9 items, and two statements on the database.
+of at most 9 items, and two statements on the database. `overlap_overview` is the read
+reviewers and researchers get.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import json
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Count, Max, Subquery, Sum
 
 from apps.collection.allowance import FullTask
-from apps.collection.models import Judgment, Project, ReviewStatus
+from apps.collection.models import Judgment, Project, ReviewStatus, Task
 from apps.core import sql
 from apps.quality.confidence import PRIOR_WEIGHT, OrderConfidence, order_confidence
 from apps.quality.models import OverlapDecision, RaterReliability
@@ -84,3 +86,54 @@ def task_slot_decide(full: FullTask, now: datetime) -> bool:
         )
     )
     return outcome == OverlapDecision.Outcome.EXTEND
+
+
+# reads -------------------------------------------------------------------------------------
+
+
+def overlap_overview(*, project: Project, limit: int = 50) -> dict:
+    """Dynamic overlap in a project, for reviewers: what it saved and each task's confidence.
+
+    "Saved" counts, over completed dynamic-overlap tasks, the judgments that fixed overlap
+    at the project's maximum would have taken beyond the ones spent. Tasks list the latest
+    decision of each (the most recent first), with the consensus's confidence and reason.
+    """
+    dynamic = Task.objects.filter(project=project, max_overlap__isnull=False)
+    complete = dynamic.filter(status=Task.Status.COMPLETE)
+    spent = Judgment.objects.filter(task__in=complete).count()
+    ceiling = complete.aggregate(total=Sum("max_overlap"))["total"] or 0
+    finished = complete.count()
+    latest = (
+        OverlapDecision.objects.filter(project=project)
+        .values("task_id")
+        .annotate(last=Max("pk"))
+        .values("last")
+    )
+    decisions = list(
+        OverlapDecision.objects.filter(pk__in=Subquery(latest))
+        .select_related("task__prompt")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    outcomes = dict(
+        OverlapDecision.objects.filter(pk__in=Subquery(latest))
+        .values_list("outcome")
+        .annotate(n=Count("pk"))
+    )
+    return {
+        "enabled": project.dynamic_overlap,
+        "tasks": dynamic.count(),
+        "open": dynamic.filter(status=Task.Status.OPEN).count(),
+        "complete": finished,
+        "judgments": spent,
+        "per_task": round(spent / finished, 3) if finished else None,
+        "fixed_at_max": ceiling,
+        "saved": ceiling - spent,
+        "extended": OverlapDecision.objects.filter(
+            project=project, outcome=OverlapDecision.Outcome.EXTEND
+        )
+        .values("task_id")
+        .distinct()
+        .count(),
+        "by_latest_outcome": {o: outcomes.get(o, 0) for o in OverlapDecision.Outcome.values},
+        "recent": decisions,
+    }

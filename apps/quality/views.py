@@ -23,7 +23,7 @@ from apps.core.errors import DomainError
 from apps.core.ids import parse_id
 from apps.core.pages import role_required
 from apps.core.roles import Role
-from apps.quality import selectors, services
+from apps.quality import overlap, selectors, services
 
 
 def _back(request, fallback: str):
@@ -59,6 +59,7 @@ def dashboard(request, project_id: int):
         failed_screenings=selectors.screenings_needing_attention(project=project),
         settings=selectors.quality_settings(project=project),
         pending=selectors.pending_reviews_count(project=project),
+        overlap=overlap.overlap_overview(project=project),
     )
     return render(request, "quality/dashboard.html", context)
 

@@ -35,6 +35,10 @@ ROUND1 = {
 ROUND2 = {
     "prompts_per_round": TRAIN_PROMPTS,
     "target_judgments": 48,
+    # round 1's reward model scores 8 samples per prompt; each task shows the K it is least
+    # sure of, the most uncertain prompts first
+    "selection": "uncertainty",
+    "samples_per_prompt": K + 2,
     "ab_tasks": 6,
     "rm": {"epochs": 1},
     "ppo": {"total_steps": 2},
@@ -149,11 +153,33 @@ def test_two_rounds_close_the_loop(e2e_project, stages, live_server, api_as, mon
     assert round2.start_policy == policy1
     assert stages.drain() == ["succeeded"]
     assert Completion.objects.filter(round_number=2, policy_version=policy1).exists()
+    sampling2 = TrainingRun.objects.get(round=round2, stage=Stage.SAMPLING)
+    rm1 = TrainingRun.objects.get(round=round1, stage=Stage.RM)
+    assert sampling2.config["sample"]["reward_model"].endswith(rm1.artifacts["model"])
+    assert sampling2.config["sample"]["k"] == K + 2
+    chosen = sampling2.metrics["selection"]
+    assert (chosen["strategy"], chosen["used"]) == ("uncertainty", "uncertainty")
+    assert chosen["reward_model"] == f"run {rm1.pk} (round 1)"
+    tasks2 = {t.pk: t for t in Task.objects.filter(round_number=2, kind=Task.Kind.RANKING)}
+    assert len(chosen["tasks"]) == len(tasks2) == TRAIN_PROMPTS
+    priorities = [row["priority"] for row in chosen["tasks"]]
+    assert priorities == sorted(priorities, reverse=True) and len(set(priorities)) > 1
+    for row in chosen["tasks"]:
+        task = tasks2[row["task_id"]]
+        assert task.priority == round(row["uncertainty"] * 1000)
+        shown = task.task_completions.order_by("position")
+        assert [tc.completion.sampling_params["index"] for tc in shown] == row["shown"]
+        assert len(row["shown"]) == K and all(
+            "reward" in tc.completion.sampling_params for tc in shown
+        )
     _rate(live_server, project, max_judgments=60)  # some go to the A/B tasks
     watchdog.rounds_watch()
     assert stages.drain() == ["succeeded"] * 5
     round2.refresh_from_db()
     assert round2.stage == Stage.DONE, round2.message
+    assert round2.snapshot.data_card["selection"]["used"] == "uncertainty"
+    assert len(round2.snapshot.data_card["selection"]["tasks"]) == TRAIN_PROMPTS
+    assert selectors.round_detail(training_round=round2)["selection"]["mean_uncertainty"] > 0
     # SFT: round 1's policy fine-tuned on the 20 train-prompt demonstrations
     sft2 = TrainingRun.objects.get(round=round2, stage=Stage.SFT)
     sft_policy = sft2.produced_policy
