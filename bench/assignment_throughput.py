@@ -66,7 +66,9 @@ def recreate_database() -> None:
     )
 
 
-def seed(levels: list[int], tasks_per_level: int, k: int, overlap: int) -> dict[int, dict]:
+def seed(
+    levels: list[int], tasks_per_level: int, k: int, overlap: int, dynamic_max: int | None = None
+) -> dict[int, dict]:
     """One project per concurrency level, with its own raters and tokens."""
     import django
 
@@ -80,7 +82,13 @@ def seed(levels: list[int], tasks_per_level: int, k: int, overlap: int) -> dict[
     plan = {}
     for level in levels:
         project = Project.objects.create(
-            name=f"bench {level}", slug=f"bench-{level}", k=k, overlap=overlap, lease_seconds=600
+            name=f"bench {level}",
+            slug=f"bench-{level}",
+            k=k,
+            overlap=overlap,
+            lease_seconds=600,
+            dynamic_overlap=dynamic_max is not None,
+            overlap_max=dynamic_max or 5,
         )
         prompts = Prompt.objects.bulk_create(
             Prompt(project=project, text=f"bench {level} prompt {i}", text_sha256=f"{level}-{i}")
@@ -92,7 +100,8 @@ def seed(levels: list[int], tasks_per_level: int, k: int, overlap: int) -> dict[
             for j in range(k)
         )
         tasks = Task.objects.bulk_create(
-            Task(project=project, prompt=p, overlap=overlap) for p in prompts
+            Task(project=project, prompt=p, overlap=overlap, max_overlap=dynamic_max)
+            for p in prompts
         )
         TaskCompletion.objects.bulk_create(
             TaskCompletion(task=t, completion=completions[i * k + j], position=j)
@@ -270,6 +279,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="threads per worker (> 1: gthread, keep-alive)"
     )
+    parser.add_argument(
+        "--dynamic-max",
+        type=int,
+        help="dynamic overlap: tasks start at --overlap and may grow to this (the load "
+        "client's rankings are random, so the consensus stays unsure and most tasks grow: "
+        "the decision runs on every submit that fills an allowance)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--with-labelstudio",
@@ -279,7 +295,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recreate_database()
-    plan = seed(args.concurrency, args.tasks, args.k, args.overlap)
+    plan = seed(args.concurrency, args.tasks, args.k, args.overlap, args.dynamic_max)
     server = start_server(args.workers, args.threads)
     rows = []
     try:
@@ -310,7 +326,9 @@ def main() -> None:
     print(
         f"\nassignment_throughput — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, gunicorn {args.workers} workers ({worker_class}), "
-        f"PostgreSQL, K={args.k}, overlap={args.overlap}, {args.duration:.0f} s per level\n"
+        f"PostgreSQL, K={args.k}, overlap={args.overlap}"
+        f"{f' (dynamic, at most {args.dynamic_max})' if args.dynamic_max else ''}, "
+        f"{args.duration:.0f} s per level\n"
     )
     print(
         "| raters | judgments/s | next p50/p95/p99 ms | submit p50/p95/p99 ms | errors | "
