@@ -153,11 +153,11 @@ def make_project(tag: str, **settings):
 
 
 def add_tasks(project, pairs: list[Pair], priority: int = 0) -> dict[int, Pair]:
-    """One ranking task per pair (through `task_create`, so dynamic overlap applies)."""
-    from apps.collection.models import Completion, Prompt
-    from apps.collection.services import task_create
+    """One ranking task per pair, written in bulk with the allowance `task_create` gives a
+    ranking task of this project (dynamic overlap: start at `overlap`, at most
+    `overlap_max`)."""
+    from apps.collection.models import Completion, Prompt, Task, TaskCompletion
 
-    tasks = {}
     prompts = Prompt.objects.bulk_create(
         Prompt(project=project, text=pair.prompt, text_sha256=uuid.uuid4().hex) for pair in pairs
     )
@@ -166,15 +166,23 @@ def add_tasks(project, pairs: list[Pair], priority: int = 0) -> dict[int, Pair]:
         for prompt, pair in zip(prompts, pairs, strict=True)
         for text in pair.answers
     )
-    for i, (prompt, pair) in enumerate(zip(prompts, pairs, strict=True)):
-        task = task_create(
+    maximum = max(project.overlap_max, project.overlap) if project.dynamic_overlap else None
+    tasks = Task.objects.bulk_create(
+        Task(
             project=project,
             prompt=prompt,
-            completions=completions[2 * i : 2 * i + 2],
+            overlap=project.overlap,
+            max_overlap=maximum,
             priority=priority,
         )
-        tasks[task.pk] = pair
-    return tasks
+        for prompt in prompts
+    )
+    TaskCompletion.objects.bulk_create(
+        TaskCompletion(task=task, completion=completions[2 * i + j], position=j)
+        for i, task in enumerate(tasks)
+        for j in range(2)
+    )
+    return {task.pk: pair for task, pair in zip(tasks, pairs, strict=True)}
 
 
 def work(project, crowd, rng: random.Random, *, budget: int | None = None) -> int:
@@ -285,12 +293,42 @@ def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict) -> 
         "settings": dynamic,
         "tasks_per_seed": n_tasks,
         "seeds": rows,
+        "sweep": [],
         "fixed3": {"judgments": fixed_j, "accuracy": fixed_acc},
         "dynamic": {"judgments": dynamic_j, "accuracy": dynamic_acc},
         "saving": saving,
         "accuracy_gap": dynamic_acc - fixed_acc,
         "met": saving >= TARGET_SAVING and dynamic_acc >= fixed_acc - ACCURACY_SLACK,
     }
+
+
+def sweep_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict) -> list[dict]:
+    """The accuracy-against-judgments curves: fixed overlap 1 … 5, and dynamic overlap at
+    several targets (the configured start and maximum), on the same tasks and raters."""
+    arms = [("fixed", {"overlap": n}) for n in (1, 2, 4, 5)] + [
+        ("dynamic", {**dynamic, "dynamic_overlap": True, "confidence_target": target})
+        for target in (0.75, 0.8, 0.9, 0.95)
+        if target != dynamic["confidence_target"]
+    ]
+    points = []
+    for kind, settings in arms:
+        runs = []
+        for seed in seeds:
+            chosen = random.Random(seed).sample(pairs, n_tasks)
+            runs.append(overlap_arm(chosen, seed, f"s{seed}-{kind}", **settings))
+        point = {
+            "kind": kind,
+            "settings": settings,
+            "per_task": float(np.mean([r["per_task"] for r in runs])),
+            "accuracy": float(np.mean([r["accuracy"] for r in runs])),
+        }
+        points.append(point)
+        print(
+            f"  (a) sweep {kind} {settings}: {point['per_task']:.2f} per task, "
+            f"accuracy {point['accuracy']:.3f}",
+            flush=True,
+        )
+    return points
 
 
 # --- (b) uncertainty against random selection ------------------------------------------------
@@ -470,6 +508,30 @@ def plot(result: dict, path: Path) -> None:
         ys = [row[name]["accuracy"] for row in a["seeds"]]
         left.scatter(xs, ys, marker=marker, label=f"{label} (each seed)", alpha=0.6)
         left.scatter([np.mean(xs)], [np.mean(ys)], marker=marker, s=160, edgecolor="black")
+    for kind, marker in (("fixed", "s"), ("dynamic", "o")):
+        points = [(p["per_task"], p["accuracy"]) for p in a.get("sweep", []) if p["kind"] == kind]
+        if kind == "fixed":
+            points.append(
+                (
+                    a["fixed3"]["judgments"] / a["tasks_per_seed"] / len(a["seeds"]),
+                    a["fixed3"]["accuracy"],
+                )
+            )
+        else:
+            points.append(
+                (
+                    a["dynamic"]["judgments"] / a["tasks_per_seed"] / len(a["seeds"]),
+                    a["dynamic"]["accuracy"],
+                )
+            )
+        if len(points) > 1:
+            points.sort()
+            left.plot(
+                *zip(*points, strict=True),
+                marker=marker,
+                linestyle="--",
+                label=f"{kind} overlap (mean over seeds)",
+            )
     left.set_xlabel("judgments per task")
     left.set_ylabel("consensus accuracy vs hidden rule")
     left.set_title("(a) dynamic vs fixed overlap")
@@ -500,12 +562,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=160, help="(a) tasks per seed")
     parser.add_argument("--overlap-min", type=int, default=1)
     parser.add_argument("--overlap-max", type=int, default=5)
-    parser.add_argument("--target", type=float, default=0.85, help="(a) confidence target")
+    parser.add_argument("--target", type=float, default=0.8, help="(a) confidence target")
     parser.add_argument("--pool", type=int, default=1500, help="(b) candidate prompts")
-    parser.add_argument("--held-out", type=int, default=500, help="(b) held-out prompts")
+    parser.add_argument("--held-out", type=int, default=800, help="(b) held-out prompts")
     parser.add_argument("--budget", type=int, default=300, help="(b) judgments per arm")
     parser.add_argument("--per-round", type=int, default=30, help="(b) judgments per round")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    parser.add_argument(
+        "--sweep", action="store_true", help="(a) also fixed overlap 1-5 and other targets"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--fresh", action="store_true", help="recreate the database first")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -524,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {}
     if args.part in ("a", "both"):
         result["a"] = part_a(pairs, seeds, args.tasks, dynamic)
+        if args.sweep:
+            result["a"]["sweep"] = sweep_a(pairs, seeds, args.tasks, dynamic)
     if args.part in ("b", "both"):
         result["b"] = part_b(pairs, seeds, args.pool, args.held_out, args.budget, args.per_round)
     result["seconds"] = round(time.perf_counter() - started, 1)

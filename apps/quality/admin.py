@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from apps.quality.models import (
+    OverlapDecision,
     ProjectQualitySettings,
     QualitySnapshot,
     RaterScreening,
@@ -44,3 +45,12 @@ class RaterStatusChangeAdmin(admin.ModelAdmin):
 class QualitySnapshotAdmin(admin.ModelAdmin):
     list_display = ["project", "computed_at", "judgments", "read_seconds", "compute_seconds"]
     exclude = ["data"]
+
+
+@admin.register(OverlapDecision)
+class OverlapDecisionAdmin(admin.ModelAdmin):
+    """Dynamic overlap's decisions, one per filled allowance (read only: an audit trail)."""
+
+    list_display = ["task", "judgments", "confidence", "target", "outcome", "created_at"]
+    list_filter = ["outcome", "project"]
+    readonly_fields = [f.name for f in OverlapDecision._meta.fields]
