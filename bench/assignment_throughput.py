@@ -87,8 +87,7 @@ def seed(
             k=k,
             overlap=overlap,
             lease_seconds=600,
-            dynamic_overlap=dynamic_max is not None,
-            overlap_max=dynamic_max or 5,
+            **({"dynamic_overlap": True, "overlap_max": dynamic_max} if dynamic_max else {}),
         )
         prompts = Prompt.objects.bulk_create(
             Prompt(project=project, text=f"bench {level} prompt {i}", text_sha256=f"{level}-{i}")
@@ -100,7 +99,12 @@ def seed(
             for j in range(k)
         )
         tasks = Task.objects.bulk_create(
-            Task(project=project, prompt=p, overlap=overlap, max_overlap=dynamic_max)
+            Task(
+                project=project,
+                prompt=p,
+                overlap=overlap,
+                **({"max_overlap": dynamic_max} if dynamic_max else {}),
+            )
             for p in prompts
         )
         TaskCompletion.objects.bulk_create(
