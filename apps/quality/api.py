@@ -2,8 +2,8 @@
 
 Every class here requires the reviewer role somewhere (IsReviewer; anyone else gets 403), and
 acts only on the projects the caller reviews: another project, its judgments, tasks and
-raters answer 404 (apps/collection/access.py). The overlap settings are also open to the
-project's researchers, who alone may change them.
+raters answer 404 (apps/collection/access.py). The overlap settings are changed by the
+project's researchers (PATCH needs IsResearcher).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from apps.collection.models import Task
 from apps.collection.selectors import project_get
 from apps.collection.services import project_overlap_update
 from apps.core.api import validated
-from apps.core.errors import InvalidInput, NotFound
+from apps.core.errors import InvalidInput
 from apps.core.ids import IdField
 from apps.core.permissions import IsResearcher, IsReviewer
 from apps.core.roles import Role
@@ -253,11 +253,13 @@ CONFIDENCE_MEASURE = (
 
 
 class ProjectOverlapApi(APIView):
-    """Dynamic overlap: the project's settings (researchers change them), what it saved, and
-    each task's latest confidence with the reason for its last extra slot or completion.
-    Reviewers and researchers read it; raters never see any of it."""
+    """Dynamic overlap: the project's settings, what it saved, and each task's latest
+    confidence with the reason for its last extra slot or completion. The project's
+    reviewers read it (GET); its researchers change the settings (PATCH, which answers with
+    the same body). Raters never see any of it."""
 
-    permission_classes = [IsReviewer | IsResearcher]
+    def get_permissions(self):
+        return [IsResearcher()] if self.request.method == "PATCH" else [IsReviewer()]
 
     class InputSerializer(serializers.Serializer):
         # Checked by the service, which names the field and changes nothing on a bad value.
@@ -268,10 +270,7 @@ class ProjectOverlapApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
-        try:
-            project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
-        except NotFound:
-            project = project_get(project_id=project_id, user=request.user, role=Role.RESEARCHER)
+        project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
         return Response(overlap_payload(project))
 
     @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
