@@ -43,6 +43,7 @@ import json
 import os
 import random
 import re
+import secrets
 import sys
 import time
 import uuid
@@ -61,7 +62,7 @@ RESULTS = ROOT / "bench" / "results" / "adaptive-collection"
 os.environ.update(
     DJANGO_SETTINGS_MODULE="annotation_site.settings.production",
     DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-    SECRET_KEY="benchmark-only-secret-key",
+    SECRET_KEY=secrets.token_urlsafe(50),  # production settings want a real-looking key
     ALLOWED_HOSTS="127.0.0.1,localhost",
     LOG_LEVEL="WARNING",
 )
@@ -127,13 +128,21 @@ def ensure_database(fresh: bool) -> None:
 
 def make_raters(seed: int, tag: str):
     """HONEST + ADVERSARIAL accounts and their simulated behaviour (noise drawn per rater)."""
-    from apps.accounts.services import rater_create
+    from django.contrib.auth import get_user_model
+
+    from apps.accounts.services import rater_profile_get_or_create, user_roles_set
+    from apps.core.roles import Role
     from apps.loop.simulation import SimulatedRater
 
     rng = random.Random(seed)
     crowd = []
     for index in range(HONEST + ADVERSARIAL):
-        user = rater_create(username=f"{tag}-r{index}-{uuid.uuid4().hex[:6]}", password=None)
+        # No password (simulated raters never log in): hashing one costs more than a task.
+        user = get_user_model().objects.create_user(
+            username=f"{tag}-r{index}-{uuid.uuid4().hex[:6]}", password=None
+        )
+        user_roles_set(user=user, roles=[Role.LABELER])
+        rater_profile_get_or_create(user=user)
         behaviour = SimulatedRater(
             username=user.username,
             noise=rng.uniform(*NOISE),
@@ -204,7 +213,10 @@ def work(project, crowd, rng: random.Random, *, budget: int | None = None) -> in
             idle.add(index)
             continue
         content = lease._task_content
-        shown = [{"id": cid, "text": content.completions[cid]} for cid in lease.display_order]
+        # In canonical order, not the rater's display order (a random shuffle the bench cannot
+        # seed): the simulated rater draws its noise per item in list order, so this keeps
+        # two arms with the same seed on the same draws (the ranking does not depend on it).
+        shown = [{"id": cid, "text": text} for cid, text in content.completions.items()]
         ranking, _ = behaviour.rank(content.prompt_text, shown)
         judgment_submit(
             assignment_id=lease.pk, rater=user, client_key=uuid.uuid4(), ranking=ranking
