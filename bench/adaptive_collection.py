@@ -402,7 +402,7 @@ def selection_arm(
 ) -> list[tuple[int, float]]:
     from apps.collection.models import Judgment, Task, TaskCompletion
     from apps.quality.models import RaterReliability
-    from trainer.selection import choose_uncertain, priority_from_uncertainty
+    from trainer.selection import PRIORITY_SCALE, choose_uncertain, priority_from_uncertainty
 
     tag = f"b{seed}-{strategy}"
     project = make_project(tag, overlap=1)
@@ -423,9 +423,9 @@ def selection_arm(
     curve, model, done = [], None, 0
     while done < budget:
         open_ids = list(
-            Task.objects.filter(project=project, status=Task.Status.OPEN).values_list(
-                "pk", flat=True
-            )
+            Task.objects.filter(project=project, status=Task.Status.OPEN)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
         if strategy == "uncertainty" and model is not None:
             rewards = np.stack([phi_pool[[row_of[t] for t in open_ids], j] @ model for j in (0, 1)])
@@ -434,7 +434,7 @@ def selection_arm(
                 for i, t in enumerate(open_ids)
             }
         else:
-            priority = {t: rng.randrange(1000) for t in open_ids}
+            priority = {t: rng.randrange(PRIORITY_SCALE + 1) for t in open_ids}
         Task.objects.bulk_update(
             [Task(pk=t, priority=priority[t]) for t in open_ids], ["priority"], batch_size=1000
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.selection import (
+    PRIORITY_SCALE,
     choose_random,
     choose_uncertain,
     priority_from_uncertainty,
@@ -96,7 +97,7 @@ def plan_tasks(
             )
         else:
             plans[prompt_id] = TaskPlan(
-                choose_random(len(rows), k, rng), order.randrange(1001), None
+                choose_random(len(rows), k, rng), order.randrange(PRIORITY_SCALE + 1), None
             )
     return Selection(strategy, used, note, reward_model, plans)
 

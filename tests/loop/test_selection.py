@@ -27,8 +27,8 @@ def test_uncertainty_shows_the_closest_samples_and_ranks_prompts_by_it():
         strategy="uncertainty", grouped=grouped, k=2, seed=0, reward_model="run 7"
     )
     assert selection.used == "uncertainty"
-    assert selection.plans[10].shown == [1, 2] and selection.plans[10].priority == 1000
-    assert selection.plans[11].shown == [0, 1] and selection.plans[11].priority == 750
+    assert selection.plans[10].shown == [1, 2] and selection.plans[10].priority == 30000
+    assert selection.plans[11].shown == [0, 1] and selection.plans[11].priority == 22500
     card = selection.card({10: 100, 11: 101})
     assert [t["task_id"] for t in card["tasks"]] == [100, 101]  # most uncertain first
     assert card["tasks"][1]["uncertainty"] == pytest.approx(0.75)
@@ -38,7 +38,7 @@ def test_uncertainty_shows_the_closest_samples_and_ranks_prompts_by_it():
 def test_uncertainty_without_a_reward_model_runs_random_and_says_so():
     selection = plan_tasks(strategy="uncertainty", grouped={1: rows([0, 0, 0])}, k=2, seed=3)
     assert selection.used == "random" and "No reward model" in selection.note
-    assert len(selection.plans[1].shown) == 2 and 0 <= selection.plans[1].priority <= 1000
+    assert len(selection.plans[1].shown) == 2 and 0 <= selection.plans[1].priority <= 30000
 
 
 def test_random_is_reproducible_by_seed():

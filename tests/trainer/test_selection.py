@@ -70,8 +70,10 @@ def test_random_choice_and_priorities():
     assert choose_random(3, 4, rng) == [0, 1, 2]
     assert [priority_from_uncertainty(x) for x in (0.0, 0.4567, 1.0, 1.7, -1)] == [
         0,
-        457,
-        1000,
-        1000,
+        13701,
+        30000,
+        30000,
         0,
     ]
+    # nearly even pairs still sort: p = 0.5 and p = 0.51 differ by 12 priority steps
+    assert priority_from_uncertainty(1.0) - priority_from_uncertainty(4 * 0.51 * 0.49) == 12
