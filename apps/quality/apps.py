@@ -7,10 +7,9 @@ class QualityConfig(AppConfig):
     verbose_name = "Rater quality"
 
     def ready(self) -> None:
-        # The assignment engine asks quality through interfaces it registers here
-        # (apps/collection knows nothing of apps/quality; docs/design.md, "Collection and
-        # quality"): screening, and dynamic overlap's decision whether a full task needs
-        # another rater.
+        # The assignment engine asks quality through interfaces registered here: screening,
+        # and dynamic overlap's decision whether a full task needs another rater.
+        # apps/collection knows nothing of apps/quality (docs/design.md, "Collection and quality").
         from apps.collection.allowance import register_slot_decider
         from apps.collection.screening import screening_register
         from apps.quality.overlap import task_slot_decide
