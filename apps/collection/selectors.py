@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -46,25 +48,40 @@ def project_for_labeler(*, project_id: int, user) -> Project:
     if Role.LABELER not in user_roles(user):
         raise NotFound(access.NOT_FOUND)
     allowed, params = access.labeler_access_sql(user=user, alias="p")
-    extra = screening().settings_model
-    models_read, columns, join = [Project], sql.columns(Project, "p"), ""
-    if extra is not None:
-        models_read.append(extra)
-        columns += f", {sql.columns(extra, 'q')}"
-        on = extra._meta.get_field("project").column
-        join = f"LEFT JOIN {sql.table(extra)} q ON q.{on} = p.id"
-    query = f"""
-        SELECT {columns}
-        FROM {sql.table(Project)} p {join}
-        WHERE p.id = %s AND {allowed}"""
-    rows = sql.fetch_models(query, [project_id, *params], models_read)
+    read = _project_read(screening().settings_model)
+    rows = sql.fetch_models(
+        f"{read.select} WHERE p.id = %s AND {allowed}", [project_id, *params], read.models
+    )
     if not rows:
         raise NotFound(access.NOT_FOUND)
     project = rows[0][0]
-    if extra is not None:  # `project.<settings>` then answers without a query
-        accessor = extra._meta.get_field("project").remote_field.get_accessor_name()
-        getattr(Project, accessor).related.set_cached_value(project, rows[0][1])
+    if read.cache is not None:  # `project.<settings>` then answers without a query
+        read.cache.set_cached_value(project, rows[0][1])
     return project
+
+
+@dataclass(frozen=True)
+class _ProjectRead:
+    select: str
+    models: list
+    cache: object | None  # the reverse one-to-one that caches the settings row on a project
+
+
+@cache
+def _project_read(settings_model) -> _ProjectRead:
+    """The project's SELECT, with `settings_model` (one-to-one `project`) joined when given;
+    built once per model: it runs on every `next`."""
+    if settings_model is None:
+        return _ProjectRead(
+            f"SELECT {sql.columns(Project, 'p')} FROM {sql.table(Project)} p", [Project], None
+        )
+    link = settings_model._meta.get_field("project")
+    select = f"""
+        SELECT {sql.columns(Project, "p")}, {sql.columns(settings_model, "q")}
+        FROM {sql.table(Project)} p
+        LEFT JOIN {sql.table(settings_model)} q ON q.{link.column} = p.id"""
+    accessor = getattr(Project, link.remote_field.get_accessor_name()).related
+    return _ProjectRead(select, [Project, settings_model], accessor)
 
 
 def assignment_view(*, assignment: Assignment) -> dict:
