@@ -17,7 +17,9 @@ that precedes the computation in `services.quality_snapshot_refresh`.
     .venv/bin/python bench/agreement_scale.py            # part 1
     .venv/bin/python bench/agreement_scale.py --db       # parts 1 and 2
     .venv/bin/python bench/agreement_scale.py --db --keep  # ... keeping bench_quality
-    .venv/bin/python bench/agreement_scale.py --reuse    # part 2's read only, on the kept one
+    .venv/bin/python bench/agreement_scale.py --reuse    # on the kept one, in a fresh process:
+        # the read, then the refresh end to end (read + compute + store), then the refresh
+        # again after 1,000 new judgments (deleted afterwards), and the process's peak memory
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres) for --db only.
 """
@@ -47,7 +49,7 @@ from apps.quality.measures import (  # noqa: E402
 )
 from apps.quality.simulation import simulate  # noqa: E402
 
-DB_NAME = "bench_quality"
+DB_NAME = "bench_quality"  # --db-name changes it
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -268,6 +270,79 @@ def time_read() -> dict:
     }
 
 
+def add_judgments(count: int, seed: int) -> list[int]:
+    """`count` new judgments by raters who have not judged those tasks yet, on the most
+    recent tasks (as a live project receives them); returns their ids."""
+    from django.contrib.auth import get_user_model
+
+    from apps.collection.models import Judgment, Project, Task, TaskCompletion
+
+    rng = np.random.default_rng(seed)
+    project = Project.objects.get(slug="bench")
+    tasks = list(
+        Task.objects.filter(project=project)
+        .order_by("-pk")
+        .values_list("pk", flat=True)[: count * 2]
+    )
+    raters = list(
+        get_user_model().objects.filter(username__startswith="rater").values_list("pk", flat=True)
+    )
+    taken = set(Judgment.objects.filter(task_id__in=tasks).values_list("task_id", "rater_id"))
+    slots: dict[int, list[int]] = {}
+    for task_id, completion_id in TaskCompletion.objects.filter(task_id__in=tasks).values_list(
+        "task_id", "completion_id"
+    ):
+        slots.setdefault(task_id, []).append(completion_id)
+    new = []
+    while len(new) < count:
+        task_id = int(rng.choice(tasks))
+        rater_id = int(rng.choice(raters))
+        if (task_id, rater_id) in taken:
+            continue
+        taken.add((task_id, rater_id))
+        ids = list(rng.permutation(slots[task_id]).tolist())
+        new.append(
+            Judgment(
+                task_id=task_id,
+                rater_id=rater_id,
+                ranking=[[cid] for cid in ids],
+                display_order=list(rng.permutation(ids).tolist()),
+                time_spent_ms=int(rng.integers(4_000, 60_000)),
+            )
+        )
+    return [j.pk for j in Judgment.objects.bulk_create(new)]
+
+
+def time_refresh(seed: int) -> dict:
+    """`services.quality_snapshot_refresh` end to end (read, compute, store), on the
+    loaded project, then again after 1,000 new judgments; the new ones are deleted after."""
+    from apps.collection.models import Judgment, Project
+    from apps.quality import services
+
+    project = Project.objects.get(slug="bench")
+    started = time.perf_counter()
+    snapshot = services.quality_snapshot_refresh(project_id=project.pk)
+    full_seconds = time.perf_counter() - started
+    report = {
+        "refresh_full_seconds": round(full_seconds, 2),
+        "refresh_full_read_seconds": round(snapshot.read_seconds, 2),
+        "refresh_full_compute_seconds": round(snapshot.compute_seconds, 2),
+        "snapshot_judgments": snapshot.judgments,
+    }
+    new_ids = add_judgments(1000, seed)
+    try:
+        started = time.perf_counter()
+        snapshot = services.quality_snapshot_refresh(project_id=project.pk)
+        report["refresh_after_1000_new_seconds"] = round(time.perf_counter() - started, 2)
+        report["refresh_after_1000_new_judgments"] = snapshot.judgments
+    finally:
+        Judgment.objects.filter(pk__in=new_ids).delete()
+    report["process_peak_rss_mib"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return report
+
+
 def drop_database() -> None:
     import psycopg
     from django.db import connections
@@ -278,6 +353,7 @@ def drop_database() -> None:
 
 
 def main() -> None:
+    global DB_NAME
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--judgments", type=int, default=1_000_000)
     parser.add_argument("--raters", type=int, default=500)
@@ -285,9 +361,14 @@ def main() -> None:
     parser.add_argument("--db", action="store_true", help="also time the PostgreSQL read")
     parser.add_argument("--keep", action="store_true", help="keep bench_quality afterwards")
     parser.add_argument(
-        "--reuse", action="store_true", help="time the read on a kept bench_quality only"
+        "--reuse",
+        action="store_true",
+        help="on a kept database only: time the read, then the refresh end to end, in a fresh "
+        "process (so its peak memory is the refresh's own)",
     )
+    parser.add_argument("--db-name", default=DB_NAME, help="the PostgreSQL database to use")
     args = parser.parse_args()
+    DB_NAME = args.db_name
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, numpy {np.__version__}")
     if args.reuse:
         os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -295,7 +376,11 @@ def main() -> None:
         import django
 
         django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
         print(json.dumps(time_read(), indent=2))
+        print(json.dumps(time_refresh(args.seed), indent=2))
         return
     started = time.perf_counter()
     arrays = synthesise(args.judgments, args.raters, args.seed)
