@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 from apps.quality.measures import (  # noqa: E402
     JudgmentArrays,
     QualityOptions,
-    compute_quality,
     consensus_scores,
 )
 from apps.quality.simulation import simulate  # noqa: E402
+from apps.quality.statistics import compute_quality  # noqa: E402
 
 DB_NAME = "bench_quality"  # --db-name changes it
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -314,27 +314,32 @@ def add_judgments(count: int, seed: int) -> list[int]:
 
 
 def time_refresh(seed: int) -> dict:
-    """`services.quality_snapshot_refresh` end to end (read, compute, store), on the
-    loaded project, then again after 1,000 new judgments; the new ones are deleted after."""
+    """`services.quality_snapshot_refresh` end to end (read, compute, store the snapshot and
+    the state): a full recompute, then an incremental refresh after 1,000 new judgments,
+    then one with nothing new; the new judgments are deleted afterwards."""
     from apps.collection.models import Judgment, Project
     from apps.quality import services
 
     project = Project.objects.get(slug="bench")
-    started = time.perf_counter()
-    snapshot = services.quality_snapshot_refresh(project_id=project.pk)
-    full_seconds = time.perf_counter() - started
-    report = {
-        "refresh_full_seconds": round(full_seconds, 2),
-        "refresh_full_read_seconds": round(snapshot.read_seconds, 2),
-        "refresh_full_compute_seconds": round(snapshot.compute_seconds, 2),
-        "snapshot_judgments": snapshot.judgments,
-    }
+    report = {}
+
+    def refresh(label: str, **kwargs) -> None:
+        started = time.perf_counter()
+        snapshot = services.quality_snapshot_refresh(project_id=project.pk, **kwargs)
+        report[label] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "read_seconds": round(snapshot.read_seconds, 2),
+            "compute_seconds": round(snapshot.compute_seconds, 2),
+            "mode": snapshot.mode,
+            "judgments": snapshot.judgments,
+            "judgments_read": snapshot.judgments_read,
+        }
+
+    refresh("full_recompute", full=True)
     new_ids = add_judgments(1000, seed)
     try:
-        started = time.perf_counter()
-        snapshot = services.quality_snapshot_refresh(project_id=project.pk)
-        report["refresh_after_1000_new_seconds"] = round(time.perf_counter() - started, 2)
-        report["refresh_after_1000_new_judgments"] = snapshot.judgments
+        refresh("after_1000_new")
+        refresh("nothing_new")
     finally:
         Judgment.objects.filter(pk__in=new_ids).delete()
     report["process_peak_rss_mib"] = round(

@@ -162,28 +162,43 @@ def krippendorff_alpha(
     """Krippendorff's α from a units × values count matrix, missing data allowed.
 
     Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability": α = 1 − D_o / D_e from
-    the coincidence matrix o_ck = Σ_u (n_uc n_uk − [c = k] n_uc) / (m_u − 1) over units with
-    m_u ≥ 2 pairable values. The expected coincidences and the distance metric of each level
-    come from the `krippendorff` package (Castro 2017); identical units are summed once with
-    their multiplicity, so a million units cost what their few distinct patterns cost. Equal
-    to `krippendorff.alpha(value_counts=...)` (tests check both against the paper).
+    the coincidence matrix (`coincidences`). The expected coincidences and the distance
+    metric of each level come from the `krippendorff` package (Castro 2017). Equal to
+    `krippendorff.alpha(value_counts=...)` (tests check both against the paper).
     `values` is the value of each column (default 0, 1, ...; only the ratio metric cares).
     """
+    return alpha_from_coincidences(coincidences(value_counts), level, values)
+
+
+def coincidences(value_counts: np.ndarray) -> np.ndarray:
+    """The coincidence matrix o_ck = Σ_u (n_uc n_uk − [c = k] n_uc) / (m_u − 1) over units
+    with m_u ≥ 2 pairable values (Krippendorff 2011). A sum over units, so the matrices of
+    disjoint sets of units add up; identical units are summed once with their multiplicity,
+    so a million units cost what their few distinct patterns cost."""
     value_counts = np.asarray(value_counts)
+    n_values = value_counts.shape[1]
     value_counts = value_counts[value_counts.sum(axis=1) >= 2]
-    if value_counts.shape[0] == 0 or np.count_nonzero(value_counts.sum(axis=0)) <= 1:
-        return float("nan")  # nothing pairable, or one value overall: D_e is zero
+    if value_counts.shape[0] == 0:
+        return np.zeros((n_values, n_values))
     rows, multiplicity = _unique_rows(value_counts)
     rows = rows.astype(np.float64)
-    n_values = rows.shape[1]
     pairable = rows.sum(axis=1)
     outer = rows[:, :, None] * rows[:, None, :] - rows[:, None, :] * np.eye(n_values)[None]
-    coincidences = np.einsum("u,uck->ck", multiplicity / (pairable - 1), outer)
-    n_v = coincidences.sum(axis=0)
+    return np.einsum("u,uck->ck", multiplicity / (pairable - 1), outer)
+
+
+def alpha_from_coincidences(
+    coincidence: np.ndarray, level: str = "nominal", values: np.ndarray | None = None
+) -> float:
+    """α = 1 − D_o / D_e from a coincidence matrix; nan when fewer than two values occur
+    (nothing pairable, or one value overall: D_e is zero)."""
+    n_v = coincidence.sum(axis=0)
+    if np.count_nonzero(n_v > 1e-9) <= 1:
+        return float("nan")
     expected = _kripp._random_coincidences(n_v)
-    domain = np.arange(n_values) if values is None else np.asarray(values)
+    domain = np.arange(coincidence.shape[0]) if values is None else np.asarray(values)
     distance = _kripp._distances(domain, _kripp._distance_metric(level), n_v)
-    return float(1 - (coincidences * distance).sum() / (expected * distance).sum())
+    return float(1 - (coincidence * distance).sum() / (expected * distance).sum())
 
 
 def krippendorff_alpha_pairs(counts: np.ndarray) -> float:
@@ -238,15 +253,27 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     P̄_e = Σ_j p_j², κ = (P̄ − P̄_e) / (1 − P̄_e). Subjects may have different numbers of
     raters (each P_i uses its own n_i); subjects with fewer than two are skipped.
     """
+    return kappa_from_sums(fleiss_sums(counts))
+
+
+def fleiss_sums(counts: np.ndarray) -> np.ndarray:
+    """What Fleiss' κ needs, as sums over subjects (so disjoint subject sets add up):
+    [Σ P_i, number of subjects, Σ_i n_ij for each category...], over subjects with n_i ≥ 2."""
     counts = np.asarray(counts, dtype=np.float64)
     per_subject = counts.sum(axis=1)
-    counts = counts[per_subject >= 2]
-    per_subject = per_subject[per_subject >= 2]
-    if counts.shape[0] == 0:
-        return float("nan")
+    keep = per_subject >= 2
+    counts, per_subject = counts[keep], per_subject[keep]
     p_i = ((counts**2).sum(axis=1) - per_subject) / (per_subject * (per_subject - 1))
-    p_j = counts.sum(axis=0) / per_subject.sum()
-    p_bar, p_e = p_i.mean(), (p_j**2).sum()
+    return np.concatenate([[p_i.sum(), counts.shape[0]], counts.sum(axis=0)])
+
+
+def kappa_from_sums(sums: np.ndarray) -> float:
+    """Fleiss' κ from `fleiss_sums` (or the sum of several)."""
+    p_sum, subjects, per_category = sums[0], sums[1], sums[2:]
+    if subjects < 0.5:
+        return float("nan")
+    p_j = per_category / per_category.sum()
+    p_bar, p_e = p_sum / subjects, (p_j**2).sum()
     return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else float("nan")
 
 
@@ -329,3 +356,44 @@ def scores_to_groups(scores: np.ndarray, tie_tolerance: float = 1e-6) -> list[li
             groups.append([int(index)])
         previous = scores[index]
     return groups
+
+
+def clustered_ratio_ci(
+    matches: np.ndarray,
+    decided: np.ndarray,
+    units: np.ndarray,
+    matches_sq: np.ndarray,
+    decided_sq: np.ndarray,
+    matches_decided: np.ndarray,
+    z: float = 1.96,
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval of a rater's agreement Σm / Σd, where the pairs come in clusters (the
+    judgments: the pairs of one ranking are not independent). Element-wise over raters.
+
+    The Wilson score interval (Wilson 1927) with the effective number of comparisons
+    n_eff = a(1 − a) / V, V the linearised (ratio-estimator) variance of a = Σm / Σd over
+    the u clusters, V = u / (u − 1) · Σ(m_j − a d_j)² / (Σd)² (Kish 1965, the design
+    effect). n_eff is kept between u (every pair of a ranking counted as one) and Σd (all
+    independent); at a = 0 or 1, where V says nothing, it is u. nan without comparisons.
+    """
+    matches, decided, units = (np.asarray(x, dtype=np.float64) for x in (matches, decided, units))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(decided > 0, matches / np.where(decided > 0, decided, 1), np.nan)
+        residual = matches_sq - 2 * share * matches_decided + share**2 * decided_sq
+        variance = units / np.maximum(units - 1, 1) * np.maximum(residual, 0) / decided**2
+        n_eff = np.where(variance > 0, share * (1 - share) / variance, units)
+    n_eff = np.clip(np.nan_to_num(n_eff, nan=0.0), np.minimum(units, decided), decided)
+    return wilson_interval(share, n_eff, z)
+
+
+def wilson_interval(share: np.ndarray, n: np.ndarray, z: float = 1.96):
+    """Wilson score interval of a proportion observed as `share` of `n` trials (element-wise;
+    nan where n is 0)."""
+    share, n = np.asarray(share, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denominator = 1 + z**2 / n
+        centre = (share + z**2 / (2 * n)) / denominator
+        half = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / denominator
+    low = np.where(n > 0, np.clip(centre - half, 0, 1), np.nan)
+    high = np.where(n > 0, np.clip(centre + half, 0, 1), np.nan)
+    return low, high

@@ -27,27 +27,41 @@ from apps.core.roles import Role
 from apps.quality import overlap, selectors, services
 
 
-def snapshot_summary(snapshot) -> dict:
-    if snapshot is None:
-        return {"computed_at": None, "age_seconds": None, "judgments": 0}
-    return {
-        "computed_at": snapshot.computed_at,
-        "age_seconds": round((timezone.now() - snapshot.computed_at).total_seconds(), 1),
-        "judgments": snapshot.judgments,
-        "read_seconds": round(snapshot.read_seconds, 3),
-        "compute_seconds": round(snapshot.compute_seconds, 3),
-    }
+def snapshot_summary(snapshot, freshness: dict | None = None) -> dict:
+    """The snapshot's age and making; with `freshness` (services.quality_refresh_if_stale),
+    whether it is older than the project's bound and when a refresh was queued."""
+    summary = {"computed_at": None, "age_seconds": None, "judgments": 0}
+    if snapshot is not None:
+        summary = {
+            "computed_at": snapshot.computed_at,
+            "age_seconds": round((timezone.now() - snapshot.computed_at).total_seconds(), 1),
+            "judgments": snapshot.judgments,
+            "mode": snapshot.mode,
+            "judgments_read": snapshot.judgments_read,
+            "read_seconds": round(snapshot.read_seconds, 3),
+            "compute_seconds": round(snapshot.compute_seconds, 3),
+        }
+    if freshness is not None:
+        summary.update(
+            stale=freshness["stale"],
+            max_age_seconds=freshness["max_age_seconds"],
+            refresh_queued_at=freshness["queued_at"],
+        )
+    return summary
 
 
 class ProjectQualityApi(APIView):
-    """The project's latest stored statistics, their age, and screening outcomes."""
+    """The project's latest stored statistics, their age, and screening outcomes; asking
+    for statistics older than the project's bound queues a refresh (`snapshot.stale`,
+    `snapshot.refresh_queued_at`)."""
 
     permission_classes = [IsReviewer]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
         project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
-        snapshot = selectors.snapshot_latest(project=project)
+        freshness = services.quality_refresh_if_stale(project=project)
+        snapshot = freshness["snapshot"]
         settings = selectors.quality_settings(project=project)
         failed = [
             {
@@ -62,7 +76,7 @@ class ProjectQualityApi(APIView):
         return Response(
             {
                 "project_id": project.pk,
-                "snapshot": snapshot_summary(snapshot),
+                "snapshot": snapshot_summary(snapshot, freshness),
                 "stats": snapshot.data["project"] if snapshot else None,
                 "screening": {
                     "size": settings.screening_size,
@@ -74,13 +88,22 @@ class ProjectQualityApi(APIView):
 
 
 class ProjectQualityRefreshApi(APIView):
+    """Queue a refresh: incremental, or with {"full": true} a recompute from all judgments."""
+
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    class RefreshInputSerializer(serializers.Serializer):
+        full = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(request=RefreshInputSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int):
         project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
-        services.quality_refresh_request(project=project)
-        return Response({"queued": True, "project_id": project.pk}, status=status.HTTP_202_ACCEPTED)
+        data = validated(self.RefreshInputSerializer, request)
+        services.quality_refresh_request(project=project, full=data["full"])
+        return Response(
+            {"queued": True, "project_id": project.pk, "full": data["full"]},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class ProjectRatersApi(APIView):

@@ -29,7 +29,18 @@ class ProjectQualitySettings(TimeStampedModel):
         help_text="Share of the gold answers' pairwise comparisons a rater must match to pass.",
     )
     min_judgments_for_flags = models.PositiveIntegerField(
-        default=10, help_text="Raters with fewer judgments are measured but never flagged."
+        default=10,
+        help_text="Judgments a rater needs before a measure flags them; with fewer, only an "
+        "agreement whose whole 95% interval lies below the honest raters' range flags them.",
+    )
+    stats_max_age_seconds = models.PositiveIntegerField(
+        default=120,
+        validators=[MinValueValidator(10), MaxValueValidator(86_400)],
+        help_text="The reviewer pages never show statistics older than this without saying so: "
+        "opening one queues a refresh when the figures are older.",
+    )
+    refresh_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a page last queued a refresh (one at a time)."
     )
 
     class Meta:
@@ -126,14 +137,29 @@ class RaterStatusChange(models.Model):
 class QualitySnapshot(models.Model):
     """A project's statistics as computed at one moment; pages show the latest one.
 
-    `data` is `measures.compute_quality`'s output: {"project": {...}, "raters": [...]}.
+    `data` is `statistics.compute_quality`'s output: {"project": {...}, "raters": [...]}.
+    A full refresh reads every judgment; an incremental one only those added or reviewed
+    since the refresh whose state it continues (`statistics.QualityState`).
     """
+
+    class Mode(models.TextChoices):
+        FULL = "full", "Full recompute"
+        INCREMENTAL = "incremental", "Incremental"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_snapshots")
     computed_at = models.DateTimeField(db_index=True)
     read_seconds = models.FloatField(help_text="Reading the judgments from the database.")
     compute_seconds = models.FloatField(help_text="Computing the statistics.")
     judgments = models.PositiveIntegerField()
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.FULL)
+    judgments_read = models.PositiveIntegerField(
+        default=0, help_text="Judgments read: all of them (full), or the new and re-reviewed."
+    )
+    state_token = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Names the saved state an incremental refresh continues.",
+    )
     data = models.JSONField()
 
     class Meta:

@@ -5,10 +5,17 @@ Every decision writes its audit row in the same transaction as the change it rec
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings as django_settings
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import RaterProfile
@@ -18,19 +25,28 @@ from apps.collection.models import Judgment, Project, ReviewStatus
 from apps.collection.services import assignments_release
 from apps.core.errors import InvalidInput, NotFound, NotPermitted
 from apps.core.roles import Role, is_staff
-from apps.quality import selectors
-from apps.quality.measures import QualityOptions, compute_quality
+from apps.quality import reading, selectors
+from apps.quality.measures import QualityOptions
 from apps.quality.models import (
+    ProjectQualitySettings,
     QualitySnapshot,
     RaterReliability,
     RaterScreening,
     RaterStatusChange,
     ReviewDecision,
 )
+from apps.quality.statistics import NeedsFullRecompute, QualityState, ReviewChanges
+
+logger = logging.getLogger(__name__)
 
 MAX_REASON = 2000
 MAX_BULK = 5000
 SNAPSHOTS_KEPT = 200
+# Judgments committed up to this long after they were created are still read by the next
+# incremental refresh (a judgment's transaction lasts well under a second).
+STATE_LOOKBACK = timedelta(minutes=10)
+FULL_RECOMPUTE_EVERY = timedelta(hours=24)
+REFRESH_LOCK_CLASS = 0x5146  # advisory lock namespace of statistics refreshes
 _STATUS_FOR = {
     ReviewDecision.Decision.APPROVE: ReviewStatus.APPROVED,
     ReviewDecision.Decision.REJECT: ReviewStatus.REJECTED,
@@ -243,34 +259,66 @@ def rater_reinstate(*, rater, actor, reason) -> RaterStatusChange:
     )
 
 
-def quality_snapshot_refresh(*, project_id: int) -> QualitySnapshot | None:
-    """Recompute a project's statistics and store them; None if the project is gone."""
-    project = Project.objects.filter(pk=project_id).first()
+def quality_snapshot_refresh(*, project_id: int, full: bool = False) -> QualitySnapshot | None:
+    """Bring a project's statistics up to date and store them as a new snapshot.
+
+    Incremental by default: the state the last refresh saved (statistics.QualityState,
+    under ARTIFACT_ROOT/quality/) takes in the judgments added and the decisions taken
+    since, read from the database by id and by decision time. The judgments committed up
+    to STATE_LOOKBACK late are read again (and skipped when held), so none is missed. A full
+    recompute reads every judgment: when asked (`full`), when there is no state the latest
+    snapshot continues, when the last full one is older than FULL_RECOMPUTE_EVERY (edits
+    that leave no trace, such as a deleted task, go in then), or when the change cannot be
+    applied (statistics.NeedsFullRecompute).
+
+    None when the project is gone, or when another refresh of it is running (its snapshot
+    will be as fresh).
+    """
+    project = Project.objects.select_related("quality_settings").filter(pk=project_id).first()
     if project is None:
         return None
-    settings = selectors.quality_settings(project=project)
+    with _refresh_lock(project.pk) as held:
+        return _snapshot_refresh(project, full=full) if held else None
+
+
+def _snapshot_refresh(project: Project, *, full: bool) -> QualitySnapshot:
+    settings_row = selectors.quality_settings(project=project)
     started = time.perf_counter()
-    arrays = selectors.judgment_arrays(project=project)
-    read_done = time.perf_counter()
-    data = compute_quality(arrays, QualityOptions(min_judgments=settings.min_judgments_for_flags))
+    read_at = timezone.now()
+    state, meta, mode = None, {}, QualitySnapshot.Mode.FULL
+    loaded = None if full else _state_load(project)
+    if loaded is not None:
+        state, meta = loaded
+        try:
+            new = reading.judgment_arrays(project=project, after_id=meta["id_floor"])
+            since = datetime.fromisoformat(meta["read_at"]) - STATE_LOOKBACK
+            reviews = ReviewChanges(**reading.review_changes(project=project, since=since))
+            read_done = time.perf_counter()
+            judgments_read = state.apply(new, reviews)
+            mode = QualitySnapshot.Mode.INCREMENTAL
+        except NeedsFullRecompute as reason:
+            logger.info("quality of project %s: full recompute (%s)", project.pk, reason)
+            state = None
+    if state is None:
+        arrays = reading.judgment_arrays(project=project)
+        read_done = time.perf_counter()
+        state = QualityState.build(arrays)
+        judgments_read = state.judgments
+        meta = {"full_at": read_at.isoformat()}
+    options = QualityOptions(min_judgments=settings_row.min_judgments_for_flags)
+    data = state.figures(options, names=reading.rater_names(state.arrays.rater_ids))
     computed = time.perf_counter()
-    screenings = dict(
-        selectors.RaterScreening.objects.filter(project=project).values_list("rater_id", "state")
-    )
-    suspended = set(
-        RaterProfile.objects.filter(status=RaterProfile.Status.SUSPENDED).values_list(
-            "user_id", flat=True
-        )
-    )
-    for row in data["raters"]:
-        row["screening"] = screenings.get(row["rater_id"], "")
-        row["suspended"] = row["rater_id"] in suspended
+    _decorate_raters(project, data["raters"])
+    token = secrets.token_hex(8)
     snapshot = QualitySnapshot.objects.create(
         project=project,
         computed_at=timezone.now(),
         read_seconds=read_done - started,
         compute_seconds=computed - read_done,
-        judgments=int(arrays.task.shape[0]),
+        judgments=state.judgments,
+        mode=mode,
+        judgments_read=judgments_read,
+        state_token=token,
         data=data,
     )
     reliabilities_store(project=project, raters=data["raters"], now=snapshot.computed_at)
@@ -278,6 +326,11 @@ def quality_snapshot_refresh(*, project_id: int) -> QualitySnapshot | None:
         SNAPSHOTS_KEPT:
     ]
     QualitySnapshot.objects.filter(pk__in=list(stale.values_list("pk", flat=True))).delete()
+    meta.update(token=token, read_at=read_at.isoformat(), id_floor=_id_floor(state, read_at))
+    try:
+        state.save(_state_path(project), meta)
+    except OSError:  # the statistics are stored; the next refresh recomputes in full
+        logger.exception("quality of project %s: the state could not be saved", project.pk)
     return snapshot
 
 
@@ -301,9 +354,110 @@ def reliabilities_store(*, project: Project, raters: list[dict], now) -> int:
     return len(rows)
 
 
-def quality_refresh_request(*, project: Project) -> None:
-    """Ask a worker (queue `default`) to recompute the project's statistics after commit."""
+def _decorate_raters(project: Project, rows: list[dict]) -> None:
+    """Each rater row's screening state and standing, as of now."""
+    screenings = dict(
+        RaterScreening.objects.filter(project=project).values_list("rater_id", "state")
+    )
+    suspended = set(
+        RaterProfile.objects.filter(status=RaterProfile.Status.SUSPENDED).values_list(
+            "user_id", flat=True
+        )
+    )
+    for row in rows:
+        row["screening"] = screenings.get(row["rater_id"], "")
+        row["suspended"] = row["rater_id"] in suspended
+
+
+def _state_path(project: Project) -> Path:
+    return Path(django_settings.ARTIFACT_ROOT) / "quality" / f"project-{project.pk}.npz"
+
+
+def _state_load(project: Project) -> tuple[QualityState, dict] | None:
+    """The saved state, if the latest snapshot was made from it and a full recompute is not
+    due; None otherwise."""
+    latest = selectors.snapshot_latest(project=project)
+    if latest is None or not latest.state_token:
+        return None
+    loaded = QualityState.load(_state_path(project))
+    if loaded is None:
+        return None
+    state, meta = loaded
+    if meta.get("token") != latest.state_token or state.arrays.flag_keys != project.flag_keys[:32]:
+        return None
+    full_at = datetime.fromisoformat(meta["full_at"])
+    if timezone.now() - full_at > FULL_RECOMPUTE_EVERY:
+        return None
+    return state, meta
+
+
+def _id_floor(state: QualityState, read_at) -> int:
+    """The largest id of a held judgment created STATE_LOOKBACK before this read: the next
+    refresh reads the judgments above it (a judgment's id is drawn when its row is written,
+    so one committed later than that is still above it)."""
+    cutoff = (read_at - STATE_LOOKBACK).timestamp()
+    ids = state.arrays.judgment_ids[state.arrays.created < cutoff]
+    return int(ids.max()) if ids.size else 0
+
+
+@contextmanager
+def _refresh_lock(project_id: int):
+    """One refresh of a project at a time (a PostgreSQL advisory lock, released when the
+    refresh ends or its connection closes); yields whether this one holds it."""
+    if connection.vendor != "postgresql":
+        yield True  # the embedded setup runs one worker
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [REFRESH_LOCK_CLASS, project_id])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(%s, %s)", [REFRESH_LOCK_CLASS, project_id]
+                )
+
+
+def quality_refresh_request(*, project: Project, full: bool = False) -> None:
+    """Ask a worker (queue `default`) to refresh the project's statistics after commit."""
     from apps.quality.tasks import quality_snapshot_refresh_task
 
     project_id = project.pk
-    transaction.on_commit(lambda: quality_snapshot_refresh_task.delay(project_id))
+    transaction.on_commit(lambda: quality_snapshot_refresh_task.delay(project_id, full))
+
+
+def quality_refresh_if_stale(*, project: Project) -> dict:
+    """What a reviewer page says about the figures' age, queueing a refresh when they are
+    older than the project's bound (at most one queued per bound, however many open it).
+
+    {"snapshot", "age_seconds", "max_age_seconds", "stale", "queued_at"}
+    """
+    settings_row, _ = ProjectQualitySettings.objects.get_or_create(project=project)
+    snapshot = selectors.snapshot_latest(project=project)
+    now = timezone.now()
+    age = (now - snapshot.computed_at).total_seconds() if snapshot else None
+    bound = settings_row.stats_max_age_seconds
+    stale = snapshot is None or age > bound
+    queued_at = settings_row.refresh_requested_at
+    if stale:
+        # One page's request stands for a bound's time; a worker that lost it is asked again.
+        not_asked = Q(refresh_requested_at__isnull=True) | Q(
+            refresh_requested_at__lt=now - timedelta(seconds=bound)
+        )
+        if snapshot is not None:  # a request the latest snapshot answered is spent
+            not_asked |= Q(refresh_requested_at__lt=snapshot.computed_at)
+        asked = ProjectQualitySettings.objects.filter(pk=settings_row.pk).filter(not_asked)
+        if asked.update(refresh_requested_at=now):
+            quality_refresh_request(project=project)
+            queued_at = now
+    if snapshot is not None and queued_at is not None and queued_at < snapshot.computed_at:
+        queued_at = None  # answered already
+    return {
+        "snapshot": snapshot,
+        "age_seconds": age,
+        "max_age_seconds": bound,
+        "stale": stale,
+        "queued_at": queued_at,
+    }

@@ -19,9 +19,10 @@ from apps.quality import services
     max_retries=3,
     retry_backoff=True,
 )
-def quality_snapshot_refresh_task(project_id: int) -> int | None:
-    """Recompute and store one project's statistics; a deleted project is skipped."""
-    snapshot = services.quality_snapshot_refresh(project_id=project_id)
+def quality_snapshot_refresh_task(project_id: int, full: bool = False) -> int | None:
+    """Refresh and store one project's statistics (incremental unless `full`); a deleted
+    project, or one another worker is refreshing, is skipped."""
+    snapshot = services.quality_snapshot_refresh(project_id=project_id, full=bool(full))
     return snapshot.pk if snapshot else None
 
 

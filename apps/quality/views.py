@@ -31,7 +31,16 @@ def _back(request, fallback: str):
     return redirect(target if target.startswith("/review/") else fallback)
 
 
-def _snapshot_context(project: Project) -> dict:
+def _snapshot_context(project: Project, *, keep_fresh: bool = True) -> dict:
+    """The latest statistics and their age; a project page (`keep_fresh`) also queues a
+    refresh when they are older than the project's bound, and says so."""
+    if keep_fresh:
+        freshness = services.quality_refresh_if_stale(project=project)
+        return {
+            "snapshot": freshness["snapshot"],
+            "snapshot_age": freshness["age_seconds"],
+            "freshness": freshness,
+        }
     snapshot = selectors.snapshot_latest(project=project)
     age = (timezone.now() - snapshot.computed_at).total_seconds() if snapshot else None
     return {"snapshot": snapshot, "snapshot_age": age}
@@ -40,7 +49,7 @@ def _snapshot_context(project: Project) -> dict:
 @role_required(Role.REVIEWER)
 def index(request):
     projects = selectors.projects_with_pending_reviews(user=request.user)
-    rows = [{"project": p, **_snapshot_context(p)} for p in projects]
+    rows = [{"project": p, **_snapshot_context(p, keep_fresh=False)} for p in projects]
     return render(request, "quality/index.html", {"rows": rows})
 
 
@@ -285,7 +294,14 @@ def rater_reinstate(request, user_id: int):
 @require_POST
 @role_required(Role.REVIEWER)
 def refresh(request, project_id: int):
+    """Refresh now (incremental), or recompute every figure from all judgments (`full`)."""
     project = project_get(project_id=project_id, user=request.user, role=Role.REVIEWER)
-    services.quality_refresh_request(project=project)
-    messages.success(request, "Recomputing the statistics; reload in a moment.")
+    full = request.POST.get("full") == "1"
+    services.quality_refresh_request(project=project, full=full)
+    messages.success(
+        request,
+        "Recomputing every figure from all judgments; this page updates when it is done."
+        if full
+        else "Refreshing the statistics; this page updates when it is done.",
+    )
     return _back(request, reverse("quality:dashboard", args=[project.pk]))

@@ -123,8 +123,38 @@
     });
   }
 
+  // A refresh was queued: watch for the new snapshot, then show it. The page reloads on
+  // its own unless the reviewer has typed something into it (then a link offers it).
+  function followRefresh() {
+    const box = document.querySelector("[data-refresh-queued]");
+    if (!box) return;
+    const seen = Date.parse(box.dataset.computedAt || "") || 0;
+    let tries = 0;
+    const timer = setInterval(async () => {
+      tries += 1;
+      if (tries > 100) { clearInterval(timer); return; }
+      let data = null;
+      try {
+        const response = await fetch(box.dataset.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (response.ok) data = await response.json();
+      } catch (_) { return; }
+      const at = data && data.snapshot && Date.parse(data.snapshot.computed_at || "");
+      if (!at || at <= seen) return;
+      clearInterval(timer);
+      const typed = Array.from(document.querySelectorAll("input, textarea")).some(
+        (field) => field === document.activeElement || (field.type !== "hidden" && field.type !== "checkbox" && field.value !== field.defaultValue));
+      if (!typed) { window.location.reload(); return; }
+      const note = document.createElement("a");
+      note.href = window.location.href;
+      note.textContent = "New statistics are ready: show them";
+      note.setAttribute("data-testid", "fresh-statistics");
+      box.prepend(note);
+    }, 3000);
+  }
+
   drawDashboard();
   drawTrend();
   sortable();
   selectAll();
+  followRefresh();
 })();

@@ -7,6 +7,7 @@ import pytest
 
 from apps.quality import measures
 from apps.quality.simulation import simulate
+from apps.quality.statistics import compute_quality
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def crowd():
     arrays, truth = simulate(
         n_tasks=4000, k=4, overlap=(3, 6), kinds=kinds, noise=noise, gold_share=0.05, seed=4
     )
-    result = measures.compute_quality(arrays, measures.QualityOptions(n_boot=200))
+    result = compute_quality(arrays, measures.QualityOptions(n_boot=200))
     rows = {row["rater_id"]: row for row in result["raters"]}
     return kinds, arrays, truth, result, rows
 

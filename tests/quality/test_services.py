@@ -12,7 +12,7 @@ from apps.collection import leasing
 from apps.collection.models import Assignment, Judgment, ReviewStatus
 from apps.core.errors import InvalidInput, NotPermitted
 from apps.core.roles import Role
-from apps.quality import selectors, services, tasks
+from apps.quality import reading, reading_postgres, selectors, services, tasks
 from apps.quality.models import QualitySnapshot, RaterStatusChange, ReviewDecision
 from tests.factories import UserFactory, make_task
 
@@ -123,11 +123,12 @@ def test_refresh_is_enqueued_after_commit_and_the_task_stores_a_snapshot(
 ):
     project, _, _ = rated_project
     queued = []
-    monkeypatch.setattr(tasks.quality_snapshot_refresh_task, "delay", queued.append)
+    monkeypatch.setattr(tasks.quality_snapshot_refresh_task, "delay", lambda *a: queued.append(a))
     with django_capture_on_commit_callbacks(execute=True):
         services.quality_refresh_request(project=project)
+        services.quality_refresh_request(project=project, full=True)
         assert queued == []
-    assert queued == [project.pk]
+    assert queued == [(project.pk, False), (project.pk, True)]
     assert tasks.quality_snapshot_refresh_task.run(project.pk) is not None
     assert tasks.quality_snapshot_refresh_task.run(10**9) is None
     assert QualitySnapshot.objects.filter(project=project).count() == 1
@@ -166,9 +167,30 @@ def test_the_postgres_reader_equals_the_portable_one(rated_project, reviewer):
     services.judgment_review(
         judgment_id=judgment.pk, reviewer=reviewer, decision="reject", reason="Tie."
     )
+    Judgment.objects.filter(pk=judgment.pk + 1).update(time_spent_ms=None)
+    gold = tasks_[0]
+    canonical = list(
+        gold.task_completions.order_by("position").values_list("completion_id", flat=True)
+    )
+    selectors.Task.objects.filter(pk=gold.pk).update(
+        is_gold=True, gold_ranking=[[canonical[2]], [canonical[0], canonical[1]]]
+    )
     tasks_qs = selectors.Task.objects.filter(project=project)
-    fast = selectors._judgment_arrays_postgres(project=project, tasks=tasks_qs)
-    portable = selectors._judgment_arrays_generic(project=project, tasks=tasks_qs)
+    flag_keys = project.flag_keys
+    after = sorted(Judgment.objects.values_list("pk", flat=True))[10]
+    for after_id in (None, after):
+        fast = reading_postgres.arrays_postgres(tasks_qs, flag_keys, after_id, reading.rater_names)
+        portable = reading._arrays_generic(tasks_qs, flag_keys, after_id)
+        assert_same_arrays(fast, portable)
+        assert fast.task.size == (24 if after_id is None else 13)
+    assert fast.flags.any() and not fast.included.all() and np.isnan(fast.time_spent_ms).any()
+    everything = reading.judgment_arrays(project=project)
+    assert everything.task_is_gold.sum() == 1
+    assert everything.task_gold_pos[everything.task_is_gold].tolist() == [[1, 1, 0]]
+    assert fast.rater_names == portable.rater_names
+
+
+def assert_same_arrays(fast, portable):
     for name in [
         "task",
         "rater",
@@ -184,9 +206,8 @@ def test_the_postgres_reader_equals_the_portable_one(rated_project, reviewer):
         "task_lengths",
         "task_ids",
         "rater_ids",
+        "judgment_ids",
     ]:
         a, b = getattr(fast, name), getattr(portable, name)
         assert a.shape == b.shape, name
-        assert np.allclose(a.astype(float), b.astype(float), equal_nan=True), name
-    assert fast.flags.any() and not fast.included.all()
-    assert fast.rater_names == portable.rater_names
+        assert np.array_equal(a.astype(float), b.astype(float), equal_nan=True), name
