@@ -180,8 +180,9 @@ def task_set_sums(arrays: JudgmentArrays, *, n_raters: int) -> tuple[QualitySums
 
 
 def _judgment_terms(arrays, pref, valid, counts, stats_weight) -> dict[str, np.ndarray]:
-    """Each judgment's term of every per-rater sum."""
-    k = arrays.rank_pos.shape[1]
+    """Each judgment's term of every per-rater sum (columns walked one at a time: a sum
+    across a short axis of a million rows is slow in numpy)."""
+    n, k = arrays.rank_pos.shape
     first, second = ag.slot_pairs(k)
     lengths = np.nan_to_num(arrays.task_lengths, nan=0.0)
     longer_first = np.sign(lengths[:, first] - lengths[:, second]).astype(np.int8)
@@ -189,38 +190,49 @@ def _judgment_terms(arrays, pref, valid, counts, stats_weight) -> dict[str, np.n
     matches = loo["matches"].astype(np.float64)
     decided = loo["decided"].astype(np.float64)
 
-    gold_pref, gold_valid = ag.pairwise_preferences(arrays.task_gold_pos)
-    is_gold = arrays.task_is_gold[arrays.task]
-    scored = gold_valid[arrays.task] & valid & (gold_pref[arrays.task] != 0) & is_gold[:, None]
-    correct = (scored & (pref == gold_pref[arrays.task])).sum(axis=1)
+    # gold: only the judgments of gold tasks score anything
+    gold_correct, gold_scored = np.zeros(n), np.zeros(n)
+    on_gold = np.flatnonzero(arrays.task_is_gold[arrays.task])
+    if on_gold.size:
+        gold_pref, gold_valid = ag.pairwise_preferences(arrays.task_gold_pos)
+        task = arrays.task[on_gold]
+        scored = gold_valid[task] & valid[on_gold] & (gold_pref[task] != 0)
+        gold_scored[on_gold] = scored.sum(axis=1)
+        gold_correct[on_gold] = (scored & (pref[on_gold] == gold_pref[task])).sum(axis=1)
 
-    slots = (arrays.rank_pos >= 0).sum(axis=1)
+    slots = np.zeros(n, dtype=np.int64)
+    on_top = np.zeros(n, dtype=np.int64)
+    flagged = np.zeros(n, dtype=np.int64)
+    for slot in range(k):
+        position = np.ascontiguousarray(arrays.rank_pos[:, slot])
+        present = position >= 0
+        slots += present
+        on_top += position == 0
+        flagged += present & (np.ascontiguousarray(arrays.flags[:, slot]) != 0)
     known = arrays.first_shown >= 0
     first_slot = np.where(known, arrays.first_shown, 0).astype(np.int64)
-    top = arrays.rank_pos == 0
-    first_on_top = top[np.arange(top.shape[0]), first_slot] & known
-    cells = arrays.rank_pos >= 0
+    first_on_top = (arrays.rank_pos[np.arange(n), first_slot] == 0) & known
     return {
-        "judgments": np.ones(arrays.task.shape[0]),
+        "judgments": np.ones(n),
         "matches": matches,
         "decided": decided,
         "judged": (decided > 0).astype(np.float64),
         "matches_sq": matches**2,
         "decided_sq": decided**2,
         "matches_decided": matches * decided,
-        "same": loo["same"].astype(np.float64),
-        "others": loo["others"].astype(np.float64),
-        "length_own": loo["length_own"].astype(np.float64),
-        "length_pairs": loo["length_pairs"].astype(np.float64),
-        "length_others": loo["length_others"].astype(np.float64),
-        "length_others_pairs": loo["length_others_pairs"].astype(np.float64),
-        "gold_correct": correct.astype(np.float64),
-        "gold_scored": scored.sum(axis=1).astype(np.float64),
-        "first_credit": np.where(first_on_top, 1.0 / np.maximum(top.sum(axis=1), 1), 0.0),
-        "first_known": known.astype(np.float64),
+        "same": loo["same"],
+        "others": loo["others"],
+        "length_own": loo["length_own"],
+        "length_pairs": loo["length_pairs"],
+        "length_others": loo["length_others"],
+        "length_others_pairs": loo["length_others_pairs"],
+        "gold_correct": gold_correct,
+        "gold_scored": gold_scored,
+        "first_credit": np.where(first_on_top, 1.0 / np.maximum(on_top, 1), 0.0),
+        "first_known": known,
         "first_chance": np.where(known, 1.0 / np.maximum(slots, 1), 0.0),
-        "flagged_cells": ((arrays.flags != 0) & cells).sum(axis=1).astype(np.float64),
-        "cells": cells.sum(axis=1).astype(np.float64),
+        "flagged_cells": flagged,
+        "cells": slots,
     }
 
 
@@ -231,11 +243,12 @@ def _flag_sums(arrays: JudgmentArrays, in_stats: np.ndarray) -> dict[str, np.nda
     unit = (arrays.task.astype(np.int64)[:, None] * k + np.arange(k))[keep]
     size = arrays.n_tasks * k
     everyone = np.bincount(unit, minlength=size)
+    kept_flags = arrays.flags[keep]
     kappa, flagged = [], []
     for bit in range(len(arrays.flag_keys)):
-        set_here = ((arrays.flags >> bit) & 1).astype(bool)[keep]
-        yes = np.bincount(unit, weights=set_here, minlength=size)
-        kappa.append(ag.fleiss_sums(np.stack([yes, everyone - yes], axis=1)))
+        set_here = ((kept_flags >> bit) & 1).astype(bool)
+        yes = np.bincount(unit[set_here], minlength=size)
+        kappa.append(ag.fleiss_sums_binary(yes, everyone))
         flagged.append(float(set_here.sum()))
     n_flags = len(arrays.flag_keys)
     return {

@@ -74,14 +74,21 @@ def relation_counts(
     judgments out (weight 0) without copying the arrays.
     """
     n, n_pairs = pref.shape
-    cell = (unit.astype(np.int64)[:, None] * n_pairs + np.arange(n_pairs)) * RELATIONS + (
-        pref.astype(np.int64) + 1
-    )
-    w = valid.astype(np.float64)
-    if weights is not None:
-        w = w * np.asarray(weights, dtype=np.float64)[:, None]
-    counts = np.bincount(cell.ravel(), weights=w.ravel(), minlength=n_units * n_pairs * RELATIONS)
-    return counts.reshape(n_units, n_pairs, RELATIONS)
+    unit = np.asarray(unit, dtype=np.int64)
+    counts = np.zeros((n_units, n_pairs, RELATIONS))
+    integral = weights is None or np.array_equal(weights, np.asarray(weights).astype(bool))
+    for p in range(n_pairs):
+        cell = unit * RELATIONS + (pref[:, p].astype(np.int64) + 1)
+        keep = valid[:, p]
+        if integral:  # 0/1 weights: count the kept judgments (a third of the work)
+            if weights is not None:
+                keep = keep & np.asarray(weights, dtype=bool)
+            column = np.bincount(cell[keep], minlength=n_units * RELATIONS)
+        else:
+            w = np.where(keep, np.asarray(weights, dtype=np.float64), 0.0)
+            column = np.bincount(cell, weights=w, minlength=n_units * RELATIONS)
+        counts[:, p, :] = column.reshape(n_units, RELATIONS)
+    return counts
 
 
 def agreeing_rater_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,18 +180,16 @@ def krippendorff_alpha(
 def coincidences(value_counts: np.ndarray) -> np.ndarray:
     """The coincidence matrix o_ck = Σ_u (n_uc n_uk − [c = k] n_uc) / (m_u − 1) over units
     with m_u ≥ 2 pairable values (Krippendorff 2011). A sum over units, so the matrices of
-    disjoint sets of units add up; identical units are summed once with their multiplicity,
-    so a million units cost what their few distinct patterns cost."""
-    value_counts = np.asarray(value_counts)
+    disjoint sets of units add up; one matrix product for all units."""
+    value_counts = np.asarray(value_counts, dtype=np.float64)
     n_values = value_counts.shape[1]
-    value_counts = value_counts[value_counts.sum(axis=1) >= 2]
-    if value_counts.shape[0] == 0:
+    pairable = value_counts.sum(axis=1)
+    rows = value_counts[pairable >= 2]
+    if rows.shape[0] == 0:
         return np.zeros((n_values, n_values))
-    rows, multiplicity = _unique_rows(value_counts)
-    rows = rows.astype(np.float64)
-    pairable = rows.sum(axis=1)
-    outer = rows[:, :, None] * rows[:, None, :] - rows[:, None, :] * np.eye(n_values)[None]
-    return np.einsum("u,uck->ck", multiplicity / (pairable - 1), outer)
+    scale = 1.0 / (pairable[pairable >= 2] - 1)
+    products = (rows * scale[:, None]).T @ rows
+    return products - np.diag((rows * scale[:, None]).sum(axis=0))
 
 
 def alpha_from_coincidences(
@@ -209,12 +214,14 @@ def krippendorff_alpha_pairs(counts: np.ndarray) -> float:
 
 def rank_position_counts(rank_pos: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
     """Counts of each best-first position per (task, slot): shape (n_units * k_max, k_max)."""
-    n, k_max = rank_pos.shape
-    valid = rank_pos >= 0
-    cell = (unit.astype(np.int64)[:, None] * k_max + np.arange(k_max)) * k_max + np.where(
-        valid, rank_pos, 0
-    )
-    counts = np.bincount(cell[valid], minlength=n_units * k_max * k_max)
+    k_max = rank_pos.shape[1]
+    unit = np.asarray(unit, dtype=np.int64)
+    counts = np.zeros((n_units, k_max, k_max), dtype=np.int64)
+    for slot in range(k_max):
+        position = rank_pos[:, slot].astype(np.int64)
+        present = position >= 0
+        cell = unit[present] * k_max + position[present]
+        counts[:, slot, :] = np.bincount(cell, minlength=n_units * k_max).reshape(n_units, k_max)
     return counts.reshape(n_units * k_max, k_max)
 
 
@@ -265,6 +272,20 @@ def fleiss_sums(counts: np.ndarray) -> np.ndarray:
     counts, per_subject = counts[keep], per_subject[keep]
     p_i = ((counts**2).sum(axis=1) - per_subject) / (per_subject * (per_subject - 1))
     return np.concatenate([[p_i.sum(), counts.shape[0]], counts.sum(axis=0)])
+
+
+def fleiss_sums_binary(yes: np.ndarray, everyone: np.ndarray) -> np.ndarray:
+    """`fleiss_sums` of a yes/no table given as the yes count and the total per subject,
+    cheap when few subjects have a yes: a subject all of whose raters agree has P_i = 1."""
+    subjects = everyone >= 2
+    n_subjects = int(np.count_nonzero(subjects))
+    some = subjects & (yes > 0)
+    y, n = yes[some].astype(np.float64), everyone[some].astype(np.float64)
+    p_some = (y**2 + (n - y) ** 2 - n) / (n * (n - 1))
+    yes_total = float(y.sum())
+    no_total = float(everyone[subjects].sum()) - yes_total
+    p_sum = (n_subjects - int(np.count_nonzero(some))) + float(p_some.sum())
+    return np.array([p_sum, n_subjects, yes_total, no_total])
 
 
 def kappa_from_sums(sums: np.ndarray) -> float:

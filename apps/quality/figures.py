@@ -395,29 +395,21 @@ def _rater_trends(sums: QualitySums, n_raters: int, buckets: Buckets) -> list[di
         "first_ranked_first": safe_ratio(grid("first_credit"), grid("first_known")),
         "flag_rate": safe_ratio(grid("flagged_cells"), grid("cells")),
     }
-    times = (buckets.start + np.arange(count) * buckets.seconds).tolist()
-    rounded = {name: _json_list(values) for name, values in columns.items()}
+    times = buckets.start + np.arange(count) * buckets.seconds
+    shown = {name: _json_values(values) for name, values in columns.items()}
     trends = []
     for r in range(n_raters):
-        used = np.flatnonzero(judgments[r]).tolist()
-        trend = {"t": [times[b] for b in used]}
-        for name, rows in rounded.items():
-            row = rows[r]
-            trend[name] = [row[b] for b in used]
+        used = np.flatnonzero(judgments[r])
+        trend = {"t": times[used].tolist()}
+        for name, values in shown.items():
+            trend[name] = values[r, used].tolist()
         trends.append(trend)
     return trends
 
 
-def _json_list(values: np.ndarray, digits: int = 4) -> list:
-    """Nested lists of rounded floats with None for nan: JSON without a per-value call."""
+def _json_values(values: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Rounded floats, None for nan, as an object array (tolist() gives JSON-ready lists)."""
     rounded = np.round(np.asarray(values, dtype=np.float64), digits)
-    listed = rounded.tolist()
-    if np.isfinite(rounded).all():
-        return listed
-    return _none_for_nan(listed)
-
-
-def _none_for_nan(listed):
-    if isinstance(listed, list):
-        return [_none_for_nan(item) for item in listed]
-    return None if listed != listed else listed
+    shown = rounded.astype(object)
+    shown[~np.isfinite(rounded)] = None
+    return shown

@@ -113,27 +113,50 @@ def leave_one_out(
     - same / others: other raters giving the same relation, and all other raters;
     - length_*: preference for the longer completion (+1 per pair where it won, −1 where
       it lost), the judgment's own and the others' on the same pairs.
+
+    The arrays are walked one completion pair at a time (contiguous columns, 16-bit counts),
+    which is several times faster than whole (n, pairs) matrices on a million judgments.
     """
-    planes = counts.astype(np.int32)
-    own = (weights.astype(np.int32)[:, None] * valid).astype(np.int32)
-    plus = planes[:, :, 2][task] - own * (pref == 1)
-    minus = planes[:, :, 0][task] - own * (pref == -1)
-    ties = planes[:, :, 1][task] - own * (pref == 0)
-    decided = valid & (plus != minus)
-    same = np.where(pref == 1, plus, np.where(pref == -1, minus, ties))
-    longer = longer_first[task]
-    direction = pref * longer
-    strict = valid & (direction != 0)
-    return {
-        "matches": (decided & (pref == np.sign(plus - minus))).sum(axis=1),
-        "decided": decided.sum(axis=1),
-        "same": np.where(valid, same, 0).sum(axis=1),
-        "others": np.where(valid, plus + minus + ties, 0).sum(axis=1),
-        "length_own": np.where(strict, direction, 0).sum(axis=1),
-        "length_pairs": strict.sum(axis=1),
-        "length_others": np.where(strict, longer * (plus - minus), 0).sum(axis=1),
-        "length_others_pairs": np.where(strict, plus + minus, 0).sum(axis=1),
+    n, n_pairs = pref.shape
+    sums = {
+        name: np.zeros(n, dtype=np.int64)
+        for name in (
+            "matches",
+            "decided",
+            "same",
+            "others",
+            "length_own",
+            "length_pairs",
+            "length_others",
+            "length_others_pairs",
+        )
     }
+    if n == 0:
+        return sums
+    counted = np.asarray(weights) > 0
+    planes = np.minimum(counts, np.iinfo(np.int16).max).astype(np.int16)
+    for p in range(n_pairs):
+        v = np.ascontiguousarray(pref[:, p])
+        ok = np.ascontiguousarray(valid[:, p])
+        own = (counted & ok).astype(np.int16)
+        above, tied, below = (planes[:, p, r][task] for r in (2, 1, 0))
+        plus = above - own * (v == 1)
+        minus = below - own * (v == -1)
+        ties = tied - own * (v == 0)
+        decided = ok & (plus != minus)
+        sums["decided"] += decided
+        sums["matches"] += decided & (v == np.sign(plus - minus))
+        same = np.where(v == 1, plus, np.where(v == -1, minus, ties))
+        sums["same"] += np.where(ok, same, 0)
+        sums["others"] += np.where(ok, plus + minus + ties, 0)
+        longer = longer_first[task, p]
+        direction = v * longer
+        strict = ok & (direction != 0)
+        sums["length_own"] += np.where(strict, direction, 0)
+        sums["length_pairs"] += strict
+        sums["length_others"] += np.where(strict, longer * (plus - minus), 0)
+        sums["length_others_pairs"] += np.where(strict, plus + minus, 0)
+    return sums
 
 
 def rater_reliability(matches: np.ndarray, decided: np.ndarray, prior_pairs: float = 20.0):

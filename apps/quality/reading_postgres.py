@@ -10,6 +10,7 @@ rows, each of which would cost a Python call in the driver.
 from __future__ import annotations
 
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from django.db import connection
@@ -45,22 +46,31 @@ _JUDGMENT_COLUMNS = {
 
 
 def arrays_postgres(tasks, flag_keys: list[str], after_id: int | None, names_of) -> JudgmentArrays:
-    """See `reading.judgment_arrays`; `tasks` is the queryset of tasks in scope."""
+    """See `reading.judgment_arrays`; `tasks` is the queryset of tasks in scope.
+
+    A whole project is read by three connections at once (outside a transaction): each
+    half of the judgments by id, and the tasks with their completions' lengths.
+    """
     task_sql, task_params = tasks.values("pk").query.sql_with_params()
     scope = f"j.task_id IN ({task_sql}) AND j.rater_id IS NOT NULL"
     params = list(task_params)
-    if after_id is not None:
-        scope += " AND j.id > %s"
-        params.append(after_id)
-    judgments = _read_judgments(scope, params)
     if after_id is None:
         which, which_params = f"IN ({task_sql})", list(task_params)
-    else:  # only the tasks the new judgments are on
-        which, which_params = "= ANY(%s)", [np.unique(judgments["task"]).tolist()]
-    task_ids, is_gold = _read_tasks(which, which_params)
-    lengths, lookup = _task_slots(task_ids, which, which_params)
+        middle = _middle_judgment_id()
+        task_side, *halves = _concurrently(
+            lambda: _read_task_side(which, which_params),
+            lambda: _read_judgments(f"{scope} AND j.id <= %s", [*params, middle]),
+            lambda: _read_judgments(f"{scope} AND j.id > %s", [*params, middle]),
+        )
+        judgments = _joined(halves)
+    else:
+        scope += " AND j.id > %s"
+        params.append(after_id)
+        judgments = _read_judgments(scope, params)
+        # only the tasks the new judgments are on
+        task_side = _read_task_side("= ANY(%s)", [np.unique(judgments["task"]).tolist()])
+    task_ids, is_gold, lengths, lookup, gold_pos = task_side
     k_max = lengths.shape[1]
-    gold_pos = _gold_positions(task_ids, is_gold, lookup, k_max)
 
     n = judgments["id"].shape[0]
     judgment_tasks = judgments["task"]
@@ -91,6 +101,62 @@ def arrays_postgres(tasks, flag_keys: list[str], after_id: int | None, names_of)
         rater_names=[names.get(int(pk), str(pk)) for pk in rater_ids],
         judgment_ids=judgments["id"],
     )
+
+
+def _read_task_side(which: str, params: list):
+    """(task ids, gold marks, lengths, slot lookup, gold positions) of the tasks `which`
+    selects."""
+    task_ids, is_gold = _read_tasks(which, params)
+    lengths, lookup = _task_slots(task_ids, which, params)
+    return (
+        task_ids,
+        is_gold,
+        lengths,
+        lookup,
+        _gold_positions(task_ids, is_gold, lookup, lengths.shape[1]),
+    )
+
+
+def _middle_judgment_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id), max(id) FROM collection_judgment")
+        low, high = cursor.fetchone()
+    return ((low or 0) + (high or 0)) // 2
+
+
+def _concurrently(*reads):
+    """The results of `reads`, each run on its own thread and database connection; in turn
+    inside a transaction (other connections would not see its rows)."""
+    if connection.in_atomic_block or len(reads) == 1:
+        return [read() for read in reads]
+
+    def on_own_connection(read):
+        try:
+            return read()
+        finally:
+            connection.close()  # this thread's connection
+
+    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+        return [future.result() for future in [pool.submit(on_own_connection, r) for r in reads]]
+
+
+def _joined(parts: list[dict]) -> dict:
+    """Judgment columns read in id ranges, in ascending ranges: one set of columns."""
+    joined = {
+        name: np.concatenate([part[name] for part in parts])
+        for name in parts[0]
+        if name != "ranked"
+    }
+    rows, offset = [], 0
+    for part in parts:
+        rows.append(part["ranked"][0] + offset)
+        offset += part["id"].shape[0]
+    joined["ranked"] = (
+        np.concatenate(rows),
+        np.concatenate([part["ranked"][1] for part in parts]),
+        np.concatenate([part["ranked"][2] for part in parts]),
+    )
+    return joined
 
 
 class _RawBinary(Loader):

@@ -328,7 +328,7 @@ def _snapshot_refresh(project: Project, *, full: bool) -> QualitySnapshot:
     QualitySnapshot.objects.filter(pk__in=list(stale.values_list("pk", flat=True))).delete()
     meta.update(token=token, read_at=read_at.isoformat(), id_floor=_id_floor(state, read_at))
     try:
-        state.save(_state_path(project), meta)
+        state.save(_state_path(project), meta, unchanged=judgments_read == 0)
     except OSError:  # the statistics are stored; the next refresh recomputes in full
         logger.exception("quality of project %s: the state could not be saved", project.pk)
     return snapshot
@@ -370,7 +370,7 @@ def _decorate_raters(project: Project, rows: list[dict]) -> None:
 
 
 def _state_path(project: Project) -> Path:
-    return Path(django_settings.ARTIFACT_ROOT) / "quality" / f"project-{project.pk}.npz"
+    return Path(django_settings.ARTIFACT_ROOT) / "quality" / f"project-{project.pk}.state"
 
 
 def _state_load(project: Project) -> tuple[QualityState, dict] | None:

@@ -14,13 +14,14 @@ and updates only what they touch:
 Sums split over tasks (aggregates.py), so the result equals `build` on the new data (a
 test checks it on random sequences). What `apply` cannot take (a task with more
 completions than before, another flag set) raises `NeedsFullRecompute`. `save`/`load`
-keep a state in one uncompressed .npz file.
+keep a state in a flat file of arrays (state_files.py) and a small JSON file beside it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -29,8 +30,9 @@ import numpy as np
 from apps.quality.aggregates import QualitySums, TaskValues, task_set_sums
 from apps.quality.figures import RaterIndex, quality_figures
 from apps.quality.measures import JudgmentArrays, QualityOptions, group_median
+from apps.quality.state_files import UnreadableFile, read_arrays, write_arrays
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 JUDGMENT_COLUMNS = (
     "task",
     "rater",
@@ -250,70 +252,78 @@ class QualityState:
 
     # --- on disk -------------------------------------------------------------------------
 
-    def save(self, path: Path, meta: dict) -> None:
-        """Write the state and `meta` (JSON) to `path` atomically (a reader sees the old
-        file or the new one)."""
-        columns = {
-            f"arrays__{f.name}": getattr(self.arrays, f.name)
-            for f in fields(self.arrays)
-            if f.name not in ("flag_keys", "rater_names")
-        }
-        columns.update({f"sums__{name}": value for name, value in self.sums.values.items()})
-        columns.update({f"tasks__{name}": getattr(self.tasks, name) for name in TASK_VALUES})
-        header = {
-            "version": FORMAT_VERSION,
-            "day_origin": self.sums.day_origin,
-            "flag_keys": list(self.arrays.flag_keys),
-            "rater_names": list(self.arrays.rater_names),
-            "meta": meta,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(partial, "wb") as handle:
-            np.savez(
-                handle,
-                header=np.array(json.dumps(header)),
-                median_seconds=self.median_seconds,
-                **columns,
-            )
-        os.replace(partial, path)
+    def save(self, path: Path, meta: dict, *, unchanged: bool = False) -> None:
+        """Write the state to `path` and `meta` (JSON) beside it (`path` with .json); with
+        `unchanged` (nothing was applied since it was loaded) only `meta` is written."""
+        meta_path = path.with_suffix(".json")
+        data_token = meta.get("data_token") if unchanged and path.exists() else None
+        if data_token is None:
+            data_token = secrets.token_hex(8)
+            columns = {
+                f"arrays__{f.name}": getattr(self.arrays, f.name)
+                for f in fields(self.arrays)
+                if f.name not in ("flag_keys", "rater_names")
+            }
+            columns["arrays__flags"] = _narrow_flags(self.arrays.flags, len(self.arrays.flag_keys))
+            columns.update({f"sums__{name}": value for name, value in self.sums.values.items()})
+            columns.update({f"tasks__{name}": getattr(self.tasks, name) for name in TASK_VALUES})
+            columns["median_seconds"] = self.median_seconds
+            header = {
+                "version": FORMAT_VERSION,
+                "data_token": data_token,
+                "day_origin": self.sums.day_origin,
+                "flag_keys": list(self.arrays.flag_keys),
+                "rater_names": list(self.arrays.rater_names),
+            }
+            write_arrays(path, columns, header)
+        partial = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({**meta, "data_token": data_token}))
+        os.replace(partial, meta_path)
 
     @classmethod
     def load(cls, path: Path) -> tuple[QualityState, dict] | None:
-        """The state and meta saved at `path`; None when it is missing, unreadable or of
-        another format version."""
+        """The state and meta saved at `path`; None when either is missing, unreadable, of
+        another format version, or not written together."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                if header.get("version") != FORMAT_VERSION:
-                    return None
-                stored = {name: data[name] for name in data.files}
-        except (OSError, ValueError, KeyError):
+            meta = json.loads(path.with_suffix(".json").read_text())
+            stored, header = read_arrays(path)
+        except (OSError, ValueError, UnreadableFile):
             return None
-        array_fields = {}
-        for f in fields(JudgmentArrays):
-            if f.name in ("flag_keys", "rater_names"):
-                continue
-            array_fields[f.name] = stored[f"arrays__{f.name}"]
-        arrays = JudgmentArrays(
-            **array_fields, flag_keys=header["flag_keys"], rater_names=header["rater_names"]
-        )
-        sums = QualitySums(
-            {
-                key[len("sums__") :]: value
-                for key, value in stored.items()
-                if key.startswith("sums__")
-            },
-            day_origin=int(header["day_origin"]),
-        )
-        tasks = TaskValues(**{name: stored[f"tasks__{name}"] for name in TASK_VALUES})
-        state = cls(
-            arrays=arrays,
-            sums=sums,
-            tasks=tasks,
-            median_seconds=stored["median_seconds"],
-        )
-        return state, header["meta"]
+        if header.get("version") != FORMAT_VERSION or header.get("data_token") != meta.get(
+            "data_token"
+        ):
+            return None
+        try:
+            array_fields = {
+                f.name: stored[f"arrays__{f.name}"]
+                for f in fields(JudgmentArrays)
+                if f.name not in ("flag_keys", "rater_names")
+            }
+            array_fields["flags"] = array_fields["flags"].astype(np.uint32)
+            arrays = JudgmentArrays(
+                **array_fields, flag_keys=header["flag_keys"], rater_names=header["rater_names"]
+            )
+            sums = QualitySums(
+                {
+                    key[len("sums__") :]: value
+                    for key, value in stored.items()
+                    if key.startswith("sums__")
+                },
+                day_origin=int(header["day_origin"]),
+            )
+            tasks = TaskValues(**{name: stored[f"tasks__{name}"] for name in TASK_VALUES})
+            median = stored["median_seconds"]
+        except KeyError:
+            return None
+        return cls(arrays=arrays, sums=sums, tasks=tasks, median_seconds=median), meta
+
+
+def _narrow_flags(flags: np.ndarray, n_keys: int) -> np.ndarray:
+    """Flag bits in the narrowest unsigned type that holds `n_keys` bits."""
+    for dtype in (np.uint8, np.uint16):
+        if n_keys <= np.iinfo(dtype).bits:
+            return flags.astype(dtype)
+    return flags
 
 
 def _lookup(known: np.ndarray, wanted: np.ndarray) -> np.ndarray:

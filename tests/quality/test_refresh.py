@@ -61,7 +61,7 @@ def test_a_lost_or_foreign_state_means_a_full_recompute(rated_project, settings,
     project, _, _ = rated_project
     settings.ARTIFACT_ROOT = tmp_path
     services.quality_snapshot_refresh(project_id=project.pk)
-    state = tmp_path / "quality" / f"project-{project.pk}.npz"
+    state = tmp_path / "quality" / f"project-{project.pk}.state"
     assert state.is_file()
     state.unlink()
     assert services.quality_snapshot_refresh(project_id=project.pk).mode == "full"

@@ -113,14 +113,25 @@ def test_late_commits_new_raters_and_new_tasks_are_taken_in():
 def test_a_state_survives_the_disk(tmp_path):
     arrays = _crowd()
     state = QualityState.build(_rows(arrays, np.arange(2000)))
-    state.save(tmp_path / "state.npz", {"token": "abc"})
-    loaded, meta = QualityState.load(tmp_path / "state.npz")
-    assert meta == {"token": "abc"}
+    path = tmp_path / "state.bin"
+    state.save(path, {"token": "abc"})
+    loaded, meta = QualityState.load(path)
+    assert meta["token"] == "abc"
     loaded.apply(_rows(arrays, np.arange(2000, arrays.task.size)))
     assert_same_figures(loaded.figures(OPTIONS), compute_quality(arrays, OPTIONS))
-    assert QualityState.load(tmp_path / "missing.npz") is None
-    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
-    assert QualityState.load(tmp_path / "bad.npz") is None
+
+    # nothing applied: only the meta is written, and it still pairs with the data
+    written = path.stat().st_mtime_ns
+    loaded.save(path, {**meta, "token": "def"}, unchanged=True)
+    assert path.stat().st_mtime_ns == written
+    assert QualityState.load(path)[1]["token"] == "def"
+
+    assert QualityState.load(tmp_path / "missing.bin") is None
+    path.write_bytes(path.read_bytes()[:5000])  # cut short
+    assert QualityState.load(path) is None
+    state.save(path, {"token": "ghi"})
+    path.with_suffix(".json").write_text('{"token": "ghi", "data_token": "another"}')
+    assert QualityState.load(path) is None  # meta and data not written together
 
 
 def test_judgments_dated_before_the_first_day_move_the_series_start():
