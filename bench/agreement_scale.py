@@ -34,6 +34,7 @@ import resource
 import sys
 import time
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -310,7 +311,15 @@ def add_judgments(count: int, seed: int) -> list[int]:
                 time_spent_ms=int(rng.integers(4_000, 60_000)),
             )
         )
-    return [j.pk for j in Judgment.objects.bulk_create(new)]
+    created = Judgment.objects.bulk_create(new)
+    # They arrive right after the last judgment, as on a live project (not years later,
+    # which would stretch the series over years of empty weeks).
+    last = Judgment.objects.exclude(pk__in=[j.pk for j in created]).order_by("-created_at")
+    start = last.values_list("created_at", flat=True).first()
+    for i, judgment in enumerate(created):
+        judgment.created_at = start + timedelta(seconds=30 * (i + 1))
+    Judgment.objects.bulk_update(created, ["created_at"], batch_size=1000)
+    return [j.pk for j in created]
 
 
 def time_refresh(seed: int) -> dict:

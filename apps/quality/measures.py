@@ -42,7 +42,7 @@ class JudgmentArrays:
     reviewed: np.ndarray  # (n,) epoch seconds of the review decision, nan while pending
     task_is_gold: np.ndarray  # (T,) bool
     task_gold_pos: np.ndarray  # (T, k) gold best-first group per slot, -1 none
-    task_lengths: np.ndarray  # (T, k) characters per completion, nan no slot
+    task_lengths: np.ndarray  # (T, k) length per completion (UTF-8 bytes), nan no slot
     task_ids: np.ndarray  # (T,) database ids
     rater_ids: np.ndarray  # (R,) database ids
     flag_keys: list[str] = field(default_factory=list)

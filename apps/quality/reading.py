@@ -16,7 +16,7 @@ from datetime import datetime
 
 import numpy as np
 from django.db import connection
-from django.db.models.functions import Length
+from django.db.models import Func, IntegerField
 
 from apps.accounts.models import RaterProfile
 from apps.collection.models import Judgment, Project, ReviewStatus, Task, TaskCompletion
@@ -26,6 +26,18 @@ from apps.quality.models import ReviewDecision
 from apps.quality.reading_postgres import arrays_postgres
 
 RANKED_KINDS = (Task.Kind.RANKING, Task.Kind.EVALUATION)
+
+
+class ByteLength(Func):
+    """A text's length in UTF-8 bytes (what length bias compares: cheap to read, and the
+    same order as characters for text in one language)."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = "length(CAST(%(expressions)s AS BLOB))"
+        return self.as_sql(compiler, connection, template=template, **extra)
 
 
 def judgment_arrays(
@@ -90,7 +102,7 @@ def _arrays_generic(tasks, flag_keys: list[str], after_id: int | None) -> Judgme
     lengths: dict[int, dict[int, int]] = defaultdict(dict)
     completions = (
         TaskCompletion.objects.filter(task__in=tasks)
-        .annotate(chars=Length("completion__text"))
+        .annotate(chars=ByteLength("completion__text"))
         .values_list("task_id", "completion_id", "position", "chars")
     )
     for task_id, completion_id, position, chars in completions.iterator(chunk_size=20_000):

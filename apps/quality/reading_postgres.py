@@ -13,7 +13,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 from psycopg import postgres
 from psycopg.adapt import Loader
 from psycopg.pq import Format
@@ -48,8 +48,8 @@ _JUDGMENT_COLUMNS = {
 def arrays_postgres(tasks, flag_keys: list[str], after_id: int | None, names_of) -> JudgmentArrays:
     """See `reading.judgment_arrays`; `tasks` is the queryset of tasks in scope.
 
-    A whole project is read by three connections at once (outside a transaction): each
-    half of the judgments by id, and the tasks with their completions' lengths.
+    A whole project is read by four connections at once (outside a transaction): each half
+    of the judgments by id, the tasks with their completions' lengths, and the flags.
     """
     task_sql, task_params = tasks.values("pk").query.sql_with_params()
     scope = f"j.task_id IN ({task_sql}) AND j.rater_id IS NOT NULL"
@@ -57,8 +57,9 @@ def arrays_postgres(tasks, flag_keys: list[str], after_id: int | None, names_of)
     if after_id is None:
         which, which_params = f"IN ({task_sql})", list(task_params)
         middle = _middle_judgment_id()
-        task_side, *halves = _concurrently(
+        task_side, flag_rows, *halves = _concurrently(
             lambda: _read_task_side(which, which_params),
+            lambda: _flag_rows(scope, params, flag_keys),
             lambda: _read_judgments(f"{scope} AND j.id <= %s", [*params, middle]),
             lambda: _read_judgments(f"{scope} AND j.id > %s", [*params, middle]),
         )
@@ -67,6 +68,7 @@ def arrays_postgres(tasks, flag_keys: list[str], after_id: int | None, names_of)
         scope += " AND j.id > %s"
         params.append(after_id)
         judgments = _read_judgments(scope, params)
+        flag_rows = _flag_rows(scope, params, flag_keys) if judgments["id"].size else None
         # only the tasks the new judgments are on
         task_side = _read_task_side("= ANY(%s)", [np.unique(judgments["task"]).tolist()])
     task_ids, is_gold, lengths, lookup, gold_pos = task_side
@@ -79,7 +81,13 @@ def arrays_postgres(tasks, flag_keys: list[str], after_id: int | None, names_of)
     slot = lookup.slots(judgment_tasks[row], completion)
     known = slot >= 0
     rank_pos[row[known], slot[known]] = group[known]
-    flags = _flags(scope, params, flag_keys, judgments["id"], lookup, n, k_max)
+    flags = _flag_bits(
+        np.zeros((0, 4), np.int64) if flag_rows is None else flag_rows,
+        judgments["id"],
+        lookup,
+        n,
+        k_max,
+    )
     rater_ids, rater = np.unique(judgments["rater"], return_inverse=True)
     names = names_of(rater_ids)
     return JudgmentArrays(
@@ -197,12 +205,16 @@ def read_blocks(columns: dict[str, tuple[str, str]], source: str, block_by: str,
             parts.append(f"convert_to(string_agg({expression} || ' -2 ', ''), 'UTF8')")
         else:
             parts.append(f"array_agg({expression})")
-    with connection.cursor() as django_cursor:
+    with transaction.atomic(), connection.cursor() as django_cursor:
         cursor = django_cursor.cursor
         for element in _ELEMENT:
             cursor.adapters.register_loader(postgres.types.get(element).array_oid, _RawBinary)
+        # Enough memory to hash (not sort on disk); compiling costs more than these scans save.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute("SET LOCAL jit = off")
+        # (a division, not a shift: the planner then expects few groups and hashes them)
         cursor.execute(
-            f"SELECT {', '.join(parts)} FROM {source} GROUP BY {block_by} >> {BLOCK_LOG2}",
+            f"SELECT {', '.join(parts)} FROM {source} GROUP BY {block_by} / {2**BLOCK_LOG2}",
             params,
             binary=True,
         )
@@ -316,16 +328,19 @@ class SlotLookup:
 
 
 def _task_slots(task_ids: np.ndarray, which: str, params: list):
-    """Characters per completion slot (T, K) of these tasks (`which`: the SQL condition on a
-    task id that selects them), and their slot lookup."""
+    """UTF-8 bytes per completion slot (T, K) of these tasks (`which`: the SQL condition on
+    a task id that selects them), and their slot lookup."""
     columns = {
         "task": ("tc.task_id::int8", "int8"),
         "completion": ("tc.completion_id::int8", "int8"),
         "position": ("tc.position::int8", "int8"),
-        "chars": ("length(c.text)::int8", "int8"),
+        "chars": ("c.bytes::int8", "int8"),
     }
-    source = f"""collection_taskcompletion tc JOIN collection_completion c
-        ON c.id = tc.completion_id WHERE tc.task_id {which}"""
+    # Lengths in bytes: octet_length reads the stored size, length() would decode the text.
+    # (OFFSET 0 keeps the length inside the subquery, so the join carries no text.)
+    source = f"""collection_taskcompletion tc JOIN (
+            SELECT id, octet_length(text) AS bytes FROM collection_completion OFFSET 0
+        ) c ON c.id = tc.completion_id WHERE tc.task_id {which}"""
     blocks = list(read_blocks(columns, source, "tc.task_id", params)) if task_ids.size else []
     rows = {name: _concatenated(blocks, name, np.int64) for name in columns}
     keep = np.isin(rows["task"], task_ids)  # ranked tasks only
@@ -348,11 +363,11 @@ def _gold_positions(task_ids, is_gold, lookup: SlotLookup, k_max: int) -> np.nda
     return gold_pos
 
 
-def _flags(scope, params, flag_keys, judgment_ids, lookup, n, k_max) -> np.ndarray:
-    """Flag bits per (judgment, slot) from the JSON flags of the judgments in `scope`."""
-    flags = np.zeros((n, k_max), dtype=np.uint32)
-    if not flag_keys or n == 0:
-        return flags
+def _flag_rows(scope: str, params: list, flag_keys: list[str]) -> np.ndarray:
+    """(judgment id, task id, completion id, flag bit) of every known flag set on the
+    judgments in `scope`."""
+    if not flag_keys:
+        return np.zeros((0, 4), dtype=np.int64)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT j.id, j.task_id, e.cid::bigint, array_position(%s::text[], f.key) - 1
@@ -362,7 +377,12 @@ def _flags(scope, params, flag_keys, judgment_ids, lookup, n, k_max) -> np.ndarr
                 WHERE {scope} AND j.flags <> '{{}}'::jsonb AND f.key = ANY(%s::text[])""",
             [flag_keys, *params, flag_keys],
         )
-        flagged = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 4)
+        return np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 4)
+
+
+def _flag_bits(flagged: np.ndarray, judgment_ids, lookup: SlotLookup, n: int, k_max: int):
+    """Flag bits per (judgment, slot) from `_flag_rows`."""
+    flags = np.zeros((n, k_max), dtype=np.uint32)
     if flagged.size:
         where = np.searchsorted(judgment_ids, flagged[:, 0])
         slot = lookup.slots(flagged[:, 1], flagged[:, 2])
