@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from apps.quality import agreement as ag
+from apps.quality import rater_pairs
 from apps.quality.measures import DAY, JudgmentArrays, leave_one_out
 
 # Per rater: sums over their judgments (names match figures.py's use).
@@ -39,6 +40,9 @@ RATER_SUMS = (
     "others",
     "length_own",
     "length_pairs",
+    "length_own_sq",  # Σ own², Σ pairs², Σ own·pairs: the interval of the τ with length
+    "length_pairs_sq",
+    "length_own_pairs",
     "length_others",
     "length_others_pairs",
     "gold_correct",
@@ -75,10 +79,17 @@ class QualitySums:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[name]
 
+    @property
+    def pairs(self) -> dict[str, np.ndarray]:
+        """The rater-pair sums (rater_pairs.py): keyed rows, not positional arrays."""
+        return {name: self.values[name] for name in rater_pairs.PAIR_KEYS if name in self.values}
+
     def combine(self, other: QualitySums, sign: float = 1.0) -> QualitySums:
         origin = min(self.day_origin, other.day_origin)
-        result = {}
+        result = rater_pairs.combine(self.pairs, other.pairs, sign)
         for name in self.values.keys() | other.values.keys():
+            if name in rater_pairs.PAIR_KEYS:
+                continue
             mine, theirs = self.values.get(name), other.values.get(name)
             if mine is None:
                 mine = np.zeros_like(theirs)
@@ -160,6 +171,12 @@ def task_set_sums(arrays: JudgmentArrays, *, n_raters: int) -> tuple[QualitySums
             ag.rank_position_counts(arrays.rank_pos[in_stats], arrays.task[in_stats], n_tasks)
         ),
         **_flag_sums(arrays, in_stats),
+        **rater_pairs.pair_sums(
+            arrays.rater_ids[arrays.rater[in_stats]],
+            arrays.task[in_stats],
+            pref[in_stats],
+            valid[in_stats],
+        ),
     }
     n_days = int(day.max()) + 1 if n else 1
     values["day_judgments"] = np.bincount(day, minlength=n_days).astype(np.float64)
@@ -224,6 +241,9 @@ def _judgment_terms(arrays, pref, valid, counts, stats_weight) -> dict[str, np.n
         "others": loo["others"],
         "length_own": loo["length_own"],
         "length_pairs": loo["length_pairs"],
+        "length_own_sq": loo["length_own"].astype(np.float64) ** 2,
+        "length_pairs_sq": loo["length_pairs"].astype(np.float64) ** 2,
+        "length_own_pairs": loo["length_own"].astype(np.float64) * loo["length_pairs"],
         "length_others": loo["length_others"],
         "length_others_pairs": loo["length_others_pairs"],
         "gold_correct": gold_correct,

@@ -21,6 +21,7 @@ import numpy as np
 from krippendorff import krippendorff as _kripp
 from scipy import stats
 
+MIN_CLUSTERS = 10  # clusters below which a clustered interval counts each as one trial
 RELATIONS = 3  # index of a relation in count arrays: 0 = "b ≻ a", 1 = tie, 2 = "a ≻ b"
 
 
@@ -395,7 +396,8 @@ def clustered_ratio_ci(
     n_eff = a(1 − a) / V, V the linearised (ratio-estimator) variance of a = Σm / Σd over
     the u clusters, V = u / (u − 1) · Σ(m_j − a d_j)² / (Σd)² (Kish 1965, the design
     effect). n_eff is kept between u (every pair of a ranking counted as one) and Σd (all
-    independent); at a = 0 or 1, where V says nothing, it is u. nan without comparisons.
+    independent); at a = 0 or 1, where V says nothing, and with fewer than MIN_CLUSTERS
+    clusters, it is u. nan without comparisons.
     """
     matches, decided, units = (np.asarray(x, dtype=np.float64) for x in (matches, decided, units))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -404,6 +406,9 @@ def clustered_ratio_ci(
         variance = units / np.maximum(units - 1, 1) * np.maximum(residual, 0) / decided**2
         n_eff = np.where(variance > 0, share * (1 - share) / variance, units)
     n_eff = np.clip(np.nan_to_num(n_eff, nan=0.0), np.minimum(units, decided), decided)
+    # A variance from a handful of clusters can be small by luck: below MIN_CLUSTERS units,
+    # every cluster counts as one comparison.
+    n_eff = np.where(units < MIN_CLUSTERS, np.minimum(units, decided), n_eff)
     return wilson_interval(share, n_eff, z)
 
 

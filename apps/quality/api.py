@@ -24,7 +24,7 @@ from apps.core.errors import InvalidInput
 from apps.core.ids import IdField
 from apps.core.permissions import IsResearcher, IsReviewer
 from apps.core.roles import Role
-from apps.quality import overlap, selectors, services
+from apps.quality import overlap, review_context, selectors, services
 
 
 def snapshot_summary(snapshot, freshness: dict | None = None) -> dict:
@@ -123,6 +123,20 @@ class ProjectRatersApi(APIView):
                 row.pop("trend", None)
             raters.append(row)
         return Response({"snapshot": snapshot_summary(snapshot), "raters": raters})
+
+
+class JudgmentDetailApi(APIView):
+    """A judgment in context, for the reviewers of its project: the prompt, the completions
+    in the order the rater saw them (with their place, Likert score and flags), the
+    rationale and time spent, the rater's pseudonym, the gold answer of a gold task, the
+    other raters' judgments of the task and the consensus (review_context.py)."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, judgment_id: int):
+        judgment = selectors.judgment_for_reviewer(judgment_id=judgment_id, user=request.user)
+        return Response(review_context.judgment_in_context(judgment=judgment))
 
 
 class JudgmentReviewApi(APIView):

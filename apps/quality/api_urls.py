@@ -25,6 +25,7 @@ urlpatterns = [
         api.ApproveReliableApi.as_view(),
         name="approve-reliable",
     ),
+    path("judgments/<id:judgment_id>/", api.JudgmentDetailApi.as_view(), name="judgment"),
     path("judgments/<id:judgment_id>/review/", api.JudgmentReviewApi.as_view(), name="review"),
     path("raters/<id:user_id>/suspend/", api.RaterSuspendApi.as_view(), name="suspend"),
     path("raters/<id:user_id>/reinstate/", api.RaterReinstateApi.as_view(), name="reinstate"),

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from apps.quality import agreement as ag
+from apps.quality import rater_pairs
 from apps.quality.aggregates import QualitySums, TaskValues
 from apps.quality.measures import DAY, QualityOptions, rater_reliability
 
-PERCENT = "{:.0%}"
+# A rater who orders a pair at random follows the others' majority half of the time: the
+# honest raters' range never starts below this, however noisy they are.
+CHANCE = 0.5
 
 
 @dataclass
@@ -191,9 +194,26 @@ def _rater_measures(sums: QualitySums, raters: RaterIndex) -> dict[str, np.ndarr
         total("decided_sq"),
         total("matches_decided"),
     )
+    reliable = rater_pairs.reliable_agreement(sums.pairs, raters.ids)
+    # τ with length as a share: (τ + 1) / 2 = Σ (own + pairs) / 2 over Σ pairs
+    own, pairs = total("length_own"), total("length_pairs")
+    tau_low, tau_high = ag.clustered_ratio_ci(
+        (own + pairs) / 2,
+        pairs,
+        total("judged"),
+        (total("length_own_sq") + 2 * total("length_own_pairs") + total("length_pairs_sq")) / 4,
+        total("length_pairs_sq"),
+        (total("length_own_pairs") + total("length_pairs_sq")) / 2,
+    )
     return {
+        "length_tau_low": 2 * tau_low - 1,
+        "length_tau_high": 2 * tau_high - 1,
         "judgments": total("judgments"),
         "agreement": safe_ratio(total("matches"), total("decided")),
+        "reliable_agreement": reliable["agreement"],
+        "reliable_low": reliable["low"],
+        "reliable_high": reliable["high"],
+        "skill": reliable["skill"],
         "agreement_low": ci_low,
         "agreement_high": ci_high,
         "peer_agreement": safe_ratio(total("same"), total("others")),
@@ -251,6 +271,12 @@ def _rater_rows(sums, raters: RaterIndex, buckets: Buckets, options) -> list[dic
             json_number(measures["agreement_low"][r]),
             json_number(measures["agreement_high"][r]),
         ]
+        row["reliable_agreement"] = json_number(measures["reliable_agreement"][r])
+        row["reliable_agreement_ci"] = [
+            json_number(measures["reliable_low"][r]),
+            json_number(measures["reliable_high"][r]),
+        ]
+        row["skill"] = json_number(measures["skill"][r])
         row["gold_pairs"] = int(measures["gold_pairs"][r])
         row["flags"] = flags[r]
         row["evidence"] = evidence[r]
@@ -262,20 +288,24 @@ def _rater_rows(sums, raters: RaterIndex, buckets: Buckets, options) -> list[dic
 def peer_flags(measures: dict, options: QualityOptions) -> tuple[list[list], list[dict]]:
     """Each rater's flags (measure and reason) and how much evidence there is about them.
 
-    Peers: a measure is compared with the raters who have at least `min_judgments`
-    judgments (the crowd; all raters with an agreement figure while fewer than three have
-    that many). Their median agreement less max(z · robust SD, min_agreement_gap) is the
-    bottom of the honest raters' range. A rater is flagged on agreement when
-    - the whole 95% interval of their agreement lies below it, however few their
-      judgments (an adversarial rater shows in a handful), or
-    - with enough judgments, their agreement itself lies below it.
+    Agreement here is with the reliable raters (rater_pairs.py: the share of completion
+    pairs both ordered alike, over the raters whose skill is above chance), which an
+    adversarial co-rater does not drag down. The crowd is the raters with at least
+    `min_judgments` judgments (all raters with an agreement figure while fewer than three
+    have that many); their median less max(z · robust SD, min_agreement_gap) is the crowd's
+    cut, and the honest raters' range starts at the higher of that cut and chance (an
+    honest rater, however careless, agrees at least at chance). A rater is flagged on
+    agreement when
+    - the whole 95% interval of their agreement lies below the honest raters' range,
+      however few their judgments (an adversarial rater shows within a handful), or
+    - with enough judgments, their agreement itself lies below the crowd's cut.
     The other measures flag only raters with enough judgments. `evidence` says which:
     {"enough": bool, "judgments": n, "needed": N}.
     """
     n_raters = measures["judgments"].shape[0]
     flags: list[list] = [[] for _ in range(n_raters)]
     eligible = measures["judgments"] >= options.min_judgments
-    agreement = measures["agreement"]
+    agreement = measures["reliable_agreement"]
     crowd = eligible & np.isfinite(agreement)
     if crowd.sum() < 3:
         crowd = np.isfinite(agreement)
@@ -283,31 +313,32 @@ def peer_flags(measures: dict, options: QualityOptions) -> tuple[list[list], lis
     def spread(name, among):
         return ag.robust_spread(measures[name][among])
 
-    agreement_median, agreement_sd = spread("agreement", crowd)
+    agreement_median, agreement_sd = spread("reliable_agreement", crowd)
     agreement_cut = agreement_median - max(
         options.z_threshold * np.nan_to_num(agreement_sd), options.min_agreement_gap
     )
+    honest_bottom = max(agreement_cut, CHANCE) if np.isfinite(agreement_cut) else CHANCE
     time_median, _ = spread("median_seconds", eligible)
+    length_median, _ = spread("length_tau", eligible)
     flag_median, flag_sd = spread("flag_rate", eligible)
     flag_cut = flag_median + max(
         options.z_threshold * np.nan_to_num(flag_sd), options.min_flag_rate_gap
     )
-    high = measures["agreement_high"]
+    low, high = measures["reliable_low"], measures["reliable_high"]
     for r in range(n_raters):
         value = agreement[r]
-        whole_interval_below = np.isfinite(high[r]) and high[r] < agreement_cut
-        if whole_interval_below or (eligible[r] and np.isfinite(value) and value < agreement_cut):
-            interval = (
-                f" (95% CI {measures['agreement_low'][r]:.0%}–{high[r]:.0%})"
-                if np.isfinite(high[r])
-                else ""
-            )
+        whole_interval_below = np.isfinite(high[r]) and high[r] < honest_bottom
+        far_below = eligible[r] and np.isfinite(value) and value < agreement_cut
+        if whole_interval_below or far_below:
+            against = " (they rank against the others)" if high[r] < CHANCE else ""
+            bottom = honest_bottom if whole_interval_below else agreement_cut
             flags[r].append(
                 {
                     "measure": "agreement",
-                    "reason": f"agrees with the other raters' consensus {value:.0%} of the "
-                    f"time{interval}; the honest raters' range starts at {agreement_cut:.0%} "
-                    f"(median {agreement_median:.0%})",
+                    "reason": f"agrees with the reliable raters on {value:.0%} of the pairs "
+                    f"both ordered (95% CI {low[r]:.0%}–{high[r]:.0%}){against}; the honest "
+                    f"raters' range starts at {bottom:.0%} "
+                    f"(median {agreement_median:.0%}, chance {CHANCE:.0%})",
                 }
             )
     for r in np.flatnonzero(eligible):
@@ -324,15 +355,24 @@ def peer_flags(measures: dict, options: QualityOptions) -> tuple[list[list], lis
                 }
             )
         own, peers = measures["length_tau"][r], measures["peer_length_tau"][r]
-        if np.isfinite(own) and np.isfinite(peers) and abs(own - peers) > options.min_length_gap:
-            side = "longer" if own > peers else "shorter"
-            flags[r].append(
-                {
-                    "measure": "length_bias",
-                    "reason": f"prefers the {side} completion more than peers "
-                    f"(τ with length {own:+.2f} against {peers:+.2f} on the same tasks)",
-                }
-            )
+        low, high = measures["length_tau_low"][r], measures["length_tau_high"][r]
+        # The whole interval of their τ beyond the others on the same tasks and beyond the
+        # crowd's usual τ: the others of a few tasks can be one biased (or, in a small crowd,
+        # adversarial) rater, and a few judgments give a wide τ.
+        references = [value for value in (peers, length_median) if np.isfinite(value)]
+        if np.isfinite(own) and len(references) == 2:
+            longer = low > max(references) + options.min_length_gap
+            shorter = high < min(references) - options.min_length_gap
+            if longer or shorter:
+                flags[r].append(
+                    {
+                        "measure": "length_bias",
+                        "reason": f"prefers the {'longer' if longer else 'shorter'} completion "
+                        f"more than peers (τ with length {own:+.2f}, 95% CI {low:+.2f} to "
+                        f"{high:+.2f}, against {peers:+.2f} on the same tasks; raters' "
+                        f"median {length_median:+.2f})",
+                    }
+                )
         flag_rate = measures["flag_rate"][r]
         if np.isfinite(flag_rate) and flag_rate > flag_cut:
             flags[r].append(

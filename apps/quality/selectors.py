@@ -218,7 +218,7 @@ def rater_judgments_with_consensus(*, project: Project, rater, limit: int = 50) 
 def judgment_for_reviewer(*, judgment_id: int, user) -> Judgment:
     """The judgment if its project is one `user` reviews; NotFound otherwise."""
     return access.object_for(
-        Judgment.objects.select_related("task"),
+        Judgment.objects.select_related("task", "reviewed_by"),
         user=user,
         role=Role.REVIEWER,
         pk=judgment_id,

@@ -19,6 +19,7 @@ urlpatterns = [
         name="approve-reliable",
     ),
     path("projects/<id:project_id>/refresh/", views.refresh, name="refresh"),
+    path("judgments/<id:judgment_id>/", views.judgment_page, name="judgment"),
     path("judgments/<id:judgment_id>/review/", views.judgment_review, name="review"),
     path("raters/<id:user_id>/suspend/", views.rater_suspend, name="suspend"),
     path("raters/<id:user_id>/reinstate/", views.rater_reinstate, name="reinstate"),

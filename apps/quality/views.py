@@ -23,7 +23,7 @@ from apps.core.errors import DomainError
 from apps.core.ids import parse_id
 from apps.core.pages import role_required
 from apps.core.roles import Role
-from apps.quality import overlap, selectors, services
+from apps.quality import overlap, review_context, selectors, services
 
 
 def _back(request, fallback: str):
@@ -64,6 +64,11 @@ def dashboard(request, project_id: int):
         project=project,
         stats=stats,
         flagged=[r for r in raters if r.get("flags")],
+        too_few=[
+            r
+            for r in raters
+            if not r.get("flags") and not r.get("evidence", {}).get("enough", True)
+        ],
         series=stats["series"] if stats else {"points": []},
         failed_screenings=selectors.screenings_needing_attention(project=project),
         settings=selectors.quality_settings(project=project),
@@ -93,7 +98,12 @@ def raters(request, project_id: int):
     context = _snapshot_context(project)
     snapshot = context["snapshot"]
     rows = snapshot.data["raters"] if snapshot else []
-    context.update(project=project, rows=rows, columns=RATER_COLUMNS)
+    context.update(
+        project=project,
+        rows=rows,
+        columns=RATER_COLUMNS,
+        settings=selectors.quality_settings(project=project),
+    )
     return render(request, "quality/raters.html", context)
 
 
@@ -132,9 +142,7 @@ def rater_detail(request, project_id: int, user_id: int):
         rater=rater,
         profile=profile,
         row=row,
-        measures=[(label, _shown(key, row.get(key))) for key, label in RATER_COLUMNS[1:]]
-        if row
-        else [],
+        measures=_rater_measures(row),
         trend=row["trend"] if row else None,
         trend_rows=_trend_rows(row["trend"]) if row else [],
         comparisons=selectors.rater_judgments_with_consensus(project=project, rater=rater),
@@ -143,6 +151,19 @@ def rater_detail(request, project_id: int, user_id: int):
         pending=selectors.pending_reviews_count(project=project, rater=rater),
     )
     return render(request, "quality/rater.html", context)
+
+
+def _rater_measures(row: dict | None) -> list[tuple[str, str]]:
+    """(label, shown value) of each measure, the agreement followed by its 95% interval."""
+    if not row:
+        return []
+    shown = []
+    for key, label in RATER_COLUMNS[1:]:
+        shown.append((label, _shown(key, row.get(key))))
+        low, high = row.get("agreement_ci") or [None, None]
+        if key == "agreement" and low is not None:
+            shown.append(("Agreement, 95% interval", f"{_shown(key, low)} – {_shown(key, high)}"))
+    return shown
 
 
 def _trend_rows(trend: dict, last: int = 12) -> list[dict]:
@@ -169,6 +190,8 @@ def queue(request, project_id: int):
         rater_id=parse_id(rater_id),
     )
     page = Paginator(judgments, 50).get_page(request.GET.get("page"))
+    judgments_shown = list(page.object_list)
+    readable = review_context.judgments_readable(judgments_shown)
     context = _snapshot_context(project)
     agreement = {
         row["rater_id"]: row
@@ -179,10 +202,66 @@ def queue(request, project_id: int):
         page=page,
         status=status,
         statuses=ReviewStatus.choices,
-        rows=[(j, agreement.get(j.rater_id)) for j in page.object_list],
+        rows=[(j, agreement.get(j.rater_id), readable[j.pk]) for j in judgments_shown],
         recent=selectors.review_decisions_recent(project=project, limit=10),
     )
     return render(request, "quality/queue.html", context)
+
+
+LETTERS = "ABCDEFGHI"
+
+
+@role_required(Role.REVIEWER)
+def judgment_page(request, judgment_id: int):
+    """One judgment in context: answers side by side in the rater's order, the other raters
+    and the consensus; approve, reject and move on by keyboard."""
+    judgment = selectors.judgment_for_reviewer(judgment_id=judgment_id, user=request.user)
+    project = judgment.task.project
+    status = request.GET.get("status", ReviewStatus.PENDING)
+    if status not in {*ReviewStatus.values, ""}:
+        status = ReviewStatus.PENDING
+    context = _snapshot_context(project)
+    detail = review_context.judgment_in_context(judgment=judgment)
+    letter = {c["id"]: LETTERS[i] for i, c in enumerate(detail["completions"])}
+    rater_row = next(
+        (
+            r
+            for r in (context["snapshot"].data["raters"] if context["snapshot"] else [])
+            if r["rater_id"] == judgment.rater_id
+        ),
+        None,
+    )
+    neighbours = review_context.queue_neighbours(project=project, judgment=judgment, status=status)
+    query = f"?status={status}"
+    context.update(
+        project=project,
+        judgment=judgment,
+        detail=detail,
+        letter=letter,
+        answers=[{**c, "letter": letter[c["id"]]} for c in detail["completions"]],
+        ranking_letters=_as_letters(detail["ranking"], letter),
+        others=[
+            {**o, "ranking_letters": _as_letters(o["ranking"], letter)} for o in detail["others"]
+        ],
+        consensus_letters=_as_letters((detail["consensus"] or {}).get("ranking"), letter),
+        gold_letters=_as_letters((detail["gold"] or {}).get("ranking"), letter),
+        rater_row=rater_row,
+        status=status,
+        next_url=_judgment_url(neighbours["next"], query),
+        previous_url=_judgment_url(neighbours["previous"], query),
+        queue_url=reverse("quality:queue", args=[project.pk]) + query,
+    )
+    return render(request, "quality/judgment.html", context)
+
+
+def _judgment_url(judgment_id: int | None, query: str) -> str | None:
+    return reverse("quality:judgment", args=[judgment_id]) + query if judgment_id else None
+
+
+def _as_letters(ranking, letter: dict[int, str]) -> str:
+    """Best-first groups of completion ids as "B ≻ A = D ≻ C" (letters: the rater's order)."""
+    groups = [" = ".join(letter.get(cid, f"#{cid}") for cid in group) for group in ranking or []]
+    return " ≻ ".join(groups)
 
 
 PAST_TENSE = {"approve": "approved", "reject": "rejected"}

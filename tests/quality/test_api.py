@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def _targets(project, judgment, rater, task):
     api = [
+        ("get", f"/api/judgments/{judgment.pk}/", None),
         ("get", f"/api/projects/{project.pk}/quality/", None),
         ("post", f"/api/projects/{project.pk}/quality/refresh/", {}),
         ("get", f"/api/projects/{project.pk}/raters/", None),
@@ -33,6 +34,7 @@ def _targets(project, judgment, rater, task):
         ("get", f"/api/tasks/{task.pk}/consensus/", None),
     ]
     pages = [
+        ("get", f"/review/judgments/{judgment.pk}/", None),
         ("get", "/review/", None),
         ("get", f"/review/projects/{project.pk}/", None),
         ("get", f"/review/projects/{project.pk}/raters/", None),
@@ -186,6 +188,7 @@ def test_a_reviewer_of_another_project_gets_404_and_changes_nothing(rated_projec
     assert client.get(f"/api/projects/{project.pk}/quality/").status_code == 404
     assert client.get(f"/api/projects/{project.pk}/raters/").status_code == 404
     assert client.get(f"/api/tasks/{tasks[0].pk}/consensus/").status_code == 404
+    assert client.get(f"/api/judgments/{judgment.pk}/").status_code == 404
     review = {"decision": "reject", "reason": "x"}
     assert client.post(f"/api/judgments/{judgment.pk}/review/", review).status_code == 404
     suspend = {"reason": "x"}

@@ -39,3 +39,24 @@ def age(seconds):
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+@register.filter
+def ordinal(value):
+    """1 → "1st", 2 → "2nd", 11 → "11th"; "—" for nothing."""
+    if value is None or value == "":
+        return "—"
+    number = int(value)
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+@register.filter
+def seconds(milliseconds):
+    """Milliseconds → "38 s" or "2 min 5 s"."""
+    if milliseconds is None or milliseconds == "":
+        return "—"
+    total = round(float(milliseconds) / 1000)
+    return f"{total} s" if total < 90 else f"{total // 60} min {total % 60} s"
