@@ -79,6 +79,7 @@ ERRORS = {
     403: "You hold the role this needs in no project, or the object refuses you.",
     404: "No such object, or it lies outside your projects.",
     409: "The state of the data refuses the request; nothing was changed.",
+    415: "The body is in a content type this operation does not read; nothing was changed.",
 }
 
 
@@ -92,7 +93,7 @@ class AutoSchema(SpectacularAutoSchema):
     def _get_response_bodies(self, direction="response"):
         """The operation's own answers plus the refusals it can give, in the error shape:
         401/403 where it needs a login, 404 where its path names an object, 400 and 409
-        where it takes input or changes data."""
+        where it takes input or changes data, 415 where it reads a body."""
         responses = super()._get_response_bodies(direction)
         for code in self._error_codes():
             described = OpenApiResponse(response=ErrorSerializer, description=ERRORS[code])
@@ -113,6 +114,8 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append(404)
         if method in {"POST", "PUT", "PATCH", "DELETE"} and not public:
             codes.append(409)
+        if method in {"POST", "PUT", "PATCH"}:
+            codes.append(415)
         return codes
 
     def _has_query_parameters(self) -> bool:
