@@ -17,6 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from apps.accounts.services import rater_profile_get_or_create, user_roles_set
 from apps.collection.importers import prompt_records_import
@@ -163,6 +164,7 @@ def demo_sample(*, project_id: int, policy_id: int) -> int:
     """Bootstrap the base policy once, sample K answers per train prompt, create the tasks."""
     project = Project.objects.get(pk=project_id)
     policy = PolicyVersion.objects.get(pk=policy_id)
+    _mark_sampling(policy, "sampling_started_at")  # the labeler home says tasks are coming
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     cwd = settings.BASE_DIR
     subprocess.run(
@@ -192,5 +194,16 @@ def demo_sample(*, project_id: int, policy_id: int) -> int:
     tasks = tasks_create_from_samples(
         project=project, policy_version=policy, samples_path=samples_path()
     )
+    _mark_sampling(policy, "sampling_finished_at")
     logger.info("demo: %d ranking tasks from %s", len(tasks), samples_path())
     return len(tasks)
+
+
+def _mark_sampling(policy: PolicyVersion, key: str) -> None:
+    """Note in the policy's metadata when its sampling started or finished (upcoming.py)."""
+    metadata = dict(policy.metadata or {})
+    if key == "sampling_started_at":
+        metadata.pop("sampling_finished_at", None)
+    metadata[key] = timezone.now().isoformat()
+    PolicyVersion.objects.filter(pk=policy.pk).update(metadata=metadata)
+    policy.metadata = metadata

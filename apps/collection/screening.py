@@ -9,6 +9,7 @@ neither imports quality nor needs it in its tests (docs/design.md, "Collection a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -24,6 +25,15 @@ class ScreeningGate(StrEnum):
     CLOSED = "closed"  # failed screening: nothing until a reviewer reopens it
 
 
+@dataclass(frozen=True)
+class ScreeningProgress:
+    """Where a rater stands in a project's screening, for the rater's own home page."""
+
+    state: ScreeningGate  # GOLD_ONLY: in screening; CLOSED: failed
+    answered: int  # gold tasks answered so far
+    size: int  # gold tasks the screening asks for
+
+
 class Screening(Protocol):
     #: a model with a one-to-one `project` field, read along with the project on every
     #: `next` (one statement, apps/collection/selectors.py), or None
@@ -35,6 +45,10 @@ class Screening(Protocol):
         """Where screening leaves `rater` in `project`; may decide pass or fail (it runs in
         the engine's transaction, with the rater's profile row locked)."""
 
+    def progress(self, *, project, rater) -> ScreeningProgress | None:
+        """Read only: the rater's screening in `project` while it is in the way (in
+        screening, or failed); None when it is not (none, passed, waived)."""
+
 
 class NoScreening:
     settings_model = None
@@ -42,6 +56,9 @@ class NoScreening:
 
     def gate(self, *, project, rater, now: datetime) -> ScreeningGate:
         return ScreeningGate.REGULAR
+
+    def progress(self, *, project, rater) -> ScreeningProgress | None:
+        return None
 
 
 _registered: Screening = NoScreening()

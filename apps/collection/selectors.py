@@ -9,11 +9,12 @@ from functools import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.collection import access
+from apps.accounts.models import RaterProfile
+from apps.collection import access, upcoming
 from apps.collection.content import task_content
 from apps.collection.leasing import live_assignment_for_rater, slot_holding, tasks_open_to_rater
 from apps.collection.models import Assignment, Project, Task
-from apps.collection.screening import screening
+from apps.collection.screening import ScreeningGate, screening
 from apps.core import sql
 from apps.core.errors import NotFound
 from apps.core.roles import Role, user_roles
@@ -130,19 +131,68 @@ def stale_leases(*, older_than: timedelta) -> QuerySet[Assignment]:
 
 
 def labeler_projects_with_progress(*, user) -> list[dict]:
-    """The labeler's home: each project they may work on, their progress in it, and whether
-    they hold a live lease there (its task no longer counts as "left", but it can be resumed).
-    """
+    """The labeler's home: each project they may work on, their progress in it, whether
+    they hold a live lease there (its task no longer counts as "left", but it can be
+    resumed), and what they can do now and why (`state`, see `labeler_state`)."""
     now = timezone.now()
-    return [
-        {
-            "project": project,
-            **rater_progress(project=project, rater=user),
-            "holds_lease": live_assignment_for_rater(project=project, rater=user, now=now)
-            is not None,
-        }
-        for project in access.projects_for(user=user, role=Role.LABELER)
-    ]
+    profile = RaterProfile.objects.filter(user=user).first()
+    rows = []
+    for project in access.projects_for(user=user, role=Role.LABELER):
+        progress = rater_progress(project=project, rater=user)
+        holds_lease = live_assignment_for_rater(project=project, rater=user, now=now) is not None
+        state = labeler_state(
+            project=project,
+            rater=user,
+            profile=profile,
+            tasks_left=progress["tasks_left"],
+            holds_lease=holds_lease,
+        )
+        rows.append({"project": project, **progress, "holds_lease": holds_lease, "state": state})
+    return rows
+
+
+def labeler_state(*, project: Project, rater, profile, tasks_left: int, holds_lease: bool) -> dict:
+    """What the labeler can do in `project` now, and a sentence saying why:
+    {"kind": suspended | screening_failed | screening | work | sampling | done,
+     "message": str, "can_start": bool}."""
+    if profile is not None and profile.is_suspended:
+        reason = f" ({profile.status_reason})" if profile.status_reason else ""
+        return _state(
+            "suspended", f"Your account is suspended{reason}. A reviewer can reinstate you."
+        )
+    gate = screening()
+    progress = gate.progress(project=project, rater=rater)
+    if progress is not None and progress.state == ScreeningGate.CLOSED:
+        return _state("screening_failed", gate.failed_message)
+    if holds_lease:
+        return _state("work", "", can_start=True)
+    if progress is not None and progress.state == ScreeningGate.GOLD_ONLY:
+        gold_left = (
+            tasks_open_to_rater(project=project, rater=rater, now=timezone.now())
+            .filter(is_gold=True)
+            .exists()
+        )
+        return _state(
+            "screening",
+            f"You are in screening: answer {progress.size} test tasks first "
+            f"({progress.answered} of {progress.size} done); regular tasks open when you pass."
+            + ("" if gold_left else " No test task is free right now; try again soon."),
+            can_start=gold_left,
+        )
+    if tasks_left:
+        return _state("work", "", can_start=True)
+    wait = upcoming.seconds_until_new_tasks(project)
+    if wait is not None:
+        minutes = max(1, round(wait / 60))
+        return _state(
+            "sampling",
+            f"New tasks are being sampled: about {minutes} minute{'s' if minutes > 1 else ''}.",
+        )
+    return _state("done", "No tasks left in this project. Thank you! New ones will appear here.")
+
+
+def _state(kind: str, message: str, *, can_start: bool = False) -> dict:
+    return {"kind": kind, "message": message, "can_start": can_start}
 
 
 def assignment_get_for_rater(*, assignment_id: int, rater) -> Assignment:

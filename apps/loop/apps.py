@@ -5,3 +5,8 @@ class LoopConfig(AppConfig):
     name = "apps.loop"
     label = "loop"
     verbose_name = "Training loop"
+
+    def ready(self) -> None:
+        from apps.loop import upcoming
+
+        upcoming.register()

@@ -141,7 +141,75 @@ def snapshot_page(request, snapshot_id: int):
         {"name": name, **snapshot.manifest.get("files", {}).get(name, {})}
         for name in api.exports.FILES
     ]
-    return render(request, "loop/snapshot.html", {"snapshot": snapshot, "files": files})
+    return render(
+        request,
+        "loop/snapshot.html",
+        {"snapshot": snapshot, "files": files, "card": data_card_rows(snapshot.data_card)},
+    )
+
+
+STATUS_WORDS = {"approved": "approved", "pending": "not yet reviewed", "rejected": "rejected"}
+
+
+def data_card_rows(card: dict) -> list[dict]:
+    """The data card as rows for a table: a label, a sentence, and where a list says more
+    than a sentence, a small table ({"label", "text", "table": [(name, value), ...]})."""
+    filters = card.get("filters") or {}
+    statuses = [STATUS_WORDS.get(s, s) for s in filters.get("review_statuses") or []]
+    low, high = (filters.get("rounds") or [None, None]) + [None] * 2
+    rounds = (
+        f"rounds {low} to {high}" if low and high else f"rounds up to {high}" if high else "all"
+    )
+    agreement = card.get("agreement") or {}
+    ci = agreement.get("pairwise_agreement_ci") or [None, None]
+    pairwise = agreement.get("pairwise_agreement")
+    raters = card.get("raters") or {}
+    by_rater = sorted((raters.get("judgments_by_rater") or {}).items(), key=lambda kv: -kv[1])
+    by_version = sorted((card.get("judgments_by_guidelines_version") or {}).items())
+    rows = [
+        {
+            "label": "Judgments taken",
+            "text": f"{filters.get('task_kind', 'ranking')} tasks; judgments "
+            f"{' or '.join(statuses) or '—'}; {rounds}; gold tasks "
+            f"{'included' if filters.get('include_gold') else 'left out'}",
+        },
+        {
+            "label": "Guidelines",
+            "text": f"version {card.get('guidelines_version', '—')} when frozen",
+            "table": [(f"version {v}", n) for v, n in by_version],
+        },
+        {
+            "label": "Raters",
+            "text": f"{raters.get('count', 0)} rater(s)",
+            "table": [(name, n) for name, n in by_rater[:25]]
+            + ([(f"… {len(by_rater) - 25} more", "")] if len(by_rater) > 25 else []),
+        },
+        {
+            "label": "Agreement between raters",
+            "text": (
+                f"{pairwise:.1%} pairwise"
+                + (f" (95% CI {ci[0]:.1%}–{ci[1]:.1%})" if ci[0] is not None else "")
+                + (
+                    f", Krippendorff α {agreement['krippendorff_alpha_pairs']:.3f}"
+                    if agreement.get("krippendorff_alpha_pairs") is not None
+                    else ""
+                )
+                + f", over {agreement.get('tasks_with_overlap', 0)} tasks with two raters or more"
+                if pairwise is not None
+                else f"— ({agreement.get('source') or 'no task has two raters'})"
+            ),
+        },
+        {"label": "Ranking weights", "text": _weighting_text(card.get("weighting"))},
+        {"label": "Held-out rankings", "text": str(card.get("held_out_rankings", 0))},
+        {"label": "Policies sampled", "text": ", ".join(card.get("policies") or []) or "—"},
+    ]
+    return rows
+
+
+def _weighting_text(weighting) -> str:
+    if isinstance(weighting, dict):
+        return "; ".join(f"{key}: {value}" for key, value in weighting.items())
+    return str(weighting or "uniform")
 
 
 @role_required(Role.RESEARCHER)

@@ -17,7 +17,7 @@ from datetime import datetime
 import numpy as np
 
 from apps.collection.models import Assignment, Judgment, Project, Task
-from apps.collection.screening import ScreeningGate
+from apps.collection.screening import ScreeningGate, ScreeningProgress
 from apps.quality import agreement as ag
 from apps.quality.models import ProjectQualitySettings, RaterScreening
 from apps.quality.selectors import quality_settings
@@ -118,3 +118,19 @@ class QualityScreening:
 
     def gate(self, *, project: Project, rater, now: datetime) -> ScreeningGate:
         return screening_gate(project=project, rater=rater, now=now)
+
+    def progress(self, *, project: Project, rater) -> ScreeningProgress | None:
+        screening = RaterScreening.objects.filter(project=project, rater=rater).first()
+        if screening is not None and screening.state == RaterScreening.State.FAILED:
+            return ScreeningProgress(ScreeningGate.CLOSED, screening.gold_answered, 0)
+        size = quality_settings(project=project).screening_size
+        if not size:
+            return None
+        if screening is None:  # starts at the rater's first task, unless they worked here
+            worked = Assignment.objects.filter(
+                rater=rater, task__project=project, task__is_gold=False
+            ).exists()
+            return None if worked else ScreeningProgress(ScreeningGate.GOLD_ONLY, 0, size)
+        if screening.state == RaterScreening.State.SCREENING:
+            return ScreeningProgress(ScreeningGate.GOLD_ONLY, screening.gold_answered, size)
+        return None

@@ -7,10 +7,11 @@ import json
 import uuid
 
 import pytest
+from django.test import Client
 
 from apps.collection.leasing import assignment_next
 from apps.collection.models import ReviewStatus
-from apps.collection.services import judgment_submit
+from apps.collection.services import judgment_submit, membership_add
 from apps.core.roles import Role
 from apps.loop import exports, snapshots
 from apps.loop.config import round_config
@@ -115,6 +116,16 @@ def test_snapshot_files_manifest_and_data_card(judged):
     assert agreement["source"] == "apps.quality.agreement"
     assert 0 < agreement["pairwise_agreement"] < 1  # one rater reversed everything
     assert snapshot.manifest_sha256 == contract.file_sha256(folder / "manifest.json")
+    # the page shows the data card as a table of sentences, not Python dicts
+    researcher = UserFactory(roles=[Role.RESEARCHER])
+    membership_add(project=project, user=researcher, role=Role.RESEARCHER)
+    browser = Client()
+    browser.force_login(researcher)
+    page = browser.get(f"/research/snapshots/{snapshot.pk}/").content.decode()
+    card_html = page[page.index('data-testid="data-card"') :]
+    assert "{&#x27;" not in card_html and "{'" not in card_html
+    assert "ranking tasks; judgments approved; rounds up to 1; gold tasks left out" in card_html
+    assert "3 rater(s)" in card_html and "% pairwise (95% CI" in card_html
     with pytest.raises(ValueError, match="immutable"):
         snapshot.save()
     # exporting again for the same round freezes nothing new
