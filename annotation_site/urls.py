@@ -31,6 +31,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", include(api_patterns)),
     path("review/", include("apps.quality.urls")),
+    path("research/", include("apps.collection.setup_urls")),
     path("research/", include("apps.loop.urls")),
     path("", include("apps.collection.page_urls")),
 ]

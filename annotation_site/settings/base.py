@@ -177,7 +177,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"RoleEnum": "apps.core.roles.ROLE_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "apps.core.roles.ROLE_CHOICES",
+        "TaskKindEnum": "apps.collection.models.TASK_KINDS",
+    },
     # `<id:...>` (apps/core/ids.py): an id, 1 .. 2**63 - 1.
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "format": "int64"}

@@ -59,6 +59,20 @@ class PreferenceImportResult:
     skipped_lines: dict[str, list[int]] = field(default_factory=dict)
 
 
+LOOKUP_BATCH = 10_000  # ids per IN (...) lookup: PostgreSQL binds at most 65,535 parameters
+
+
+def judgment_keys_existing(keys: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The client keys among `keys` that a judgment already has."""
+    known: set[uuid.UUID] = set()
+    for start in range(0, len(keys), LOOKUP_BATCH):
+        batch = keys[start : start + LOOKUP_BATCH]
+        known.update(
+            Judgment.objects.filter(client_key__in=batch).values_list("client_key", flat=True)
+        )
+    return known
+
+
 def comparison_key(project: Project, prompt: str, chosen: str, rejected: str) -> uuid.UUID:
     digest = hashlib.sha256("\x1f".join([prompt, chosen, rejected]).encode()).hexdigest()
     return uuid.uuid5(IMPORT_NAMESPACE, f"{project.pk}:{digest}")
@@ -79,7 +93,7 @@ def preferences_import(
         skipped=dict(parsed.skipped), skipped_lines=dict(parsed.skipped_lines)
     )
     keys = [comparison_key(project, r.prompt, r.chosen, r.rejected) for r in parsed.records]
-    known = set(Judgment.objects.filter(client_key__in=keys).values_list("client_key", flat=True))
+    known = judgment_keys_existing(keys)
     fresh = []
     for record, key in zip(parsed.records, keys, strict=True):
         if key in known:

@@ -28,7 +28,7 @@ import io
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -140,7 +140,13 @@ class PreferenceImport:
             lines.append(line)
 
 
-def read_prompt_records(path: str | Path) -> list[PromptRecord]:
+ProgressCallback = Callable[[int], None]
+PROGRESS_EVERY = 2000  # lines between calls of a reader's `progress`
+
+
+def read_prompt_records(
+    path: str | Path, *, progress: ProgressCallback | None = None
+) -> list[PromptRecord]:
     """Read a JSONL or CSV prompt file (chosen by extension, `.gz` allowed) into records.
 
     Every record needs a non-empty `prompt` (or `text`). `category` defaults to "other" and
@@ -149,11 +155,13 @@ def read_prompt_records(path: str | Path) -> list[PromptRecord]:
     and `reference` are optional. Blank lines are ignored; other fields are ignored.
 
     Raises ImportFileError on the first problem, with its line number; nothing partial is
-    returned. Ids must be unique within the file.
+    returned. Ids must be unique within the file. `progress(line)` is called every
+    PROGRESS_EVERY lines read.
     """
     path = Path(path)
     kind = _file_kind(path)
     rows = _jsonl_objects(path) if kind == "jsonl" else _csv_rows(path)
+    rows = _reporting(rows, progress)
     records: list[PromptRecord] = []
     first_line_of_id: dict[str, int] = {}
     for line, row in rows:
@@ -173,7 +181,9 @@ def read_prompt_records(path: str | Path) -> list[PromptRecord]:
     return records
 
 
-def read_preference_records(path: str | Path, fmt: PreferenceFormat) -> PreferenceImport:
+def read_preference_records(
+    path: str | Path, fmt: PreferenceFormat, *, progress: ProgressCallback | None = None
+) -> PreferenceImport:
     """Read a JSONL preference file (`.gz` allowed) in HH-RLHF or TRL pairs format.
 
     Rows that cannot be a comparison are skipped and counted (see `SKIP_REASONS`): checked in
@@ -191,7 +201,7 @@ def read_preference_records(path: str | Path, fmt: PreferenceFormat) -> Preferen
         raise ImportFileError(path, None, "preference files must be JSONL (.jsonl, optionally .gz)")
     fields = ("chosen", "rejected") if fmt == "hh-rlhf" else ("prompt", "chosen", "rejected")
     result = PreferenceImport()
-    for line, row in _jsonl_objects(path):
+    for line, row in _reporting(_jsonl_objects(path), progress):
         values = {}
         for name in fields:
             value = row.get(name)
@@ -365,6 +375,19 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise ImportFileError(path, line, "the file is not valid UTF-8 text") from None
+
+
+def _reporting(rows: Iterator, progress: ProgressCallback | None) -> Iterator:
+    """`rows` ((line, row) pairs), calling `progress(line)` every PROGRESS_EVERY lines."""
+    if progress is None:
+        yield from rows
+        return
+    next_report = PROGRESS_EVERY
+    for line, row in rows:
+        if line >= next_report:
+            progress(line)
+            next_report = line + PROGRESS_EVERY
+        yield line, row
 
 
 def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

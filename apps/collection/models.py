@@ -17,6 +17,13 @@ from apps.core.roles import ROLE_CHOICES
 
 MIN_K, MAX_K = 2, 9
 MAX_DYNAMIC_OVERLAP = 15
+TASK_KINDS = ("ranking", "demonstration", "evaluation")
+
+
+def default_task_kinds() -> list[str]:
+    return list(TASK_KINDS)
+
+
 LIKERT_MIN, LIKERT_MAX = 1, 7
 
 
@@ -96,6 +103,11 @@ class Project(TimeStampedModel):
     )
     likert_enabled = models.BooleanField(default=True)
     rationale_max_length = models.PositiveIntegerField(default=2000)
+    task_kinds = models.JSONField(
+        default=default_task_kinds,
+        help_text="Kinds of task the project makes: ranking (from rounds and preference "
+        "uploads), demonstration (one per uploaded train prompt), evaluation (a round's A/B).",
+    )
     is_active = models.BooleanField(default=True)
     open_to_all_labelers = models.BooleanField(
         default=True,
@@ -447,3 +459,52 @@ class Demonstration(ReviewedModel):
 
     def __str__(self) -> str:
         return f"demonstration {self.pk} for prompt {self.prompt_id}"
+
+
+class ImportJob(TimeStampedModel):
+    """An uploaded file imported by a worker, with its progress and its report.
+
+    Small files are imported while the upload waits; larger ones become a job
+    (apps/collection/uploads.py). The file sits under ARTIFACT_ROOT with a name the server
+    chose, and is deleted when the job ends.
+    """
+
+    class Kind(models.TextChoices):
+        PROMPTS = "prompts", "Prompts"
+        PREFERENCES = "preferences", "Preference data"
+        GOLD = "gold", "Gold items"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    format = models.CharField(max_length=12)
+    file_name = models.CharField(max_length=255, help_text="As uploaded, for people to read.")
+    stored_path = models.CharField(max_length=500, help_text="Relative to ARTIFACT_ROOT.")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=20, blank=True, help_text="reading, storing")
+    lines_read = models.PositiveIntegerField(default=0)
+    lines_total = models.PositiveIntegerField(default=0, help_text="0 until counted.")
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    error_line = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} import {self.pk} into {self.project_id}: {self.status}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

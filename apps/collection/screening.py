@@ -49,6 +49,16 @@ class Screening(Protocol):
         """Read only: the rater's screening in `project` while it is in the way (in
         screening, or failed); None when it is not (none, passed, waived)."""
 
+    #: the project's quality settings a project's setup may change (screening among them):
+    #: name → ("int" | "float", lowest, highest), checked by apps/collection/projects.py
+    settings_fields: dict[str, tuple]
+
+    def settings_read(self, *, project) -> dict:
+        """The project's quality settings, by the names of `settings_fields`."""
+
+    def settings_save(self, *, project, values: dict) -> None:
+        """Store checked values of `settings_fields`."""
+
 
 class NoScreening:
     settings_model = None
@@ -58,6 +68,14 @@ class NoScreening:
         return ScreeningGate.REGULAR
 
     def progress(self, *, project, rater) -> ScreeningProgress | None:
+        return None
+
+    settings_fields: dict[str, tuple] = {}
+
+    def settings_read(self, *, project) -> dict:
+        return {}
+
+    def settings_save(self, *, project, values: dict) -> None:
         return None
 
 

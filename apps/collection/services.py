@@ -131,10 +131,14 @@ def prompts_import(
 ) -> PromptImportResult:
     """Add prompts; one already in the project (same text) is kept, not duplicated."""
     digests = [text_digest(item.text) for item in items]
-    existing = {
-        p.text_sha256: p
-        for p in Prompt.objects.filter(project=project).filter(text_sha256__in=set(digests))
-    }
+    distinct = sorted(set(digests))
+    existing = {}
+    for start in range(0, len(distinct), 10_000):  # PostgreSQL binds ≤ 65,535 parameters
+        batch = distinct[start : start + 10_000]
+        existing.update(
+            (p.text_sha256, p)
+            for p in Prompt.objects.filter(project=project, text_sha256__in=batch)
+        )
     created: list[Prompt] = []
     found: list[Prompt] = []
     for item, digest in zip(items, digests, strict=True):

@@ -156,7 +156,7 @@ def data_card_rows(card: dict) -> list[dict]:
     than a sentence, a small table ({"label", "text", "table": [(name, value), ...]})."""
     filters = card.get("filters") or {}
     statuses = [STATUS_WORDS.get(s, s) for s in filters.get("review_statuses") or []]
-    low, high = (filters.get("rounds") or [None, None]) + [None] * 2
+    low, high = [*(filters.get("rounds") or []), None, None][:2]
     rounds = (
         f"rounds {low} to {high}" if low and high else f"rounds up to {high}" if high else "all"
     )

@@ -119,6 +119,26 @@ class QualityScreening:
     def gate(self, *, project: Project, rater, now: datetime) -> ScreeningGate:
         return screening_gate(project=project, rater=rater, now=now)
 
+    settings_fields = {
+        "size": ("int", 0, 100),  # gold tasks before regular work; 0: no screening
+        "threshold": ("float", 0.0, 1.0),  # share of the gold comparisons to match
+        "min_judgments_for_flags": ("int", 1, 10_000),
+        "stats_max_age_seconds": ("int", 10, 86_400),
+    }
+    _columns = {"size": "screening_size", "threshold": "screening_threshold"}
+
+    def settings_read(self, *, project: Project) -> dict:
+        row = quality_settings(project=project)
+        return {name: getattr(row, self._columns.get(name, name)) for name in self.settings_fields}
+
+    def settings_save(self, *, project: Project, values: dict) -> None:
+        if not values:
+            return
+        row, _ = ProjectQualitySettings.objects.get_or_create(project=project)
+        for name, value in values.items():
+            setattr(row, self._columns.get(name, name), value)
+        row.save()
+
     def progress(self, *, project: Project, rater) -> ScreeningProgress | None:
         screening = RaterScreening.objects.filter(project=project, rater=rater).first()
         if screening is not None and screening.state == RaterScreening.State.FAILED:

@@ -79,6 +79,7 @@ def project_form_data(admin_client, project, memberships=()) -> dict:
     form = admin_client.get(url).context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None}
     data["flag_set"] = json.dumps(project.flag_set)
+    data["task_kinds"] = json.dumps(project.task_kinds)
     prefix = "memberships"
     existing = [row for row in memberships if row[0]]
     data.update(

@@ -25,7 +25,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.tokens import api_token_create
 from apps.collection.leasing import assignment_next
-from apps.collection.models import PolicyVersion
+from apps.collection.models import ImportJob, PolicyVersion
 from apps.collection.services import judgment_submit, membership_add
 from apps.core.roles import Role
 from apps.loop.models import DatasetSnapshot, TrainingRound
@@ -43,6 +43,14 @@ REVIEW_INDEX, RESEARCH_INDEX = (REVIEWER, "index"), (RESEARCHER, "index")  # no 
 # (method, path, role or OWNER/ANY, body)
 API = [
     ("GET", "/api/projects/", ANY, None),
+    ("POST", "/api/projects/", (RESEARCHER, "index"), "project"),
+    ("GET", "/api/projects/{project_id}/", RESEARCHER, None),
+    ("PATCH", "/api/projects/{project_id}/", RESEARCHER, {"description": "matrix"}),
+    ("POST", "/api/projects/{project_id}/prompts/", RESEARCHER, {"file": "not a file"}),
+    ("POST", "/api/projects/{project_id}/preferences/", RESEARCHER, {"file": "not a file"}),
+    ("POST", "/api/projects/{project_id}/gold/", RESEARCHER, {"file": "not a file"}),
+    ("GET", "/api/projects/{project_id}/export/?format=pairs", RESEARCHER, None),
+    ("GET", "/api/imports/{import_id}/", RESEARCHER, None),
     ("POST", "/api/auth/logout/", ANY, None),
     ("POST", "/api/projects/{project_id}/assignments/next/", LABELER, None),
     ("GET", "/api/assignments/{assignment_id}/", OWNER, None),
@@ -105,6 +113,14 @@ PAGES = [
     ("POST", "/review/raters/{user_id}/suspend/", REVIEWER, {"reason": "matrix"}),
     ("POST", "/review/raters/{user_id}/reinstate/", REVIEWER, {"reason": "matrix"}),
     ("GET", "/research/", RESEARCH_INDEX, None),
+    ("GET", "/research/projects/new/", RESEARCH_INDEX, None),
+    ("POST", "/research/projects/new/", RESEARCH_INDEX, {"action": "preview"}),
+    ("GET", "/research/projects/{project_id}/settings/", RESEARCHER, None),
+    ("POST", "/research/projects/{project_id}/settings/", RESEARCHER, {"action": "preview"}),
+    ("GET", "/research/projects/{project_id}/data/", RESEARCHER, None),
+    ("POST", "/research/projects/{project_id}/data/upload/", RESEARCHER, {}),
+    ("GET", "/research/projects/{project_id}/members/", RESEARCHER, None),
+    ("POST", "/research/projects/{project_id}/members/", RESEARCHER, "member"),
     ("POST", "/research/projects/{project_id}/rounds/start/", RESEARCHER, {"preset": "tiny"}),
     ("GET", "/research/projects/{project_id}/lineage/", RESEARCHER, None),
     ("GET", "/research/projects/{project_id}/collection/", RESEARCHER, None),
@@ -176,6 +192,9 @@ def world(settings, tmp_path):
                 "user_id": rater.pk,
                 "round_id": training_round.pk,
                 "snapshot_id": snapshot.pk,
+                "import_id": ImportJob.objects.create(
+                    project=project, kind="prompts", format="prompts", stored_path="-"
+                ).pk,
                 "name": "manifest.json",
                 "completions": lease.display_order,
             }
@@ -200,6 +219,8 @@ def body_for(kind, objects: Objects):
         return {"judgment_ids": [objects.ids["judgment_id"]], "decision": "approve"}
     if kind == "member":
         return {"username": "newcomer", "role": "labeler"}
+    if kind == "project":
+        return {"name": f"Matrix {uuid.uuid4().hex[:8]}"}
     return kind
 
 
