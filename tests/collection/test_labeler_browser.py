@@ -433,3 +433,20 @@ def test_skip_with_a_reason_takes_the_next_task(page, live_server):
     assert first.status == Assignment.Status.SKIPPED
     assert first.skip_reason == "The prompt is unclear or broken."
     assert Assignment.objects.filter(status=Assignment.Status.LEASED).count() == 1
+
+
+def test_shortcuts_never_fire_inside_text_fields(page, live_server):
+    UserFactory(username="gus", roles=[Role.LABELER])
+    project = ProjectFactory(name="Helpful assistant")
+    moon_task(project, kind=Task.Kind.DEMONSTRATION)
+    start(page, live_server, "gus")
+    box = page.locator("#demonstration-text")
+    box.click()
+    box.press_sequentially("Why? Go see. What, gone?")  # ?, g and s are shortcuts outside
+    assert box.input_value() == "Why? Go see. What, gone?"
+    assert page.locator("#help-dialog[open]").count() == 0
+    assert page.locator("#skip-dialog[open]").count() == 0
+    assert page.locator("#guidelines-panel").is_hidden()
+    box.press("Escape")  # leaves the text box; now the key is a shortcut
+    page.keyboard.press("?")
+    expect(page.locator("#help-dialog")).to_have_attribute("open", "")
