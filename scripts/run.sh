@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
-mkdir -p var/log
+VAR=${PREFLOOP_VAR_DIR:-var}
+mkdir -p "$VAR/log"
 
 pids=()
 stop() {
+    rm -f "$VAR/site-url"
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
@@ -17,14 +19,17 @@ trap stop EXIT INT TERM
 
 # Web-side jobs (exports, statistics) never wait behind a long training subprocess.
 "$PY" -m celery -A annotation_site worker -Q default -n default@%h --concurrency 1 \
-    --loglevel INFO --logfile var/log/worker-default.log &
+    --loglevel INFO --logfile "$VAR"/log/worker-default.log &
 pids+=($!)
 "$PY" -m celery -A annotation_site worker -Q gpu -n gpu@%h --concurrency 1 \
-    --loglevel INFO --logfile var/log/worker-gpu.log &
+    --loglevel INFO --logfile "$VAR"/log/worker-gpu.log &
 pids+=($!)
-"$PY" -m celery -A annotation_site beat --schedule var/celerybeat-schedule \
-    --loglevel INFO --logfile var/log/beat.log &
+"$PY" -m celery -A annotation_site beat --schedule "$VAR"/celerybeat-schedule \
+    --loglevel INFO --logfile "$VAR"/log/beat.log &
 pids+=($!)
 
-echo "PrefLoop: http://$HOST:$PORT/  (logs in var/log/; demo accounts use password 'prefloop')"
+# where `manage.py simulate_raters` (and other local clients) find the site, on any PORT
+case "$HOST" in 0.0.0.0|"::") LOCAL=127.0.0.1 ;; *) LOCAL=$HOST ;; esac
+echo "http://$LOCAL:$PORT" > "$VAR/site-url"
+echo "PrefLoop: http://$HOST:$PORT/  (logs in $VAR/log/; demo accounts use password 'prefloop')"
 "$PY" manage.py runserver --noreload "$HOST:$PORT"

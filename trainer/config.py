@@ -180,7 +180,11 @@ def reference_markdown(commands: dict[str, type]) -> str:
         ]
         for spec in dataclasses.fields(cls):
             kind, optional = _base_type(hints[spec.name])
-            type_name = "list of str" if typing.get_origin(kind) is list else kind.__name__
+            type_name = (
+                f"list of {typing.get_args(kind)[0].__name__}"
+                if typing.get_origin(kind) is list
+                else kind.__name__
+            )
             if spec.default is not dataclasses.MISSING:
                 default = repr(spec.default)
             elif spec.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -210,6 +214,9 @@ def _allowed(spec: dataclasses.Field) -> str:
         words.append(" / ".join(meta["choices"]))
     if "subset_of" in meta:
         words.append("some of " + " / ".join(meta["subset_of"]))
+    if "item_bounds" in meta:
+        low, high = meta["item_bounds"]
+        words.append(f"≤ {meta['max_numbers']} numbers, each ≥ {_number(low)}, ≤ {_number(high)}")
     if "max_items" in meta:
         words.append(f"≤ {meta['max_items']} plain names")
     if meta.get("scorer"):

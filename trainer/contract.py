@@ -524,6 +524,14 @@ def names(*, max_items: int, pattern: str = r"[\w .-]{1,64}") -> Any:
     return field(default_factory=list, metadata={"max_items": max_items, "pattern": pattern})
 
 
+def numbers(default: list[float], *, ge: float, le: float, max_items: int) -> Any:
+    """A short list of numbers, each within [ge, le]."""
+    return field(
+        default_factory=lambda: list(default),
+        metadata={"item_bounds": (ge, le), "max_numbers": max_items},
+    )
+
+
 def subset(default: list[str], *, of: tuple[str, ...]) -> Any:
     """A non-empty list of distinct words from ``of``."""
     return field(default_factory=lambda: list(default), metadata={"subset_of": of})
@@ -632,9 +640,21 @@ def _check_value(spec: dataclasses.Field, annotation: Any, value: Any) -> tuple[
         if not isinstance(value, str):
             return f"expected a string, got {shown}", None
     elif typing.get_origin(kind) is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return f"expected a list of strings, got {shown}", None
-        value = list(value)
+        (item,) = typing.get_args(kind)
+        if item is str:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return f"expected a list of strings, got {shown}", None
+        elif not isinstance(value, list) or not all(
+            (isinstance(v, int) if item is int else _is_number(v))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            for v in value
+        ):
+            return (
+                f"expected a list of {'whole numbers' if item is int else 'numbers'}, got {shown}",
+                None,
+            )
+        value = [item(v) for v in value]
     if spec.metadata.get("scorer") and value not in SCORERS:
         return f"not a registered scorer; one of {', '.join(sorted(SCORERS))}", None
     choices = spec.metadata.get("choices")
@@ -644,6 +664,13 @@ def _check_value(spec: dataclasses.Field, annotation: Any, value: Any) -> tuple[
         problem = _out_of_bounds(value, *spec.metadata["bounds"])
         if problem:
             return problem, None
+    if "item_bounds" in spec.metadata:
+        low, high = spec.metadata["item_bounds"]
+        if len(value) > spec.metadata["max_numbers"]:
+            return f"at most {spec.metadata['max_numbers']} numbers", None
+        outside = [v for v in value if not low <= v <= high]
+        if outside:
+            return f"each between {low} and {high}, got {outside[0]}", None
     if "subset_of" in spec.metadata:
         allowed = spec.metadata["subset_of"]
         if not value or len(set(value)) < len(value) or not set(value) <= set(allowed):
@@ -682,6 +709,14 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 # Each field's docstring is the string right below it (``trainer --help`` shows it). Bounds
 # are generous: they refuse what no run should ask for (``total_steps: 10**9``), not what an
 # experiment might. A new setting goes here, next to its bounds, and nowhere else.
+
+#: How forward passes run: float32, or bfloat16 (autocast for what trains, bf16 weights for
+#: what is only read); trainer/models.py autocast and dtype_of.
+PRECISIONS = ("fp32", "bf16")
+#: PPO's advantage estimators (trainer/ppo.py).
+ADVANTAGES = ("gae", "rloo")
+#: How a reward model reads its trunk (trainer/models.py reward_scores).
+REWARD_POOLINGS = ("last", "mean")
 
 MAX_BATCH = 65_536
 MAX_TOKENS = 131_072
@@ -757,6 +792,10 @@ class SampleConfig:
     selection ranks prompts and chooses the K to show from these, trainer/selection.py)."""
     reward_max_length: int = bounded(512, ge=2, le=MAX_TOKENS)
     """Tokens of prompt + completion the reward model reads (the prompt is cut from the left)."""
+    precision: str = choice("fp32", PRECISIONS)
+    """"fp32", or "bf16": load the models in bfloat16 (sampling reads every weight once per
+    token, so half the bytes is about twice the speed on a CPU; answers differ from fp32
+    ones only where two tokens were nearly tied)."""
 
     @staticmethod
     def relations(values: dict[str, Any]) -> dict[str, str]:
@@ -817,8 +856,9 @@ class RewardConfig:
     the completions of the training rankings."""
     reference_limit: int = bounded(512, ge=1, le=MAX_STEPS)
     """At most this many reference completions are scored for the bias."""
-    epochs: int = bounded(1, ge=1, le=1000)
-    """Passes over the training rankings (InstructGPT used 1: the RM overfits fast)."""
+    epochs: int = bounded(1, ge=0, le=1000)
+    """Passes over the training rankings (InstructGPT used 1: the RM overfits fast); 0 with
+    head_fit: the fitted head is the whole reward model."""
     batch_size: int = bounded(8, ge=1, le=MAX_BATCH)
     """Rankings per optimiser step; each brings all of its K completions."""
     lr: float = bounded(1e-5, gt=0.0, le=1.0)
@@ -844,6 +884,33 @@ class RewardConfig:
     """LoRA scaling numerator."""
     max_steps: int | None = bounded(None, ge=1, le=MAX_STEPS)
     """Stop after this many optimiser steps (smoke tests)."""
+    pooling: str = choice("last", REWARD_POOLINGS)
+    """How the head reads the trunk: "last" (the state at the completion's EOS) or "mean" (the
+    mean state over the completion's tokens; a frozen 135M trunk's mean state ranks a
+    rule-like preference far better than its last token's, docs/loop.md)."""
+    head_fit: bool = flag(False)
+    """Before any fine-tuning, fit the scalar head alone on cached features of the frozen
+    trunk (one forward pass per distinct completion; an L2-penalised K-way ranking loss,
+    the depth and penalty chosen by cross-validation over prompts). With epochs 0 that
+    head is the whole reward model."""
+    feature_layers: list[int] = numbers([], ge=1, le=1024, max_items=64)
+    """head_fit: trunk depths (number of transformer blocks) to choose from; the reward
+    model keeps the chosen blocks only. Empty: the whole trunk."""
+    head_l2: list[float] = numbers([0.01, 0.1, 1.0], ge=1e-9, le=1e6, max_items=32)
+    """head_fit: L2 penalties on the standardised head weights to choose from."""
+    cv_folds: int = bounded(3, ge=2, le=100)
+    """head_fit: cross-validation folds (split by prompt) for the depth and the penalty."""
+    precision: str = choice("fp32", PRECISIONS)
+    """"fp32", or "bf16": forward passes under bf16 autocast (weights and optimiser float32)."""
+
+    @staticmethod
+    def relations(values: dict[str, Any]) -> dict[str, str]:
+        epochs = values.get("epochs", RewardConfig.epochs)
+        if epochs == 0 and not values.get("head_fit", False):
+            return {"epochs": "0 trains nothing: turn head_fit on, or train at least 1 epoch"}
+        if values.get("head_fit") and not values.get("head_l2", [0.01]):
+            return {"head_l2": "head_fit needs at least one penalty"}
+        return {}
 
 
 @dataclass
@@ -878,6 +945,19 @@ class PPOConfig:
     """Responses per gradient step inside an update."""
     ppo_epochs: int = bounded(4, ge=1, le=100)
     """Passes over each rollout."""
+    samples_per_prompt: int = bounded(1, ge=1, le=MAX_BATCH)
+    """Responses sampled per prompt in a rollout (batch_size must be a multiple): a step
+    takes batch_size / samples_per_prompt prompts. `advantage: "rloo"` compares the
+    responses to one prompt with each other."""
+    advantage: str = choice("gae", ADVANTAGES)
+    """"gae": a value model (initialised from the reward model) and per-token GAE, as in
+    InstructGPT; "rloo": no value model, a response's advantage is its KL-penalised return
+    minus the mean return of the other responses to its prompt (Ahmadian et al. 2024); needs
+    samples_per_prompt >= 2 and costs about half the compute of "gae"."""
+    precision: str = choice("fp32", PRECISIONS)
+    """"fp32", or "bf16": every forward pass under bf16 autocast (weights and optimiser stay
+    float32; ~3x faster on a CPU with AMX). The old log-probabilities are then recomputed by
+    a forward pass in the same precision, so the ratios compare like with like."""
     lr: float = bounded(1e-5, gt=0.0, le=1.0)
     """AdamW learning rate for the policy (constant over the run)."""
     value_lr: float | None = bounded(None, gt=0.0, le=1.0)
@@ -939,6 +1019,9 @@ class PPOConfig:
     policy with its adapters switched off (no second copy in memory)."""
     lora_alpha: int = bounded(16, ge=1, le=4096)
     """LoRA scaling numerator."""
+    lora_layers: int = bounded(0, ge=0, le=1024)
+    """With lora_r > 0: adapters on the last this many transformer layers only (0: every
+    layer); the backward pass then stops at the lowest adapted layer."""
     save_every: int = bounded(10, ge=0, le=100_000)
     """Checkpoint every this many steps (and at the end); 0: only at the end."""
     resume: bool = server(False)
@@ -953,6 +1036,11 @@ class PPOConfig:
         mini = values.get("mini_batch_size", PPOConfig.mini_batch_size)
         if batch % mini:
             problems["mini_batch_size"] = f"must divide batch_size ({batch}), got {mini}"
+        group = values.get("samples_per_prompt", PPOConfig.samples_per_prompt)
+        if batch % group:
+            problems["samples_per_prompt"] = f"must divide batch_size ({batch}), got {group}"
+        if values.get("advantage", PPOConfig.advantage) == "rloo" and group < 2:
+            problems["advantage"] = "rloo compares responses to one prompt: samples_per_prompt >= 2"
         return problems
 
 
@@ -1005,6 +1093,11 @@ class EvalConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+
+    precision: str = choice("fp32", PRECISIONS)
+    """"fp32", or "bf16": load the models in bfloat16 (sampling reads every weight once per
+    token, so half the bytes is about twice the speed on a CPU; answers differ from fp32
+    ones only where two tokens were nearly tied)."""
 
     @staticmethod
     def relations(values: dict[str, Any]) -> dict[str, str]:

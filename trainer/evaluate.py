@@ -21,7 +21,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from trainer import models
 from trainer.contract import EvalConfig, load_scorer
@@ -44,6 +43,25 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(data.mean()), float(low), float(high)
+
+
+def ratio_bootstrap_ci(
+    numerators, denominators, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(ratio, low, high) of sum(numerators) / sum(denominators), with a percentile bootstrap
+    over the items (e.g. correct pairs / pairs per ranking: a ranking's pairs stay together,
+    as they are not independent)."""
+    top = np.asarray(numerators, dtype=np.float64)
+    bottom = np.asarray(denominators, dtype=np.float64)
+    if top.size == 0 or bottom.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, top.size, size=(n_resamples, top.size))
+    sums = bottom[picks].sum(axis=1)
+    ratios = np.where(sums > 0, top[picks].sum(axis=1) / np.maximum(sums, 1e-12), np.nan)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.nanquantile(ratios, [tail, 1.0 - tail])
+    return float(top.sum() / bottom.sum()), float(low), float(high)
 
 
 def win_values(policy_scores, reference_scores) -> list[float]:
@@ -138,42 +156,33 @@ def _judge(config: EvalConfig, device):
         fn = load_scorer(config.score_fn)
         return lambda prompts, completions: [float(s) for s in fn(prompts, completions)]
     if config.reward_model:
-        return reward_judge(config.reward_model, device, config.batch_size, config.max_length)
+        return reward_judge(
+            config.reward_model, device, config.batch_size, config.max_length, config.precision
+        )
     return None
 
 
-def reward_judge(reward_model: str, device, batch_size: int, max_length: int):
-    """(prompts, completions) -> rewards, from a reward model directory (also used by
-    ``trainer sample`` to score samples for uncertainty selection)."""
-    from trainer.data import Ranking
-    from trainer.ops import pad_sequences
-    from trainer.reward import encode_ranking
+def reward_judge(
+    reward_model: str, device, batch_size: int, max_length: int, precision: str = "fp32"
+):
+    """(prompts, completions) -> rewards, from a reward model directory, read as in training
+    (also used by ``trainer sample`` to score samples for uncertainty selection)."""
+    from trainer.reward import score_texts
 
-    model, tokenizer = models.load_scalar_model(reward_model, device)
-
-    @torch.no_grad()
-    def judge(prompts, completions):
-        scores = []
-        for start in range(0, len(prompts), batch_size):
-            rows = [
-                encode_ranking(tokenizer, Ranking(p, [c, c], [[0, 1]]), max_length).rows[0]
-                for p, c in zip(
-                    prompts[start : start + batch_size],
-                    completions[start : start + batch_size],
-                    strict=True,
-                )
-            ]
-            ids, mask = pad_sequences(rows, tokenizer.pad_token_id, side="right")
-            scores += models.reward_scores(model, ids.to(device), mask.to(device)).tolist()
-        return scores
-
-    return judge
+    model, tokenizer = models.load_scalar_model(
+        reward_model, device, dtype=models.dtype_of(precision)
+    )
+    return lambda prompts, completions: score_texts(
+        model, tokenizer, prompts, completions, max_length, batch_size
+    )
 
 
 def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device) -> list[dict]:
     from trainer.sampling import sample_completions
 
-    model, tokenizer = models.load_policy(model_dir, device)
+    model, tokenizer = models.load_policy(
+        model_dir, device, dtype=models.dtype_of(config.precision)
+    )
     rows, _ = sample_completions(
         model,
         tokenizer,
@@ -249,7 +258,9 @@ def evaluate(config: EvalConfig) -> dict:
     if rankings is not None:
         from trainer.reward import evaluate_rankings
 
-        model, tokenizer = models.load_scalar_model(config.reward_model, device)
+        model, tokenizer = models.load_scalar_model(
+            config.reward_model, device, dtype=models.dtype_of(config.precision)
+        )
         results["reward_model"] = evaluate_rankings(
             model, tokenizer, rankings, config.max_length, config.batch_size, device
         )

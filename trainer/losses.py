@@ -3,6 +3,7 @@
 - ``ranking_loss``: reward-model loss, InstructGPT eq. 1, one K-way ranking per batch element.
 - ``kl_penalized_rewards``: per-token KL penalty plus the RM score at the last valid token.
 - ``gae``: generalised advantage estimation over response tokens.
+- ``leave_one_out_advantages``: RLOO's critic-free baseline over responses to one prompt.
 - ``ppo_policy_loss`` / ``ppo_value_loss``: clipped PPO objectives.
 - ``AdaptiveKLController``: Ziegler et al. (2019) proportional controller for beta.
 """
@@ -103,6 +104,21 @@ def gae(
         last_advantage = (delta + gamma * lam * last_advantage) * mask[:, t]
         advantages[:, t] = last_advantage
     return advantages, advantages + values
+
+
+def leave_one_out_advantages(returns: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO's baseline (Kool et al. 2019; Ahmadian et al. 2024, arXiv 2402.14740): each
+    response's return minus the mean return of the *other* responses to the same prompt.
+
+    ``returns`` (B,) holds ``B / group_size`` consecutive groups of responses to one prompt
+    each. The baseline needs no value model, and it removes what differs between prompts
+    (some prompts score higher whatever the answer) from the signal.
+    """
+    if group_size < 2 or returns.numel() % group_size:
+        raise ValueError(f"{returns.numel()} returns do not split into groups of {group_size} ≥ 2")
+    groups = returns.view(-1, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(-1)
 
 
 @dataclass

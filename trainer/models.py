@@ -21,7 +21,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.contract import DEFAULT_BASE_DIR, TRAINER_CONFIG_FILE  # noqa: F401 - re-exported
+from trainer.contract import (  # noqa: F401 - re-exported
+    DEFAULT_BASE_DIR,
+    PRECISIONS,
+    REWARD_POOLINGS,
+    TRAINER_CONFIG_FILE,
+)
 from trainer.data import DataError
 
 TINY_PAD, TINY_EOS, TINY_UNK = "<pad>", "<|endoftext|>", "<unk>"
@@ -291,8 +296,8 @@ def scalar_head(model: nn.Module) -> nn.Module:
     raise DataError(f"{type(inner).__name__} has no scalar head ('score' layer)")
 
 
-def token_values(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-    """Scalar head applied at every position: (B, T). Value models read it per token."""
+def trunk_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """The trunk's last hidden states (B, T, H), after its final norm."""
     trunk = unwrap_peft(model).base_model
     outputs = trunk(
         input_ids=input_ids,
@@ -300,7 +305,12 @@ def token_values(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
         position_ids=_position_ids(attention_mask),
         use_cache=False,
     )
-    return scalar_head(model)(outputs.last_hidden_state).squeeze(-1)
+    return outputs.last_hidden_state
+
+
+def token_values(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Scalar head applied at every position: (B, T). Value models read it per token."""
+    return scalar_head(model)(trunk_states(model, input_ids, attention_mask)).squeeze(-1)
 
 
 def read_at_last_token(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -310,12 +320,52 @@ def read_at_last_token(values: torch.Tensor, attention_mask: torch.Tensor) -> to
     return values[torch.arange(values.size(0), device=values.device), last]
 
 
+def reward_pooling(model: nn.Module) -> str:
+    """How a reward model reads its trunk: "last" (the state at the last token, the EOS) or
+    "mean" (the mean state over the completion's tokens), from ``config.reward_pooling``."""
+    return getattr(unwrap_peft(model).config, "reward_pooling", None) or "last"
+
+
+def pool_states(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``states`` (B, T, H) over the positions where ``mask`` (B, T) is true."""
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def span_mask(width: int, starts: list[int], ends: list[int]) -> torch.Tensor:
+    """(B, width) bool: true at positions start <= t < end of each row."""
+    positions = torch.arange(width).unsqueeze(0)
+    return (positions >= torch.tensor(starts).unsqueeze(1)) & (
+        positions < torch.tensor(ends).unsqueeze(1)
+    )
+
+
+def completion_span(start: int, end: int, ends_with_eos: bool) -> tuple[int, int]:
+    """The positions a mean-pooling reward model averages over: the completion's own tokens
+    [start, end), without a final EOS (raters' completions always get one appended, PPO's
+    truncated responses have none); an empty completion keeps its EOS."""
+    if ends_with_eos and end - 1 > start:
+        return start, end - 1
+    return start, end
+
+
 def reward_scores(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Reward of each row read at its last real token, plus the fitted ``reward_bias``."""
-    values = token_values(model, input_ids, attention_mask)
+    """Reward of each row plus the fitted ``reward_bias``: read at the last real token, or,
+    for a "mean" pooling model, from the mean state over ``completion_mask`` (the completion's
+    tokens; the whole row when not given)."""
     bias = float(getattr(unwrap_peft(model).config, "reward_bias", 0.0) or 0.0)
+    if reward_pooling(model) == "mean":
+        states = trunk_states(model, input_ids, attention_mask)
+        mask = attention_mask if completion_mask is None else completion_mask
+        head = scalar_head(model)
+        pooled = pool_states(states.float(), mask.to(states.device))
+        return head(pooled.to(head.weight.dtype)).squeeze(-1) + bias
+    values = token_values(model, input_ids, attention_mask)
     return read_at_last_token(values, attention_mask) + bias
 
 
@@ -327,8 +377,48 @@ class RewardReadout(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return reward_scores(self.model, input_ids, attention_mask)
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        completion_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return reward_scores(self.model, input_ids, attention_mask, completion_mask)
+
+
+def decoder_blocks(model: nn.Module) -> tuple[nn.Module, str]:
+    """(the module holding the transformer blocks, the attribute name of their ModuleList)."""
+    inner = unwrap_peft(model)
+    base = getattr(inner, inner.base_model_prefix, inner)
+    for name in ("layers", "h"):
+        if isinstance(getattr(base, name, None), nn.ModuleList):
+            return base, name
+    raise DataError(f"{type(inner).__name__}: cannot find its transformer blocks")
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    base, _ = decoder_blocks(model)
+    for name in ("norm", "ln_f"):
+        norm = getattr(base, name, None)
+        if isinstance(norm, nn.Module):
+            return norm
+    raise DataError(f"{type(base).__name__}: cannot find its final norm")
+
+
+def truncate_layers(model: nn.Module, depth: int) -> None:
+    """Keep the first ``depth`` transformer blocks (the final norm stays on top), so the
+    trunk's last hidden state is what the full model had after block ``depth``, normed."""
+    base, name = decoder_blocks(model)
+    blocks = getattr(base, name)
+    if not 1 <= depth <= len(blocks):
+        raise DataError(f"depth must be between 1 and {len(blocks)}, got {depth}")
+    setattr(base, name, nn.ModuleList(list(blocks)[:depth]))
+    config = unwrap_peft(model).config
+    for key in ("num_hidden_layers", "n_layer"):
+        if isinstance(getattr(config, key, None), int):
+            setattr(config, key, depth)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = config.layer_types[:depth]
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -406,6 +496,15 @@ def disable_dropout(model: nn.Module) -> None:
             setattr(model.config, key, 0.0)
 
 
+def num_layers(model) -> int:
+    config = unwrap_peft(model).config
+    for name in ("num_hidden_layers", "n_layer"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise DataError(f"{type(model).__name__}: cannot tell how many transformer layers it has")
+
+
 def apply_lora(
     model,
     r: int,
@@ -413,10 +512,21 @@ def apply_lora(
     dropout: float,
     task_type: str,
     target_modules: list[str] | None = None,
+    last_layers: int = 0,
 ):
-    """Wrap with peft LoRA adapters (``task_type``: "CAUSAL_LM" or "SEQ_CLS")."""
+    """Wrap with peft LoRA adapters (``task_type``: "CAUSAL_LM" or "SEQ_CLS").
+
+    ``last_layers`` > 0 puts adapters on the last that many transformer layers only: the
+    backward pass then stops at the lowest adapted layer (nothing below needs a gradient),
+    so an update costs a full forward but only that share of the backward."""
     from peft import LoraConfig, get_peft_model
 
+    layers = None
+    if last_layers > 0:
+        total = num_layers(model)
+        layers = list(range(max(total - last_layers, 0), total))
+        # peft takes a layer subset only with module names, not "all-linear"
+        target_modules = target_modules or _block_linear_names(model)
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -424,8 +534,46 @@ def apply_lora(
         task_type=task_type,
         target_modules=target_modules or "all-linear",
         modules_to_save=["score"] if task_type == "SEQ_CLS" else None,
+        layers_to_transform=layers,
     )
     return get_peft_model(model, config)
+
+
+def _block_linear_names(model) -> list[str]:
+    """Names of the linear layers inside the transformer blocks (what "all-linear" adapts)."""
+    import re
+
+    from transformers.pytorch_utils import Conv1D
+
+    in_block = re.compile(r"(^|\.)(h|layers)\.\d+\.")
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | Conv1D) and in_block.search(name)
+    }
+    if not names:
+        raise DataError(f"{type(model).__name__}: no linear layers found in its blocks")
+    return sorted(names)
+
+
+def dtype_of(precision: str) -> torch.dtype:
+    """The dtype frozen models are loaded in for a precision setting."""
+    if precision not in PRECISIONS:
+        raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def autocast(device: torch.device, precision: str):
+    """The context forward passes run in: nothing for "fp32"; for "bf16", torch.autocast in
+    bfloat16 (weights stay float32, matrix products run in bf16: on a CPU with AMX a
+    SmolLM2 forward is ~3x faster, on a GPU bf16 is its native speed)."""
+    import contextlib
+
+    if precision not in PRECISIONS:
+        raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def merge_lora(model):
@@ -437,6 +585,42 @@ def merge_lora(model):
 
 def is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+class SamplingCopy:
+    """A bfloat16 copy of a policy that trains in float32, for sampling its rollouts.
+
+    Decoding a few rows at a time reads every weight once per token, so it is bound by
+    memory: bf16 weights halve what is read, where autocast would cast the float32 weights
+    again at every token. ``sync`` copies the policy's current weights in (under LoRA only
+    the adapted layers, with their adapters folded in). The copy samples; log-probabilities
+    for the update still come from the policy itself."""
+
+    def __init__(self, policy: nn.Module, source: str, device=None):
+        self.model, _ = load_policy(source, device, dtype=torch.bfloat16)
+        disable_dropout(self.model)
+        self.model.requires_grad_(False)
+        self.policy = policy
+
+    @torch.no_grad()
+    def sync(self) -> nn.Module:
+        if not is_peft(self.policy):
+            for target, param in zip(
+                self.model.parameters(), self.policy.parameters(), strict=True
+            ):
+                target.copy_(param)
+            return self.model
+        from peft.tuners.lora import LoraLayer
+
+        prefix = "base_model.model."
+        for name, module in self.policy.named_modules():
+            if isinstance(module, LoraLayer) and hasattr(module, "get_delta_weight"):
+                target = self.model.get_submodule(name.removeprefix(prefix))
+                merged = module.get_base_layer().weight.float()
+                for adapter in module.active_adapters:
+                    merged = merged + module.get_delta_weight(adapter).float()
+                target.weight.copy_(merged)
+        return self.model
 
 
 FUSED_ADAMW_DEVICES = {"cpu", "cuda"}

@@ -32,13 +32,14 @@ from torch import nn
 
 from trainer import models
 from trainer.checkpoint import has_training_state, load_training_state, save_training_state
-from trainer.contract import CHECKPOINT_DIR, PPOConfig, ScoreFn, load_scorer
+from trainer.contract import ADVANTAGES, CHECKPOINT_DIR, PPOConfig, ScoreFn, load_scorer
 from trainer.data import DataError, Prompt, read_prompts, read_texts
 from trainer.losses import (
     AdaptiveKLController,
     FixedKLController,
     gae,
     kl_penalized_rewards,
+    leave_one_out_advantages,
     ppo_policy_loss,
     ppo_value_loss,
     sequence_logprob_loss,
@@ -54,6 +55,7 @@ from trainer.ops import (
     position_ids_from_mask,
     truncate_after_eos,
 )
+from trainer.reward import encode_scored, rows_batch
 from trainer.runlog import (
     METRICS_JSONL,
     MetricsLog,
@@ -68,7 +70,7 @@ from trainer.sampling import check_min_new_tokens, generate, make_generators, ma
 class ActorCritic(nn.Module):
     """Policy and value model as one module, so one DDP wrapper covers both."""
 
-    def __init__(self, policy: nn.Module, value: nn.Module):
+    def __init__(self, policy: nn.Module, value: nn.Module | None):
         super().__init__()
         self.policy = policy
         self.value = value
@@ -80,7 +82,11 @@ class ActorCritic(nn.Module):
         ``logits_to_keep`` > 0: the policy's logits at the last that many positions only.
         """
         logits = self.lm_logits(input_ids, attention_mask, logits_to_keep)
-        values = models.token_values(self.value, input_ids, attention_mask)
+        values = (
+            None
+            if self.value is None
+            else models.token_values(self.value, input_ids, attention_mask)
+        )
         ptx_logits = None if ptx_ids is None else self.lm_logits(ptx_ids, ptx_mask)
         return logits, values, ptx_logits
 
@@ -124,16 +130,35 @@ def response_logprobs(
     return logprobs_from_logits(step_logits, responses), step_logits
 
 
-def step_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int) -> list[Prompt]:
-    """Prompts of a step: shuffled epochs over the prompt set, a pure function of the step."""
+def step_prompts(
+    prompts: list[Prompt], step: int, batch_size: int, seed: int, samples_per_prompt: int = 1
+) -> list[Prompt]:
+    """Prompts of a step: shuffled epochs over the prompt set, a pure function of the step;
+    each of the batch_size / samples_per_prompt prompts comes samples_per_prompt times in a
+    row (one group)."""
     chosen, n = [], len(prompts)
-    for position in range(step * batch_size, (step + 1) * batch_size):
+    width = batch_size // samples_per_prompt
+    for position in range(step * width, (step + 1) * width):
         epoch, offset = divmod(position, n)
         order = torch.randperm(
             n, generator=torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
         )
-        chosen.append(prompts[int(order[offset])])
+        chosen += [prompts[int(order[offset])]] * samples_per_prompt
     return chosen
+
+
+def check_config(config: PPOConfig) -> None:
+    if config.batch_size % config.mini_batch_size:
+        raise DataError("--batch-size must be a multiple of --mini-batch-size")
+    if config.samples_per_prompt < 1 or config.batch_size % config.samples_per_prompt:
+        raise DataError("--batch-size must be a multiple of --samples-per-prompt (>= 1)")
+    if config.advantage not in ADVANTAGES:
+        raise DataError(f"--advantage must be one of {', '.join(ADVANTAGES)}")
+    if config.advantage == "rloo" and config.samples_per_prompt < 2:
+        raise DataError("--advantage rloo needs --samples-per-prompt >= 2 (responses to compare)")
+    if config.precision not in models.PRECISIONS:
+        raise DataError(f"--precision must be one of {', '.join(models.PRECISIONS)}")
+    check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
 
 
 class RewardScorer:
@@ -154,6 +179,8 @@ class RewardScorer:
             reward_tokenizer is not None
             and reward_tokenizer.get_vocab() == policy_tokenizer.get_vocab()
         )
+        self.eos = policy_tokenizer.eos_token_id
+        self.max_length = 512
 
     @torch.no_grad()
     def __call__(
@@ -167,18 +194,27 @@ class RewardScorer:
         if self.score_fn is not None:
             scores = self.score_fn([p.prompt for p in prompts], texts)
             return torch.tensor([float(s) for s in scores], dtype=torch.float32)
-        rows = []
+        rows, spans = [], []
         for i, prompt in enumerate(prompts):
             if self.same_vocab:
-                rows.append(query_ids[i] + responses[i, : int(lengths[i])].tolist())
+                length = int(lengths[i])
+                rows.append(query_ids[i] + responses[i, :length].tolist())
+                ends_with_eos = length > 0 and int(responses[i, length - 1]) == self.eos
+                start = len(query_ids[i])
+                spans.append(models.completion_span(start, start + length, ends_with_eos))
             else:
-                rows.append(
-                    models.encode_prompt(self.tokenizer, prompt.prompt)
-                    + models.encode_completion(self.tokenizer, texts[i])
-                )
-        ids, mask = pad_sequences(rows, self.tokenizer.pad_token_id, side="right")
+                row, span = encode_scored(self.tokenizer, prompt.prompt, texts[i], self.max_length)
+                rows.append(row)
+                spans.append(span)
+        ids, mask, completion_mask = rows_batch(rows, spans, self.tokenizer.pad_token_id)
         device = next(self.model.parameters()).device
-        return models.reward_scores(self.model, ids.to(device), mask.to(device)).float().cpu()
+        return (
+            models.reward_scores(
+                self.model, ids.to(device), mask.to(device), completion_mask.to(device)
+            )
+            .float()
+            .cpu()
+        )
 
 
 def _load_weights(model: nn.Module, directory: Path) -> None:
@@ -207,9 +243,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     """Python API and the ``ppo`` command; ``score_fn`` replaces the reward model."""
     from accelerate import Accelerator
 
-    if config.batch_size % config.mini_batch_size:
-        raise DataError("--batch-size must be a multiple of --mini-batch-size")
-    check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
+    check_config(config)
     if score_fn is None and config.score_fn:
         score_fn = load_scorer(config.score_fn)
     if score_fn is None and not config.reward_model:
@@ -224,41 +258,55 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     device = accelerator.device
 
     policy, tokenizer = models.load_policy(config.policy)
+    # frozen models (reward, separate reference) are only read: in bf16 they can be stored so
+    inference_dtype = models.dtype_of(config.precision)
     models.disable_dropout(policy)
     reward_model = reward_tokenizer = None
     if config.reward_model:
-        reward_model, reward_tokenizer = models.load_scalar_model(config.reward_model, device)
+        reward_model, reward_tokenizer = models.load_scalar_model(
+            config.reward_model, device, dtype=inference_dtype
+        )
         models.disable_dropout(reward_model)
         reward_model.requires_grad_(False)
-    value_source = config.value_model or config.reward_model or config.policy
-    value, _ = models.load_scalar_model(value_source)
-    if value_source == config.policy:
-        models.zero_head(value)
-    value.config.reward_bias = 0.0
-    models.disable_dropout(value)
+    use_value = config.advantage == "gae"
+    value = None
+    if use_value:
+        value_source = config.value_model or config.reward_model or config.policy
+        value, _ = models.load_scalar_model(value_source)
+        if value_source == config.policy:
+            models.zero_head(value)
+        value.config.reward_bias = 0.0
+        models.disable_dropout(value)
     reference = None
     reference_source = config.reference or config.policy
     if config.lora_r > 0:
-        policy = models.apply_lora(policy, config.lora_r, config.lora_alpha, 0.0, "CAUSAL_LM")
-        value = models.apply_lora(value, config.lora_r, config.lora_alpha, 0.0, "SEQ_CLS")
+        lora = dict(last_layers=config.lora_layers)
+        policy = models.apply_lora(
+            policy, config.lora_r, config.lora_alpha, 0.0, "CAUSAL_LM", **lora
+        )
+        if value is not None:
+            value = models.apply_lora(
+                value, config.lora_r, config.lora_alpha, 0.0, "SEQ_CLS", **lora
+            )
     if config.lora_r == 0 or reference_source != config.policy:
         # With LoRA and no other reference, the adapters switched off are the reference.
-        reference, _ = models.load_policy(reference_source, device)
+        reference, _ = models.load_policy(reference_source, device, dtype=inference_dtype)
         models.disable_dropout(reference)
         reference.requires_grad_(False)
     scorer = RewardScorer(tokenizer, reward_model, reward_tokenizer, score_fn)
+    sampler = (
+        models.SamplingCopy(policy, config.policy, device) if config.precision == "bf16" else None
+    )
     actor_critic = ActorCritic(policy, value)
-    optimizer = models.adamw(
-        [
-            {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},
+    groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr}]
+    if value is not None:
+        groups.append(
             {
                 "params": [p for p in value.parameters() if p.requires_grad],
                 "lr": config.value_lr or config.lr,
-            },
-        ],
-        eps=1e-5,
-        weight_decay=0.0,
-    )
+            }
+        )
+    optimizer = models.adamw(groups, eps=1e-5, weight_decay=0.0)
     kl_controller = (
         AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
         if config.adaptive_kl
@@ -268,7 +316,8 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     start_step = 0
     if config.resume and has_training_state(checkpoint):
         _load_weights(policy, checkpoint / "policy")
-        _load_weights(value, checkpoint / "value")
+        if value is not None:
+            _load_weights(value, checkpoint / "value")
         state = load_training_state(checkpoint, optimizer)
         kl_controller.value = state["kl_coef"]
         start_step = state["step"]
@@ -291,12 +340,18 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     rank, world = accelerator.process_index, accelerator.num_processes
     temperature = config.temperature
+    group = config.samples_per_prompt
+
+    def precision():
+        return models.autocast(device, config.precision)
 
     for step in range(start_step, last_step):
         started = time.perf_counter()
         seed_everything(derive_seed(config.seed, "step", step))
         # Under `accelerate launch` each process takes its own slice of the prompt stream.
-        batch_prompts = step_prompts(prompts, step * world + rank, config.batch_size, config.seed)
+        batch_prompts = step_prompts(
+            prompts, step * world + rank, config.batch_size, config.seed, group
+        )
         query_rows = [encoded_prompts[p.id] for p in batch_prompts]
         queries, query_mask = pad_sequences(query_rows, pad, side="left")
         queries, query_mask = queries.to(device), query_mask.to(device)
@@ -305,9 +360,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
 
         # 1-3. rollout, EOS rules, scores
         unwrapped.eval()
-        with torch.no_grad():
+        with torch.no_grad(), precision():
             sampled, sampled_logprobs = generate(
-                unwrapped.policy,
+                unwrapped.policy if sampler is None else sampler.sync(),
                 queries,
                 query_mask,
                 max_new_tokens=config.max_new_tokens,
@@ -336,13 +391,24 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             if config.missing_eos_penalty is not None:
                 scores = scores - config.missing_eos_penalty * (~contains_eos).float()
 
-            # 4. logprobs (policy: from the rollout itself, at the sampling temperature;
-            #    reference: one forward pass) and values on prompt+response
+            # 4. logprobs (policy: from the rollout itself, at the sampling temperature, or in
+            #    bf16 from a forward pass like the update's; reference: one forward pass) and
+            #    values on prompt+response
             sequences = torch.cat([queries, responses], 1)
             sequence_mask = torch.cat([query_mask, response_mask.long()], 1)
-            logprobs = sampled_logprobs
-            full_values = models.token_values(unwrapped.value, sequences, sequence_mask)
             keep = responses.size(1) + 1  # logits at the response only
+            if config.precision == "fp32":
+                logprobs = sampled_logprobs
+            else:
+                # rounding differs between the cached decoding and a full forward pass: the
+                # ratios of the update must start from the update's own computation
+                logprobs, _ = response_logprobs(
+                    unwrapped.lm_logits(sequences, sequence_mask, keep),
+                    responses,
+                    temperature,
+                    eos,
+                    config.min_new_tokens,
+                )
             if reference is not None:
                 ref_logits = policy_logits(reference, sequences, sequence_mask, keep)
             else:
@@ -352,19 +418,26 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 ref_logits, responses, temperature, eos, config.min_new_tokens
             )
             del ref_logits
-            values = full_values[:, context_length - 1 : -1].float()
-            logprobs = logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
+            logprobs = logprobs.float().masked_fill(~response_mask, INVALID_LOGPROB)
             ref_logprobs = ref_logprobs.masked_fill(~response_mask, INVALID_LOGPROB)
-            values = values.masked_fill(~response_mask, 0.0)
 
-            # 5. per-token rewards, GAE, whitening
+            # 5. per-token rewards and advantages: GAE on the value model, or RLOO
             beta = kl_controller.value
             rewards, non_score, kl = kl_penalized_rewards(
                 logprobs, ref_logprobs, scores, lengths, beta
             )
-            if config.whiten_rewards:
-                rewards = masked_whiten(rewards, response_mask, shift_mean=False)
-            advantages, returns = gae(rewards, values, response_mask, config.gamma, config.lam)
+            values = returns = None
+            if use_value:
+                full_values = models.token_values(unwrapped.value, sequences, sequence_mask)
+                values = full_values[:, context_length - 1 : -1].float()
+                values = values.masked_fill(~response_mask, 0.0)
+                if config.whiten_rewards:
+                    rewards = masked_whiten(rewards, response_mask, shift_mean=False)
+                advantages, returns = gae(rewards, values, response_mask, config.gamma, config.lam)
+            else:
+                sequence_returns = rewards.sum(1)  # score - beta * KL of the whole response
+                advantages = leave_one_out_advantages(sequence_returns, group).unsqueeze(1)
+                advantages = advantages * response_mask.to(advantages.dtype)
             advantages = masked_whiten(advantages, response_mask)
 
         # 6. PPO epochs over shuffled minibatches
@@ -397,22 +470,27 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                         [ptx_encoded[i] for i in pick], pad, side="right"
                     )
                     ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
-                new_logits, new_full_values, ptx_logits = actor_critic(
-                    sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask, keep
-                )
+                with precision():
+                    new_logits, new_full_values, ptx_logits = actor_critic(
+                        sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask, keep
+                    )
                 new_logprobs, step_logits = response_logprobs(
                     new_logits, responses[idx], temperature, eos, config.min_new_tokens
                 )
                 mb_mask = response_mask[idx]
                 new_logprobs = new_logprobs.masked_fill(~mb_mask, INVALID_LOGPROB)
-                new_values = new_full_values[:, context_length - 1 : -1].float()
                 policy_stats = ppo_policy_loss(
                     new_logprobs, logprobs[idx], advantages[idx], mb_mask, config.clip_range
                 )
-                value_loss, value_clip = ppo_value_loss(
-                    new_values, values[idx], returns[idx], mb_mask, config.clip_range_value
-                )
-                loss = policy_stats.loss + config.vf_coef * value_loss
+                loss = policy_stats.loss
+                if use_value:
+                    new_values = new_full_values[:, context_length - 1 : -1].float()
+                    value_loss, value_clip = ppo_value_loss(
+                        new_values, values[idx], returns[idx], mb_mask, config.clip_range_value
+                    )
+                    loss = loss + config.vf_coef * value_loss
+                    stats["value_loss"].append(value_loss.item())
+                    stats["value_clip_fraction"].append(value_clip.item())
                 if ptx_logits is not None:
                     ptx_loss = sequence_logprob_loss(ptx_logits.float(), ptx_ids, ptx_mask)
                     loss = loss + config.ptx_coef * ptx_loss
@@ -425,10 +503,8 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 with torch.no_grad():
                     entropy = masked_mean(entropy_from_logits(step_logits), mb_mask)
                 stats["policy_loss"].append(policy_stats.loss.item())
-                stats["value_loss"].append(value_loss.item())
                 stats["approx_kl"].append(policy_stats.approx_kl.item())
                 stats["clip_fraction"].append(policy_stats.clip_fraction.item())
-                stats["value_clip_fraction"].append(value_clip.item())
                 stats["entropy"].append(entropy.item())
                 stats["ratio"].append(policy_stats.ratio_mean.item())
 
@@ -445,7 +521,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             "beta": beta,
             "response_length": float(lengths.float().mean()),
             "eos_fraction": float(contains_eos.float().mean()),
-            "advantage_mean_raw": float(masked_mean(returns - values, response_mask)),
+            "advantage_mean_raw": (
+                float(masked_mean(returns - values, response_mask)) if use_value else None
+            ),
             "step_seconds": time.perf_counter() - started,
             **{k: (sum(v) / len(v) if v else None) for k, v in stats.items()},
         }
@@ -476,9 +554,13 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     if finished:
         final = accelerator.unwrap_model(actor_critic)
         models.save_model(models.merge_lora(_copy_if_peft(final.policy)), tokenizer, out, config)
-        models.save_model(
-            models.merge_lora(_copy_if_peft(final.value)), tokenizer, out / "value_model", config
-        )
+        if final.value is not None:
+            models.save_model(
+                models.merge_lora(_copy_if_peft(final.value)),
+                tokenizer,
+                out / "value_model",
+                config,
+            )
     return log.finish(
         steps_done=last_step,
         finished=finished,
@@ -532,7 +614,8 @@ def _save_checkpoint(
     tmp = directory.with_name(directory.name + ".tmp")
     actor_critic.policy.save_pretrained(tmp / "policy")
     tokenizer.save_pretrained(tmp / "policy")
-    actor_critic.value.save_pretrained(tmp / "value")
+    if actor_critic.value is not None:
+        actor_critic.value.save_pretrained(tmp / "value")
     save_training_state(tmp, optimizer, kl_coef=kl_coef, step=step)
     (tmp / models.TRAINER_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     if directory.exists():

@@ -241,7 +241,9 @@ def sample(config: SampleConfig) -> dict:
     use_threads(config.threads)
     device = models.pick_device(config.device)
     torch.manual_seed(config.seed)
-    model, tokenizer = models.load_policy(config.model, device)
+    model, tokenizer = models.load_policy(
+        config.model, device, dtype=models.dtype_of(config.precision)
+    )
     log = MetricsLog(out)
     total = len(prompts) * config.k
     bar = progress(total, "sample")

@@ -4,6 +4,10 @@ Each rater ranks by the hidden rule of apps/loop/scoring.py plus Gaussian noise 
 size (some raters are careful, some sloppy); an adversarial rater ranks by the *negated*
 rule. Only 127.0.0.1 / localhost is accepted as a target, and every run is bounded by a
 number of judgments and a number of seconds.
+
+When no task is left the raters wait: without end while ``work_coming()`` says tasks are on
+their way (a round of the project is sampling or collecting), then ``idle_wait_seconds`` more
+before they stop, so raters started before a round, or between two rounds, rate it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -93,6 +98,8 @@ class SimulationResult:
     errors: list[str] = field(default_factory=list)
     per_rater: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    stopped: str = ""
+    """Why the raters stopped, in words."""
 
 
 def simulate(
@@ -104,8 +111,13 @@ def simulate(
     max_judgments: int,
     max_seconds: float,
     idle_wait_seconds: float = 0.0,
+    work_coming: Callable[[], bool] | None = None,
+    poll_seconds: float = 1.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> SimulationResult:
-    """Raters take turns: lease the next task, rank it, submit; stop at a bound or no work."""
+    """Raters take turns: lease the next task, rank it, submit. They stop at max_judgments,
+    at max_seconds, or when no task is left, none is coming (``work_coming``) and
+    ``idle_wait_seconds`` have passed like that."""
     result = SimulationResult()
     started = time.monotonic()
     for rater in raters:
@@ -116,23 +128,41 @@ def simulate(
             raise SimulationError(f"{rater.username}: token refused ({status} {body}).")
         rater.token = body["token"]
     idle_since = None
-    while result.judgments < max_judgments and time.monotonic() - started < max_seconds:
-        active = [r for r in raters if not r.exhausted]
-        if not active:
-            if idle_wait_seconds and (
-                idle_since is None or time.monotonic() - idle_since < idle_wait_seconds
-            ):
-                idle_since = idle_since or time.monotonic()
-                time.sleep(0.5)
-                for r in raters:
-                    r.exhausted = False
-                continue
+    waiting_for = ""
+    while True:
+        if result.judgments >= max_judgments:
+            result.stopped = f"reached --max-judgments ({max_judgments})"
             break
-        idle_since = None
-        for rater in active:
-            if result.judgments >= max_judgments:
+        if time.monotonic() - started >= max_seconds:
+            result.stopped = f"reached --max-seconds ({max_seconds:g} s)"
+            break
+        active = [r for r in raters if not r.exhausted]
+        if active:
+            done_before = result.judgments + result.skipped
+            for rater in active:
+                if result.judgments >= max_judgments:
+                    break
+                _one_task(client, rater, project_id, result)
+            if result.judgments + result.skipped > done_before:
+                idle_since, waiting_for = None, ""  # work came: the idle clock starts again
+            continue
+        now = time.monotonic()
+        if work_coming is not None and work_coming():
+            idle_since, reason = None, "a round of the project is sampling or collecting"
+        else:
+            idle_since = idle_since or now
+            if now - idle_since >= idle_wait_seconds:
+                result.stopped = (
+                    f"no task left and none coming for {idle_wait_seconds:g} s (--wait)"
+                )
                 break
-            _one_task(client, rater, project_id, result)
+            reason = f"no task left; waiting up to {idle_wait_seconds:g} s (--wait) for more"
+        if on_wait is not None and reason != waiting_for:
+            on_wait(reason)
+        waiting_for = reason
+        time.sleep(poll_seconds)
+        for rater in raters:
+            rater.exhausted = False
     result.seconds = round(time.monotonic() - started, 2)
     result.per_rater = {r.username: r.done for r in raters}
     return result

@@ -268,3 +268,13 @@ def test_eval_judges_the_answers_of_an_earlier_eval_again(tiny_dir, tmp_path, mo
             )
         )
     assert not (tmp_path / "third").exists()
+
+
+def test_ratio_bootstrap_ci_keeps_items_together():
+    from trainer.evaluate import ratio_bootstrap_ci
+
+    # three rankings: 6 of 6 pairs right, 3 of 6, 0 of 3 -> 9 / 15
+    ratio, low, high = ratio_bootstrap_ci([6, 3, 0], [6, 6, 3], n_resamples=2000)
+    assert ratio == pytest.approx(0.6)
+    assert 0.0 <= low < 0.6 < high <= 1.0
+    assert ratio_bootstrap_ci([4, 4], [4, 4]) == (1.0, 1.0, 1.0)

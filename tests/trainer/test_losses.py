@@ -9,6 +9,7 @@ from trainer.losses import (
     AdaptiveKLController,
     gae,
     kl_penalized_rewards,
+    leave_one_out_advantages,
     pairwise_correct,
     ppo_policy_loss,
     ppo_value_loss,
@@ -135,3 +136,18 @@ def test_sequence_loss_only_counts_masked_labels():
     assert sequence_logprob_loss(logits, labels, mask).item() == pytest.approx(
         math.log(4) / 2, abs=1e-4
     )
+
+
+def test_leave_one_out_advantages_by_hand():
+    # two prompts, three responses each: returns 1, 2, 6 | 0, 0, 3
+    returns = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    advantages = leave_one_out_advantages(returns, 3)
+    # 1 - (2 + 6)/2 = -3, 2 - (1 + 6)/2 = -1.5, 6 - 1.5 = 4.5; 0 - 1.5, 0 - 1.5, 3 - 0
+    assert advantages.tolist() == [-3.0, -1.5, 4.5, -1.5, -1.5, 3.0]
+    # what every prompt has in common (here +10 on the second) leaves no trace
+    shifted = returns + torch.tensor([0.0, 0.0, 0.0, 10.0, 10.0, 10.0])
+    assert torch.equal(leave_one_out_advantages(shifted, 3), advantages)
+    with pytest.raises(ValueError):
+        leave_one_out_advantages(returns, 4)
+    with pytest.raises(ValueError):
+        leave_one_out_advantages(returns, 1)

@@ -145,6 +145,60 @@ def test_step_prompts_cycle_through_shuffled_epochs():
     seen = [p for step in range(5) for p in step_prompts(prompts, step, 2, seed=3)]
     assert sorted(seen[:5]) == prompts and sorted(seen[5:10]) == prompts
     assert step_prompts(prompts, 1, 2, seed=3) == step_prompts(prompts, 1, 2, seed=3)
+    # groups: 6 responses, 3 per prompt -> 2 prompts, each three times in a row
+    grouped = step_prompts(prompts, 0, 6, seed=3, samples_per_prompt=3)
+    assert grouped == [seen[0]] * 3 + [seen[1]] * 3
+
+
+@pytest.mark.slow
+def test_rloo_in_bf16_raises_a_synthetic_reward_without_a_value_model(
+    tiny_dir, prompts_file, tmp_path
+):
+    out = tmp_path / "rloo"
+    rloo = dict(
+        batch_size=16, mini_batch_size=8, samples_per_prompt=4, advantage="rloo", precision="bf16"
+    )
+    config = base_config(tiny_dir, prompts_file, out, total_steps=30, **rloo)
+    metrics = train_ppo(config, score_fn=digit_count)
+    # ~0.4 at the start (a random policy's digits); the cap is 3.0 (12 digits)
+    assert metrics["score_last"] > metrics["score_first"] + 1.5
+    assert rows(out)[-1]["value_loss"] is None  # no value model at all
+    assert not (out / "value_model").exists()
+
+    # LoRA on the last block only: with the adapters off as the reference, the first rollout's
+    # KL is exactly 0 (same bf16 computation), and only that block's weights change
+    lora = tmp_path / "lora"
+    config = base_config(
+        tiny_dir, prompts_file, lora, total_steps=2, lora_r=8, lora_layers=1, lr=1e-2, **rloo
+    )
+    train_ppo(config, score_fn=digit_count)
+    steps = rows(lora)
+    assert steps[0]["kl"] == 0.0
+    assert steps[0]["ratio"] == pytest.approx(1.0, abs=0.01)  # an average over 4 updates
+    base = models.load_policy(str(tiny_dir))[0].state_dict()
+    trained = models.load_policy(str(lora))[0].state_dict()
+    changed = {k.split(".")[2] for k in base if not torch.equal(base[k], trained[k])}
+    assert changed == {"1"}  # model.layers.1.*
+
+
+def test_sampling_copy_follows_the_lora_policy(tiny_dir):
+    policy = models.apply_lora(
+        models.load_policy(str(tiny_dir))[0], 4, 8, 0.0, "CAUSAL_LM", last_layers=1
+    )
+    for name, param in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    copy = models.SamplingCopy(policy, str(tiny_dir)).sync()
+    assert next(copy.parameters()).dtype == torch.bfloat16
+    ids = torch.randint(3, 90, (2, 12))
+    with torch.no_grad():
+        expected = policy(input_ids=ids).logits
+        got = copy(input_ids=ids).logits.float()
+    assert (expected - got).abs().max() < 0.05 * expected.abs().max()  # bf16 rounding only
+    with pytest.raises(Exception, match="rloo"):
+        train_ppo(
+            PPOConfig(policy=str(tiny_dir), prompts="x", out="y", advantage="rloo", score_fn="a:b")
+        )
 
 
 @pytest.mark.slow

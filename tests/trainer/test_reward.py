@@ -13,6 +13,7 @@ from trainer.reward import (
     batch_rewards,
     collate,
     encode_ranking,
+    encode_scored,
     evaluate_rankings,
     fit_reward_bias,
     train_reward_model,
@@ -146,3 +147,58 @@ def test_lora_reward_model_merges_into_a_plain_directory(tiny_dir, tmp_path):
     assert not any("lora" in k for k in merged.state_dict())
     assert not torch.equal(merged.state_dict()[key], base.state_dict()[key])
     assert merged.config.reward_bias == pytest.approx(metrics["reward_bias"])
+
+
+def test_head_fit_on_frozen_mean_features_learns_the_rule_without_fine_tuning(tiny_dir, tmp_path):
+    train = count_rule_rankings(160, k=4, seed=1)
+    valid = count_rule_rankings(60, k=4, seed=2)
+    config = RewardConfig(
+        model=str(tiny_dir),
+        train="unused",
+        out=str(tmp_path / "rm"),
+        epochs=0,
+        head_fit=True,
+        pooling="mean",
+        feature_layers=[1, 2],
+        head_l2=[0.001, 0.1],
+        device="cpu",
+    )
+    metrics = train_reward_model(config, train=train, valid=valid)
+    assert metrics["steps"] == 0
+    # every depth × penalty was cross-validated, and the chosen one is the table's best
+    assert set(metrics["head_cv"]) == {"1/0.001", "1/0.1", "2/0.001", "2/0.1"}
+    best = max(metrics["head_cv"].values())
+    assert metrics["head_cv_accuracy"] == best
+    assert metrics["head_depth"] in (1, 2) and metrics["head_l2"] in (0.001, 0.1)
+    # a random tiny trunk's mean state counts the x's: the frozen head ranks well
+    assert metrics["valid_accuracy"] >= 0.9
+    low, high = metrics["valid_accuracy_ci"]
+    assert low < metrics["valid_accuracy"] < high or low == high == 1.0
+    assert metrics["valid_pairs"] == sum(len(r.strict_pairs()) for r in valid)
+    # the saved model keeps the chosen blocks only, reads mean states, and reproduces it
+    reloaded, tokenizer = models.load_scalar_model(str(tmp_path / "rm"))
+    assert reloaded.config.num_hidden_layers == metrics["head_depth"]
+    assert reloaded.config.reward_pooling == "mean"
+    again = evaluate_rankings(reloaded, tokenizer, valid, 64)
+    assert again["accuracy"] == pytest.approx(metrics["valid_accuracy"])
+
+
+def test_mean_pooling_reads_the_completion_tokens_only(tiny_dir):
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    model.config.reward_pooling = "mean"
+    torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
+    row, (start, end) = encode_scored(tokenizer, "Question?", "abc", 64)
+    # the span covers "abc" and not the prompt or the appended EOS
+    assert tokenizer.decode(row[start:end]) == "abc" and row[end] == tokenizer.eos_token_id
+    ids = torch.tensor([row])
+    mask = torch.ones_like(ids)
+    completion = models.span_mask(len(row), [start], [end])
+    with torch.no_grad():
+        states = models.trunk_states(model, ids, mask)[0]
+        by_hand = models.scalar_head(model)(states[start:end].mean(0)).item()
+        assert models.reward_scores(model, ids, mask, completion).item() == pytest.approx(
+            by_hand, abs=1e-5
+        )
+    # an empty completion keeps its EOS to read
+    assert models.completion_span(5, 6, ends_with_eos=True) == (5, 6)
+    assert models.completion_span(5, 9, ends_with_eos=False) == (5, 9)
