@@ -148,7 +148,7 @@ def test_a_number_that_is_no_number_is_refused():
         assert "expected a number" in refused.value.fields["config.ppo.lr"][0]
 
 
-DECLARED = {"server", "bounds", "choices", "flag", "subset_of", "max_items"}
+DECLARED = {"server", "bounds", "choices", "flag", "subset_of", "max_items", "item_bounds"}
 
 
 @pytest.mark.parametrize("cls", [*STAGE_SECTIONS.values(), RoundSettings])
@@ -157,3 +157,26 @@ def test_every_setting_is_declared_with_who_sets_it_and_its_bounds(cls):
     # choice, server, ...), never as a bare field a request could fill with anything
     bare = [f.name for f in dataclasses.fields(cls) if not DECLARED & set(f.metadata)]
     assert bare == []
+
+
+def test_a_list_of_numbers_is_checked_item_by_item():
+    round_config(overrides={"rm": {"feature_layers": [10, 20], "head_l2": [0.1, 1]}})
+    for value, problem in (
+        (["10"], "expected a list of whole numbers"),
+        ([10.5], "expected a list of whole numbers"),
+        ([0], "each between 1 and 1024"),
+        (list(range(1, 70)), "at most 64 numbers"),
+        ([True], "expected a list of whole numbers"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            round_config(overrides={"rm": {"feature_layers": value}})
+        assert problem in refused.value.fields["config.rm.feature_layers"][0]
+    with pytest.raises(InvalidInput) as refused:
+        round_config(overrides={"rm": {"head_l2": [float("nan")]}})
+    assert "expected a list of numbers" in refused.value.fields["config.rm.head_l2"][0]
+    with pytest.raises(InvalidInput) as refused:
+        round_config(overrides={"rm": {"epochs": 0}})
+    assert "head_fit" in refused.value.fields["config.rm.epochs"][0]
+    with pytest.raises(InvalidInput) as refused:
+        round_config(overrides={"ppo": {"advantage": "rloo", "samples_per_prompt": 1}})
+    assert "samples_per_prompt >= 2" in refused.value.fields["config.ppo.advantage"][0]
