@@ -89,7 +89,7 @@ def _form_context(project: Project | None, values: dict | None = None) -> dict:
         "is_active": True,
         "task_kinds": list(TASK_KINDS),
         "flag_set": None,
-        "screening": {},
+        "screening": screening().settings_read(project=Project()),  # the defaults
     }
     flags = values.get("flag_set")
     return {
@@ -191,13 +191,17 @@ def project_upload(request, project_id: int):
             report = outcome["report"]
             messages.success(
                 request,
-                f"{upload.name}: {report['rows_read']} rows read, {report['added']} added, "
+                f"{upload.name}: {_rows(report['rows_read'])} read, {report['added']} added, "
                 f"{report['already_there']} already there, "
                 f"{sum(report['skipped'].values())} skipped.",
             )
         else:
             messages.info(request, f"{upload.name} is being imported: follow it below.")
     return redirect("setup:data", project_id=project.pk)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
 
 
 @role_required(Role.RESEARCHER)

@@ -135,7 +135,15 @@ def import_run(*, job_id: int) -> ImportJob | None:
 
 
 def _import(project, kind, fmt, path: Path, *, name: str, progress=None, job=None) -> dict:
-    """Read the whole file (ImportFileError names the first bad line), then store it."""
+    """Read the whole file (ImportFileError names the first bad line, and the file by the
+    name it was uploaded under), then store it."""
+    try:
+        return _import_stored(project, kind, fmt, path, name=name, progress=progress, job=job)
+    except ImportFileError as error:
+        raise ImportFileError(Path(name).name, error.line, error.message) from None
+
+
+def _import_stored(project, kind, fmt, path: Path, *, name: str, progress=None, job=None):
     source = Path(name).name
     if kind == ImportJob.Kind.PROMPTS:
         records = read_prompt_records(path, progress=progress)
