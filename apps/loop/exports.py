@@ -35,18 +35,24 @@ FILES = (*contract.DATASET_FILES, contract.MANIFEST)
 
 @dataclass(frozen=True)
 class ExportFilters:
-    """Which judgments a snapshot freezes; written into the manifest and the data card."""
+    """Which judgments a snapshot freezes; written into the manifest and the data card.
+
+    Rounds: judgments of tasks of rounds ``min_round``..``max_round`` and, with
+    ``outside_rounds``, of tasks no round made (the demo's seeded tasks, prompts sampled
+    outside a round, imported preference data)."""
 
     review_statuses: tuple[str, ...] = (ReviewStatus.APPROVED,)
     max_round: int | None = None
     min_round: int | None = None
     include_gold: bool = False
+    outside_rounds: bool = True
 
     def as_dict(self) -> dict:
         return {
             "task_kind": Task.Kind.RANKING,
             "review_statuses": list(self.review_statuses),
             "rounds": [self.min_round, self.max_round],
+            "outside_rounds": self.outside_rounds,
             "include_gold": self.include_gold,
         }
 
@@ -59,11 +65,31 @@ def judgments_for_export(*, project: Project, filters: ExportFilters) -> QuerySe
     )
     if not filters.include_gold:
         queryset = queryset.filter(task__is_gold=False)
+    in_rounds = Q(task__round_number__isnull=False)
     if filters.max_round is not None:
-        queryset = queryset.filter(Q(task__round_number__lte=filters.max_round))
+        in_rounds &= Q(task__round_number__lte=filters.max_round)
     if filters.min_round is not None:
-        queryset = queryset.filter(task__round_number__gte=filters.min_round)
-    return queryset.select_related("task__prompt", "rater__rater_profile").order_by("pk")
+        in_rounds &= Q(task__round_number__gte=filters.min_round)
+    if filters.outside_rounds:
+        in_rounds |= Q(task__round_number__isnull=True)
+    return (
+        queryset.filter(in_rounds)
+        .select_related("task__prompt", "rater__rater_profile")
+        .order_by("pk")
+    )
+
+
+#: Where a snapshot's rankings came from (the data card counts each).
+SOURCES = ("this_round", "earlier_rounds", "outside_rounds", "imported")
+
+
+def judgment_source(judgment: Judgment, round_number: int | None) -> str:
+    if judgment.source == Judgment.Source.IMPORTED:
+        return "imported"
+    task_round = judgment.task.round_number
+    if task_round is None:
+        return "outside_rounds"
+    return "this_round" if task_round == round_number else "earlier_rounds"
 
 
 def _task_slots(task_ids: Iterable[int]) -> dict[int, list[TaskCompletion]]:
@@ -94,6 +120,8 @@ class ExportRows:
     held_out_rankings: list[contract.Ranking]
     guideline_versions: dict[str, int]
     raters: dict[str, int]
+    sources: dict[str, int]
+    """Rankings per source (``SOURCES``)."""
 
     def files(self) -> dict[str, list]:
         return {
@@ -105,10 +133,16 @@ class ExportRows:
 
 
 def collect_rows(
-    *, project: Project, filters: ExportFilters, weights: dict[str, float] | None = None
+    *,
+    project: Project,
+    filters: ExportFilters,
+    weights: dict[str, float] | None = None,
+    round_number: int | None = None,
 ) -> ExportRows:
-    """Everything a snapshot holds, as the contract's records in file order."""
+    """Everything a snapshot holds, as the contract's records in file order; the rankings
+    are counted by source relative to round ``round_number``."""
     judgments = list(judgments_for_export(project=project, filters=filters))
+    sources = dict.fromkeys(SOURCES, 0)
     slots = _task_slots({j.task_id for j in judgments})
     rankings, pairs, judgment_rows, held_out = [], [], [], []
     guideline_versions: dict[str, int] = {}
@@ -148,6 +182,7 @@ def collect_rows(
                 ranking=judgment.ranking,
             )
         )
+        sources[judgment_source(judgment, round_number)] += 1
         key = str(judgment.guidelines_version)
         guideline_versions[key] = guideline_versions.get(key, 0) + 1
         raters[rater] = raters.get(rater, 0) + 1
@@ -168,6 +203,7 @@ def collect_rows(
         held_out_rankings=held_out,
         guideline_versions=guideline_versions,
         raters=raters,
+        sources=sources,
     )
 
 

@@ -71,13 +71,18 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
         review_statuses=statuses,
         max_round=training_round.number,
         min_round=None if config.get("include_previous_rounds", True) else training_round.number,
+        # "only this round" leaves out the tasks no round made too
+        outside_rounds=config.get("include_previous_rounds", True),
     )
-    rows = exports.collect_rows(project=project, filters=filters)
+    number = training_round.number
+    rows = exports.collect_rows(project=project, filters=filters, round_number=number)
     weighting = "uniform"
     if config.get("weighting") == "consensus":
         judgments = exports.judgments_for_export(project=project, filters=filters)
         weights, weighting = _consensus_weights(project, rows.judgment_rows, judgments)
-        rows = exports.collect_rows(project=project, filters=filters, weights=weights)
+        rows = exports.collect_rows(
+            project=project, filters=filters, weights=weights, round_number=number
+        )
     uid = uuid.uuid4().hex
     folder_name = f"snapshots/{project.pk}/{uid}"
     folder = artifact_path(folder_name)
@@ -90,6 +95,7 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
         "filters": filters_shown,
         "guidelines_version": project.guidelines_version,
         "judgments_by_guidelines_version": rows.guideline_versions,
+        "rankings_by_source": rows.sources,
         "raters": {"count": len(rows.raters), "judgments_by_rater": rows.raters},
         "agreement": agreement_figures,
         "weighting": weighting,

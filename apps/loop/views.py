@@ -149,6 +149,12 @@ def snapshot_page(request, snapshot_id: int):
 
 
 STATUS_WORDS = {"approved": "approved", "pending": "not yet reviewed", "rejected": "rejected"}
+SOURCE_WORDS = {
+    "this_round": "from this round",
+    "earlier_rounds": "from earlier rounds",
+    "outside_rounds": "from tasks made outside rounds",
+    "imported": "imported",
+}
 
 
 def data_card_rows(card: dict) -> list[dict]:
@@ -160,6 +166,9 @@ def data_card_rows(card: dict) -> list[dict]:
     rounds = (
         f"rounds {low} to {high}" if low and high else f"rounds up to {high}" if high else "all"
     )
+    if filters.get("outside_rounds"):
+        rounds += " and tasks made outside rounds (seeded, sampled or imported)"
+    sources = card.get("rankings_by_source") or {}
     agreement = card.get("agreement") or {}
     ci = agreement.get("pairwise_agreement_ci") or [None, None]
     pairwise = agreement.get("pairwise_agreement")
@@ -172,6 +181,14 @@ def data_card_rows(card: dict) -> list[dict]:
             "text": f"{filters.get('task_kind', 'ranking')} tasks; judgments "
             f"{' or '.join(statuses) or '—'}; {rounds}; gold tasks "
             f"{'included' if filters.get('include_gold') else 'left out'}",
+        },
+        {
+            "label": "Rankings by source",
+            "text": ", ".join(
+                f"{sources.get(key, 0)} {words}" for key, words in SOURCE_WORDS.items()
+            )
+            if sources
+            else "—",
         },
         {
             "label": "Guidelines",

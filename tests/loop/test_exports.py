@@ -124,7 +124,10 @@ def test_snapshot_files_manifest_and_data_card(judged):
     page = browser.get(f"/research/snapshots/{snapshot.pk}/").content.decode()
     card_html = page[page.index('data-testid="data-card"') :]
     assert "{&#x27;" not in card_html and "{'" not in card_html
-    assert "ranking tasks; judgments approved; rounds up to 1; gold tasks left out" in card_html
+    assert (
+        "ranking tasks; judgments approved; rounds up to 1 and tasks made outside rounds "
+        "(seeded, sampled or imported); gold tasks left out" in card_html
+    )
     assert "3 rater(s)" in card_html and "% pairwise (95% CI" in card_html
     with pytest.raises(ValueError, match="immutable"):
         snapshot.save()
@@ -226,3 +229,77 @@ def test_pairs_load_with_datasets_and_train_trl_reward_trainer(judged, tmp_path,
     result = trainer.train()
     assert result.global_step == 3
     assert result.training_loss == result.training_loss  # a number, not NaN
+
+
+def test_every_source_the_filters_admit_reaches_the_snapshot(project, tmp_path):
+    """Judgments of an earlier round, of tasks no round made (the demo's seeded tasks), and
+    imported preference data all reach round 2's snapshot, counted per source."""
+    from django.core.management import call_command
+
+    from apps.collection.models import Judgment, PolicyVersion
+
+    raters = [UserFactory(roles=[Role.LABELER]) for _ in range(2)]
+    earlier, seeded, current = (make_task(project, overlap=2) for _ in range(3))
+    earlier.round_number, current.round_number = 1, 2
+    earlier.save()
+    current.save()  # `seeded` keeps round_number None, as seed_demo's tasks do
+    _judge(project, raters, [earlier, seeded, current])
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": f"Imported question {i}?", "chosen": "Yes.", "rejected": "No."})
+            + "\n"
+            for i in range(3)
+        )
+    )
+    call_command("import_preferences", project.slug, str(pairs), "--format", "pairs")
+    assert Judgment.objects.filter(source=Judgment.Source.IMPORTED).count() == 3
+    policy = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/nowhere")
+    round2 = TrainingRound.objects.create(
+        project=project,
+        number=2,
+        start_policy=policy,
+        stage=Stage.EXPORTING,
+        config=round_config(overrides={"require_review": False}),
+    )
+    snapshot = snapshots.snapshot_create(training_round=round2)
+    assert snapshot.data_card["rankings_by_source"] == {
+        "this_round": 2,
+        "earlier_rounds": 2,
+        "outside_rounds": 2,
+        "imported": 3,
+    }
+    folder = snapshots.snapshot_folder(snapshot)
+    rankings = contract.read_rows(folder / contract.RANKINGS, contract.Ranking)
+    assert len(rankings) == 9 == snapshot.row_counts[contract.RANKINGS]
+    assert {r.task_id for r in rankings} >= {earlier.pk, seeded.pk, current.pk}
+    assert sum(r.prompt.startswith("Imported question") for r in rankings) == 3
+    # the snapshot page says where the rows came from
+    researcher = UserFactory(roles=[Role.RESEARCHER])
+    membership_add(project=project, user=researcher, role=Role.RESEARCHER)
+    browser = Client()
+    browser.force_login(researcher)
+    page = browser.get(f"/research/snapshots/{snapshot.pk}/").content.decode()
+    assert (
+        "2 from this round, 2 from earlier rounds, 2 from tasks made outside rounds, 3 imported"
+        in page
+    )
+    assert "rounds up to 2 and tasks made outside rounds" in page
+
+    # a round that takes only its own judgments leaves the others out
+    only = TrainingRound.objects.create(
+        project=project,
+        number=3,
+        start_policy=policy,
+        stage=Stage.EXPORTING,
+        config=round_config(overrides={"require_review": False, "include_previous_rounds": False}),
+    )
+    current.round_number = 3
+    current.save()
+    narrow = snapshots.snapshot_create(training_round=only)
+    assert narrow.data_card["rankings_by_source"] == {
+        "this_round": 2,
+        "earlier_rounds": 0,
+        "outside_rounds": 0,
+        "imported": 0,
+    }
