@@ -142,11 +142,184 @@ def _what(stage: str, metrics: dict) -> str:
     return ""
 
 
+QUIET_MINUTES, BUSY_MINUTES = 15.0, 25.0  # issue 11: quiet machine / beside 2 busy processes
+
+
+def round_report(api: Api, round_id: int, sampler: LoadSampler, timeout: float) -> dict:
+    """Poll a round until it ends; its stages (wall time, load, what they did) and metrics."""
+    started = time.time()
+    seen, detail = "", {}
+    while time.time() - started < timeout:
+        status, detail = api.call("GET", f"/api/rounds/{round_id}/")
+        if status == 200:
+            if detail["stage"] != seen:
+                seen = detail["stage"]
+                print(f"  {time.time() - started:6.0f} s  {seen}", flush=True)
+            if detail["stage"] in ("done", "failed", "cancelled"):
+                break
+        time.sleep(2)
+    runs = {row["stage"]: row for row in detail.get("runs", [])}
+    finished = _ts(detail.get("finished_at")) or time.time()
+    stages = []
+    for stage in STAGES:
+        row = runs.get(stage)
+        if row is None:
+            continue
+        begin, end = _ts(row["started_at"]), _ts(row["finished_at"])
+        stages.append(
+            {
+                "stage": stage,
+                "status": row["status"],
+                "seconds": round(end - begin, 1) if begin and end else None,
+                "load": sampler.mean(begin or started, end or finished),
+                "what": _what(stage, row["metrics"]),
+                "metrics": {k: v for k, v in (row["metrics"] or {}).items() if k != "config"},
+            }
+        )
+    evaluating = (runs.get("evaluating") or {}).get("metrics") or {}
+    return {
+        "round": detail.get("number"),
+        "round_stage": detail.get("stage"),
+        "message": detail.get("message"),
+        "round_seconds": round(finished - _ts(detail["created_at"]), 1),
+        "load_mean": sampler.mean(_ts(detail["created_at"]), finished),
+        "stages": stages,
+        "learning": evaluating.get("learning") or {},
+        "round_config": detail.get("config"),
+    }
+
+
+def _rate(figure: dict | None) -> str:
+    if not figure or figure.get("win_rate") is None:
+        return "—"
+    return (
+        f"{figure['win_rate']:.3f} (95% CI {figure['ci_low']:.3f}–{figure['ci_high']:.3f}, "
+        f"n={figure['n']})"
+    )
+
+
+def _accuracy(figure: dict | None, n_key: str = "pairs") -> str:
+    if not figure or figure.get("accuracy", figure.get("value")) is None:
+        return "—"
+    value = figure.get("accuracy", figure.get("value"))
+    ci = figure.get("ci") or [None, None]
+    n = figure.get(n_key, figure.get("n_pairs"))
+    shown = f"{value:.3f}"
+    if ci[0] is not None:
+        shown += f" (95% CI {ci[0]:.3f}–{ci[1]:.3f}"
+        shown += f", n={n} pairs)" if n is not None else ")"
+    return shown
+
+
+def checks(rounds: list[dict], busy: int) -> list[tuple[str, bool, str]]:
+    """Issue 11's thresholds on the first round (and on the second when there is one):
+    (what, passed, measured)."""
+    first = rounds[0]
+    learnt = first["learning"]
+    rm = learnt.get("rm_accuracy") or {}
+    ceiling = learnt.get("agreement_ceiling") or {}
+    ppo = learnt.get("ppo") or {}
+    hidden = learnt.get("win_rate_hidden_rule") or {}
+    minutes = first["round_seconds"] / 60
+    limit = BUSY_MINUTES if busy >= 2 else QUIET_MINUTES
+    accuracy, agreement = rm.get("value"), ceiling.get("value")
+    first_q, last_q = ppo.get("score_first_quarter"), ppo.get("score_last_quarter")
+    result = [
+        ("round 1 ended done", first["round_stage"] == "done", str(first["round_stage"])),
+        (
+            "RM held-out accuracy ≥ 0.70 on ≥ 100 pairs",
+            accuracy is not None and accuracy >= 0.70 and (rm.get("n_pairs") or 0) >= 100,
+            _accuracy(rm, "n_pairs"),
+        ),
+        (
+            "RM accuracy ≥ 0.9 × raters' agreement on the same held-out tasks",
+            bool(accuracy and agreement and accuracy >= 0.9 * agreement),
+            f"{accuracy or float('nan'):.3f} vs 0.9 × {agreement or float('nan'):.3f} "
+            f"(agreement n={ceiling.get('n_rater_pairs')} rater pairs on "
+            f"{ceiling.get('n_tasks')} tasks)",
+        ),
+        (
+            "PPO reward: last quarter > first quarter",
+            first_q is not None and last_q is not None and last_q > first_q,
+            f"{first_q if first_q is not None else float('nan'):.3f} → "
+            f"{last_q if last_q is not None else float('nan'):.3f}, "
+            f"KL {ppo.get('kl_last_quarter') or float('nan'):.2f} nats",
+        ),
+        (
+            "hidden-rule win rate vs parent ≥ 0.65, CI low > 0.5, n ≥ 32",
+            bool(
+                hidden
+                and hidden["win_rate"] >= 0.65
+                and hidden["ci_low"] > 0.5
+                and hidden["n"] >= 32
+            ),
+            _rate(hidden) + f"; RM-judged {_rate(learnt.get('win_rate_reward_model'))}",
+        ),
+        (
+            f"round 1 within {limit:.0f} min ({busy} busy processes beside it)",
+            minutes <= limit,
+            f"{minutes:.1f} min",
+        ),
+    ]
+    if len(rounds) > 1:
+        second = rounds[1]["learning"].get("win_rate_hidden_rule_vs_root") or {}
+        result.append(
+            (
+                "round 2's hidden-rule win rate vs the base ≥ round 1's CI low",
+                bool(second and hidden and second["win_rate"] >= hidden["ci_low"]),
+                f"{_rate(second)} vs round 1's {_rate(hidden)}",
+            )
+        )
+    return result
+
+
+def print_round(report: dict) -> None:
+    print(f"round {report['round']}: mean load {report['load_mean']}\n")
+    print("| stage | wall time | load | what it did |\n|---|---|---|---|")
+    for row in report["stages"]:
+        print(f"| {row['stage']} | {row['seconds']} s | {row['load']} | {row['what']} |")
+    minutes = report["round_seconds"] / 60
+    print(
+        f"| **round {report['round']}** | **{report['round_seconds']} s ({minutes:.1f} min)** "
+        f"| {report['load_mean']} | {report['round_stage']} |\n"
+    )
+    learnt = report["learning"]
+    lines = [
+        ("RM held-out accuracy vs the raters", _accuracy(learnt.get("rm_accuracy"), "n_pairs")),
+        (
+            "the raters' agreement on those tasks",
+            _accuracy(learnt.get("agreement_ceiling"), "n_rater_pairs"),
+        ),
+        ("RM vs the hidden rule on held-out answers", _accuracy(learnt.get("rm_vs_hidden_rule"))),
+        (
+            "the hidden rule itself vs the raters (a perfect model's accuracy)",
+            _accuracy(learnt.get("hidden_rule_on_rankings")),
+        ),
+        ("win rate vs parent, hidden rule", _rate(learnt.get("win_rate_hidden_rule"))),
+        ("win rate vs parent, reward model", _rate(learnt.get("win_rate_reward_model"))),
+    ]
+    if learnt.get("win_rate_hidden_rule_vs_root"):
+        lines.append(
+            ("win rate vs the base, hidden rule", _rate(learnt["win_rate_hidden_rule_vs_root"]))
+        )
+    for label, text in lines:
+        print(f"- {label}: {text}")
+    print()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-demo")
     parser.add_argument("--config", default="{}", help="round config overrides (JSON)")
     parser.add_argument("--raters", type=int, default=6)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the draw: the round's seed (sampling, RM folds, PPO) and the raters' noise",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds in a row (2: round 2 too)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a threshold is missed")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes beside it")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -186,6 +359,7 @@ def main() -> int:
 
     sampler = LoadSampler()
     result: dict = {}
+    overrides = {"seed": args.seed, **json.loads(args.config)}
     try:
         for index in range(args.busy):
             start(f"busy{index}", [python, "-c", "while True: pass"])
@@ -217,64 +391,39 @@ def main() -> int:
         project_id = next(p["id"] for p in rows if p.get("slug") == "demo")
         time.sleep(3)  # let the workers finish starting
         sampler.start()
-        status, created = api.call(
-            "POST",
-            f"/api/projects/{project_id}/rounds/",
-            {"preset": args.preset, "config": json.loads(args.config)},
-        )
-        assert status == 201, created
-        round_id = created["id"]
-        started = time.time()
-        print(f"round {round_id} started ({args.preset}); load before: {load_before}", flush=True)
+        # the README's raters (--url: this bench's own port), started before the round
         start(
             "raters",
             [python, "manage.py", "simulate_raters", "--url", url, "--project", "demo",
-             "--raters", str(args.raters), "--adversarial", "1", "--max-judgments", "300",
-             "--wait", str(int(args.timeout)), "--max-seconds", str(int(args.timeout))],
+             "--raters", str(args.raters), "--adversarial", "1", "--max-judgments", "2000",
+             "--seed", str(args.seed), "--wait", "1800", "--max-seconds", str(int(args.timeout))],
         )  # fmt: skip
-        seen = ""
-        while time.time() - started < args.timeout:
-            status, detail = api.call("GET", f"/api/rounds/{round_id}/")
-            if status == 200:
-                if detail["stage"] != seen:
-                    seen = detail["stage"]
-                    print(f"  {time.time() - started:6.0f} s  {seen}", flush=True)
-                if detail["stage"] in ("done", "failed", "cancelled"):
-                    break
-            time.sleep(2)
-        sampler.stop.set()
-        runs = {row["stage"]: row for row in detail["runs"]}
-        finished = _ts(detail.get("finished_at")) or time.time()
-        stages = []
-        for stage in STAGES:
-            row = runs.get(stage)
-            if row is None:
-                continue
-            begin, end = _ts(row["started_at"]), _ts(row["finished_at"])
-            stages.append(
-                {
-                    "stage": stage,
-                    "status": row["status"],
-                    "seconds": round(end - begin, 1) if begin and end else None,
-                    "load": sampler.mean(begin or started, end or finished),
-                    "what": _what(stage, row["metrics"]),
-                    "metrics": {k: v for k, v in (row["metrics"] or {}).items() if k != "config"},
-                }
+        reports = []
+        for number in range(1, args.rounds + 1):
+            status, created = api.call(
+                "POST",
+                f"/api/projects/{project_id}/rounds/",
+                {"preset": args.preset, "config": overrides},
             )
-        total = round(finished - _ts(detail["created_at"]), 1)
+            assert status == 201, created
+            print(
+                f"round {number} (id {created['id']}) started ({args.preset}, seed {args.seed}); "
+                f"load: {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            reports.append(round_report(api, created["id"], sampler, args.timeout))
+            if reports[-1]["round_stage"] != "done":
+                break
+        sampler.stop.set()
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "preset": args.preset,
-            "overrides": json.loads(args.config),
-            "round_stage": detail["stage"],
-            "message": detail.get("message"),
-            "round_seconds": total,
+            "seed": args.seed,
+            "overrides": overrides,
             "load_before": [round(x, 2) for x in load_before],
-            "load_mean": sampler.mean(started, finished),
             "busy_processes": args.busy,
             "cpus": os.cpu_count(),
-            "stages": stages,
-            "round_config": detail["config"],
+            "rounds": reports,
         }
     finally:
         sampler.stop.set()
@@ -294,20 +443,25 @@ def main() -> int:
             shutil.rmtree(var, ignore_errors=True)
     if not result:
         return 1
+    result["checks"] = [
+        {"check": name, "passed": passed, "measured": measured}
+        for name, passed, measured in checks(result["rounds"], args.busy)
+    ]
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, default=str))
     print(
-        f"\n{result['date']}, preset {result['preset']}, {result['cpus']} CPUs, "
-        f"{args.busy} busy processes beside it, load average before {result['load_before']}, "
-        f"mean during the round {result['load_mean']}\n"
+        f"\n{result['date']}, preset {result['preset']}, seed {args.seed}, {result['cpus']} "
+        f"CPUs, {args.busy} busy processes beside it, load average before "
+        f"{result['load_before']}\n"
     )
-    print("| stage | wall time | load | what it did |\n|---|---|---|---|")
-    for row in result["stages"]:
-        print(f"| {row['stage']} | {row['seconds']} s | {row['load']} | {row['what']} |")
-    minutes = result["round_seconds"] / 60
-    print(f"| **round** | **{result['round_seconds']} s ({minutes:.1f} min)** | "
-          f"{result['load_mean']} | {result['round_stage']} |")  # fmt: skip
-    return 0 if result["round_stage"] == "done" else 1
+    for report in result["rounds"]:
+        print_round(report)
+    print("| check | passed | measured |\n|---|---|---|")
+    for row in result["checks"]:
+        print(f"| {row['check']} | {'yes' if row['passed'] else '**no**'} | {row['measured']} |")
+    if args.check:
+        return 0 if all(row["passed"] for row in result["checks"]) else 1
+    return 0 if all(r["round_stage"] == "done" for r in result["rounds"]) else 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,13 @@ def _quiet_libraries() -> None:
 
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if not sys.stderr.isatty():
+        # a worker's log is a file: transformers' "Loading weights" and "Writing model
+        # shards" bars would land in it as raw carriage-return lines
+        logging.disable_progress_bar()
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,44 @@ def ratio_bootstrap_ci(
     return float(top.sum() / bottom.sum()), float(low), float(high)
 
 
+def ranking_hits(rankings, score_of) -> tuple[list[int], list[int]]:
+    """Per ranking: how many of its strict pairs ``score_of(prompt, completion)`` orders as
+    the ranking does (a tie in the scores is not a hit), and how many strict pairs it has."""
+    hits, counts = [], []
+    for ranking in rankings:
+        scores = [score_of(ranking.prompt, c) for c in ranking.completions]
+        pairs = ranking.strict_pairs()
+        hits.append(sum(scores[winner] > scores[loser] for winner, loser in pairs))
+        counts.append(len(pairs))
+    return hits, counts
+
+
+def order_agreement(groups: list[list[tuple[float, float]]]) -> tuple[list[int], list[int]]:
+    """Per group (one prompt's distinct completions, each as (score a, score b)): of the
+    pairs that b orders strictly, how many a orders the same way; and how many there are."""
+    agree, counts = [], []
+    for items in groups:
+        same = total = 0
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                b = items[i][1] - items[j][1]
+                if b == 0:
+                    continue
+                a = items[i][0] - items[j][0]
+                total += 1
+                same += (a > 0) == (b > 0) and a != 0
+        agree.append(same)
+        counts.append(total)
+    return agree, counts
+
+
+def _ratio_summary(hits, counts, config) -> dict:
+    value, low, high = ratio_bootstrap_ci(
+        hits, counts, config.bootstrap_samples, config.confidence, config.seed
+    )
+    return {"accuracy": value, "ci": [low, high], "pairs": int(sum(counts)), "items": len(hits)}
+
+
 def win_values(policy_scores, reference_scores) -> list[float]:
     """1 for a win, 0.5 for a tie, 0 for a loss, per prompt."""
     return [
@@ -177,6 +215,39 @@ def reward_judge(
     )
 
 
+def _against_scorer(config: EvalConfig, rankings, model, tokenizer) -> dict:
+    """With rankings, a reward model and a scorer (e.g. the simulated raters' hidden rule):
+    how often the scorer itself agrees with the rankings (what a perfect model of it would
+    score), and how often the reward model orders the rankings' distinct completions as the
+    scorer does, each with its n and a bootstrap CI (over rankings, over prompts)."""
+    from trainer.reward import score_texts
+
+    fn = load_scorer(config.score_fn)
+    texts = sorted({(r.prompt, c) for r in rankings for c in r.completions})
+    prompts, completions = [p for p, _ in texts], [c for _, c in texts]
+    scorer = dict(zip(texts, [float(s) for s in fn(prompts, completions)], strict=True))
+    rewards = dict(
+        zip(
+            texts,
+            score_texts(
+                model, tokenizer, prompts, completions, config.max_length, config.batch_size
+            ),
+            strict=True,
+        )
+    )
+    by_prompt: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for text in texts:
+        by_prompt[text[0]].append((rewards[text], scorer[text]))
+    return {
+        "score_fn_on_rankings": _ratio_summary(
+            *ranking_hits(rankings, lambda p, c: scorer[(p, c)]), config
+        ),
+        "reward_model_vs_score_fn": _ratio_summary(
+            *order_agreement(list(by_prompt.values())), config
+        ),
+    }
+
+
 def _complete(model_dir: str, prompts: list[Prompt], config: EvalConfig, device) -> list[dict]:
     from trainer.sampling import sample_completions
 
@@ -264,6 +335,8 @@ def evaluate(config: EvalConfig) -> dict:
         results["reward_model"] = evaluate_rankings(
             model, tokenizer, rankings, config.max_length, config.batch_size, device
         )
+        if config.score_fn:
+            results.update(_against_scorer(config, rankings, model, tokenizer))
         log.log(1, stage="reward_model", accuracy=results["reward_model"]["accuracy"])
         bar.update(1)
     if prompts is not None:

@@ -42,7 +42,17 @@ DEMO_USERS: dict[str, list[Role]] = {
     "researcher": [Role.RESEARCHER],
 }
 DEMO_DEMONSTRATION_TASKS = 6
-SAMPLING = {"k": 4, "max_new_tokens": 48, "temperature": 0.8, "top_p": 0.95, "seed": 0}
+SAMPLING = {
+    "k": 4,
+    "max_new_tokens": 48,
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "seed": 0,
+    "precision": "bf16",
+}
+# The first start samples ranking tasks for this many train prompts (the 36 of the first
+# demo set; the rest of the 90 are the rounds' to sample), so that it stays a few minutes.
+DEMO_SEEDED_PROMPTS = 36
 
 
 def demo_dir() -> Path:
@@ -146,11 +156,12 @@ def demo_seed() -> DemoSeed:
 
 
 def demo_prompts_file(project: Project) -> Path:
-    """prompts.jsonl (trainer/contract.py's format) of the project's train prompts."""
+    """prompts.jsonl (trainer/contract.py's format) of the project's first
+    DEMO_SEEDED_PROMPTS train prompts."""
     path = demo_dir() / PROMPTS
     contract_rows = [
         ContractPrompt(id=str(p.pk), prompt=p.text, category=p.category, split=p.split)
-        for p in project.prompts.filter(split="train").order_by("pk")
+        for p in project.prompts.filter(split="train").order_by("pk")[:DEMO_SEEDED_PROMPTS]
     ]
     write_rows(path, contract_rows)
     return path

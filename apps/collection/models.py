@@ -266,6 +266,7 @@ class Task(TimeStampedModel):
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         COMPLETE = "complete", "Complete"
+        CLOSED = "closed", "Closed (its round was cancelled)"
         ARCHIVED = "archived", "Archived"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")

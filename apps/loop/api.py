@@ -35,6 +35,7 @@ class RoundOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     stages = serializers.JSONField()
+    actions = serializers.JSONField(help_text="Which of cancel, retry, move_on may act now.")
     runs = serializers.JSONField()
     ab_evaluation = serializers.JSONField()
 

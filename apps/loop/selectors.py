@@ -9,6 +9,7 @@ from apps.collection import access
 from apps.collection.models import Judgment, PolicyVersion, Project, Prompt, ReviewStatus, Task
 from apps.core.roles import Role
 from apps.loop.models import (
+    ENDED,
     STAGE_ORDER,
     DatasetSnapshot,
     RunMetric,
@@ -184,19 +185,34 @@ def ab_win_rate(*, training_round: TrainingRound) -> dict:
     return result
 
 
-def _stage_status(run: TrainingRun | None) -> str:
-    """What the stage bar shows: the run's status, "skipped" for a stage that had nothing to
-    do (SFT without enough demonstrations), "pending" before the run exists."""
+def stage_status(run: TrainingRun | None, *, round_ended: bool) -> str:
+    """What the stage bar and the runs list show: the run's status, "skipped" for a stage
+    that had nothing to do (SFT without enough demonstrations), "waiting" before the run
+    exists, and "not run" for a stage an ended round never reached."""
     if run is None:
-        return "pending"
+        return "not run" if round_ended else "waiting"
     if run.status == TrainingRun.Status.SUCCEEDED and run.metrics.get("skipped"):
         return "skipped"
     return run.status
 
 
+def round_actions(training_round: TrainingRound) -> dict[str, bool]:
+    """Which of the page's buttons may act now (the services refuse the others anyway)."""
+    ended = training_round.stage in ENDED
+    return {
+        "cancel": not ended,
+        "retry": training_round.stage in (Stage.FAILED, Stage.CANCELLED)
+        and not TrainingRound.objects.filter(project_id=training_round.project_id)
+        .exclude(stage__in=ENDED)
+        .exists(),
+        "move_on": training_round.stage == Stage.COLLECTING,
+    }
+
+
 def round_detail(*, training_round: TrainingRound) -> dict:
     """Everything the round page shows; also the body of GET /api/rounds/{id}/."""
     runs = {run.stage: run for run in TrainingRun.objects.filter(round=training_round)}
+    ended = training_round.stage in ENDED
     stages = []
     for stage in STAGE_ORDER:
         run = runs.get(stage)
@@ -204,7 +220,7 @@ def round_detail(*, training_round: TrainingRound) -> dict:
             {
                 "stage": stage.value,
                 "label": stage.label,
-                "status": _stage_status(run),
+                "status": stage_status(run, round_ended=ended),
                 "run_id": run.pk if run else None,
             }
         )
@@ -218,6 +234,7 @@ def round_detail(*, training_round: TrainingRound) -> dict:
                 "id": run.pk,
                 "stage": run.stage,
                 "status": run.status,
+                "shown_status": stage_status(run, round_ended=ended),
                 "attempt": run.attempt,
                 "queue": run.queue,
                 "celery_task_id": run.celery_task_id,
@@ -251,6 +268,7 @@ def round_detail(*, training_round: TrainingRound) -> dict:
         "created_at": training_round.created_at,
         "finished_at": training_round.finished_at,
         "stages": stages,
+        "actions": round_actions(training_round),
         "runs": run_rows,
         "ab_evaluation": ab_win_rate(training_round=training_round),
         "selection": round_selection(training_round=training_round, runs=runs),

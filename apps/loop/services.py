@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from apps.collection.models import PolicyVersion, Project
+from apps.collection.models import Assignment, PolicyVersion, Project, Task
 from apps.core.errors import Conflict, InvalidInput
 from apps.loop import selectors
 from apps.loop.artifacts import round_folder
@@ -144,10 +144,34 @@ def round_cancel(*, training_round: TrainingRound, user=None) -> TrainingRound:
             run.status = TrainingRun.Status.CANCELLED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at", "updated_at"])
+        closed = round_tasks_close(training_round=locked)
+        if closed:
+            locked.message += f" Its {closed} open task(s) were closed."
+            locked.save(update_fields=["message", "updated_at"])
         task_ids = [r.celery_task_id for r in active if r.celery_task_id]
     if task_ids:
         transaction.on_commit(lambda: tasks_revoke(task_ids))
     return locked
+
+
+def round_tasks_close(*, training_round: TrainingRound) -> int:
+    """Close the open tasks a cancelled round made (ranking and A/B), so no rater works on
+    them any more; their live leases are withdrawn (an answer sent on one gets a 409 saying
+    why). Judgments already given stay, as every judgment does. Returns how many closed."""
+    tasks = Task.objects.filter(
+        project_id=training_round.project_id,
+        round_number=training_round.number,
+        status=Task.Status.OPEN,
+    )
+    task_ids = list(tasks.values_list("pk", flat=True))
+    if not task_ids:
+        return 0
+    Assignment.objects.filter(task_id__in=task_ids, status=Assignment.Status.LEASED).update(
+        status=Assignment.Status.RELEASED,
+        finished_at=timezone.now(),
+        release_reason=f"Round {training_round.number} was cancelled; its tasks are closed.",
+    )
+    return Task.objects.filter(pk__in=task_ids).update(status=Task.Status.CLOSED)
 
 
 def round_retry(*, training_round: TrainingRound, user=None) -> TrainingRound:
@@ -172,6 +196,10 @@ def round_retry(*, training_round: TrainingRound, user=None) -> TrainingRound:
         stage = Stage(run.stage) if run else Stage.SAMPLING
         locked.finished_at = None
         locked.save(update_fields=["finished_at", "updated_at"])
+        # the tasks its cancel closed are the round's again
+        Task.objects.filter(
+            project_id=locked.project_id, round_number=locked.number, status=Task.Status.CLOSED
+        ).update(status=Task.Status.OPEN)
         if run is not None:
             run.error = ""
             run.save(update_fields=["error", "updated_at"])

@@ -88,6 +88,12 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
     folder = artifact_path(folder_name)
     files = exports.write_files(folder, rows)
     agreement_figures = agreement.agreement_figures(rows.judgment_rows)
+    held_out_tasks = {r.task_id for r in rows.held_out_rankings}
+    # the raters' agreement on the held-out tasks: the ceiling of the reward model's held-out
+    # accuracy, measured on the same judgments
+    held_out_agreement = agreement.agreement_figures(
+        [row for row in rows.judgment_rows if row.task_id in held_out_tasks]
+    )
     filters_shown = filters.as_dict()
     data_card = {
         "project": {"id": project.pk, "name": project.name},
@@ -98,6 +104,7 @@ def snapshot_create(*, training_round: TrainingRound, user=None) -> DatasetSnaps
         "rankings_by_source": rows.sources,
         "raters": {"count": len(rows.raters), "judgments_by_rater": rows.raters},
         "agreement": agreement_figures,
+        "agreement_held_out": held_out_agreement,
         "weighting": weighting,
         "held_out_rankings": len(rows.held_out_rankings),
         "policies": sorted({v for r in rows.rankings for v in r.policy_versions or []}),

@@ -110,7 +110,8 @@ def run_trainer(
             updates = {"heartbeat_at": now}
             if output:
                 current = TrainingRun.objects.filter(pk=run.pk).values_list("log", flat=True)
-                updates["log"] = ((current.first() or "") + output)[-runner.LOG_TAIL_CHARS :]
+                log = without_redraws((current.first() or "") + output)
+                updates["log"] = log[-runner.LOG_TAIL_CHARS :]
             TrainingRun.objects.filter(pk=run.pk).update(**updates)
         return _cancel_requested(run.pk)
 
@@ -135,6 +136,18 @@ def run_trainer(
             f"trainer {command} exited 0 but {out / contract.METRICS_JSON} is missing or "
             f"unreadable ({exc})."
         ) from exc
+
+
+def without_redraws(text: str) -> str:
+    """A progress bar redraws its line with carriage returns; the log keeps what a terminal
+    would show: each line's last state."""
+    if "\r" not in text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        states = [state for state in line.split("\r") if state.strip()]
+        lines.append(states[-1] if states else "")
+    return "\n".join(lines)
 
 
 def _trainer_error(command: str, outcome: runner.Outcome) -> str:

@@ -21,9 +21,9 @@
     return node;
   }
 
-  function chart(title, points) {
+  function chart(title, points, empty) {
     const figure = el("figure", { class: "chart", "data-metric": title });
-    figure.appendChild(el("figcaption", {}, title + (points.length ? ` — last ${fmt(points[points.length - 1][1])}` : " — waiting")));
+    figure.appendChild(el("figcaption", {}, title + (points.length ? ` — last ${fmt(points[points.length - 1][1])}` : ` — ${empty}`)));
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     svg.setAttribute("viewBox", "0 0 300 140");
     svg.setAttribute("role", "img");
@@ -55,8 +55,32 @@
 
   function winRate(result) {
     const overall = result && result.win_rate && result.win_rate.overall;
+    return overallRate(overall);
+  }
+
+  function overallRate(overall) {
     if (!overall) return "—";
-    return `${fmt(overall.win_rate)} [${fmt(overall.ci_low)}, ${fmt(overall.ci_high)}] (n=${overall.n})`;
+    return `${fmt(overall.win_rate)} (95% CI ${fmt(overall.ci_low)}–${fmt(overall.ci_high)}, n=${overall.n} prompts)`;
+  }
+
+  // an accuracy or agreement {value|accuracy, ci, n_pairs|pairs|n_rater_pairs}
+  function ratio(figure, unit) {
+    if (!figure) return "—";
+    const value = figure.value !== undefined ? figure.value : figure.accuracy;
+    if (value === null || value === undefined) return "—";
+    const ci = figure.ci || [];
+    const n = [figure.n_pairs, figure.pairs, figure.n_rater_pairs].find((x) => x !== undefined && x !== null);
+    const parts = [];
+    if (ci[0] !== null && ci[0] !== undefined) parts.push(`95% CI ${fmt(ci[0])}–${fmt(ci[1])}`);
+    if (n !== undefined) parts.push(`n=${n} ${unit}`);
+    return fmt(value) + (parts.length ? ` (${parts.join(", ")})` : "");
+  }
+
+  function setActions(actions) {
+    [["cancel", "cancel"], ["retry", "retry"], ["move-on", "move_on"]].forEach(([id, key]) => {
+      const button = document.getElementById(id);
+      if (button) button.disabled = !(actions && actions[key]);
+    });
   }
 
   function render(detail) {
@@ -71,22 +95,32 @@
       item.className = `status-${s.status}`;
       item.querySelector("small").textContent = s.status;
     });
+    setActions(detail.actions);
+    const ended = ENDED.includes(detail.stage);
     const runs = Object.fromEntries(detail.runs.map((r) => [r.stage, r]));
     const results = document.getElementById("results");
     results.replaceChildren();
     const evaluation = (runs.evaluating && runs.evaluating.metrics) || {};
+    const learning = evaluation.learning || {};
     const collecting = (runs.collecting && runs.collecting.metrics) || {};
+    const rmMetrics = (runs.rm && runs.rm.metrics) || {};
+    const ppoMetrics = (runs.ppo && runs.ppo.metrics) || {};
     const ab = detail.ab_evaluation || {};
+    const rmAccuracy = learning.rm_accuracy || (rmMetrics.valid_accuracy !== undefined
+      ? { value: rmMetrics.valid_accuracy, ci: rmMetrics.valid_accuracy_ci, n_pairs: rmMetrics.valid_pairs } : null);
     const rows = [
       ["Judgments", collecting.judgments !== undefined ? `${collecting.judgments} of ${collecting.target}` : "—"],
       ["New policy", detail.produced_policy ? detail.produced_policy.name : "—"],
       ["Win rate vs parent (RM judge)", winRate(evaluation.vs_parent)],
       ["Win rate vs base/SFT (RM judge)", winRate(evaluation.vs_root)],
-      ["Human A/B win rate", ab.win_rate === null || ab.win_rate === undefined ? `— (${ab.judgments || 0} of ${ab.tasks || 0} tasks judged)` : `${fmt(ab.win_rate)} [${fmt(ab.ci[0])}, ${fmt(ab.ci[1])}] from ${ab.judgments} judgments`],
-      ["RM accuracy on held-out comparisons", fmt(evaluation.rm_accuracy !== undefined ? evaluation.rm_accuracy : (runs.rm && runs.rm.metrics.valid_accuracy))],
-      ["Raters' agreement (ceiling)", fmt(evaluation.rater_agreement)],
+      ["Human A/B win rate", ab.win_rate === null || ab.win_rate === undefined ? `— (${ab.judgments || 0} of ${ab.tasks || 0} tasks judged)` : `${fmt(ab.win_rate)} (95% CI ${fmt(ab.ci[0])}–${fmt(ab.ci[1])}, n=${ab.judgments} judgments)`],
+      ["RM accuracy on held-out comparisons", ratio(rmAccuracy, "pairs")],
+      ["Raters' agreement on the same tasks (ceiling)", ratio(learning.agreement_ceiling, "rater pairs")],
+      ["PPO reward, first → last quarter", ppoMetrics.score_first !== undefined ? `${fmt(ppoMetrics.score_first)} → ${fmt(ppoMetrics.score_last)} (KL ${fmt(ppoMetrics.kl_last)} nats, n=${ppoMetrics.steps_done} steps)` : "—"],
     ];
     if (evaluation.hidden_rule) rows.push(["Win rate on the simulated raters' rule", winRate(evaluation.hidden_rule)]);
+    if (evaluation.hidden_rule_vs_root) rows.push(["… vs base/SFT on the rule", winRate(evaluation.hidden_rule_vs_root)]);
+    if (learning.rm_vs_hidden_rule) rows.push(["RM vs the simulated raters' rule (held-out answers)", ratio(learning.rm_vs_hidden_rule, "pairs")]);
     rows.forEach(([k, v]) => { results.appendChild(el("dt", {}, k)); results.appendChild(el("dd", {}, v)); });
     if (detail.snapshot_id) {
       const holder = document.getElementById("snapshot-link");
@@ -96,17 +130,30 @@
       }
     }
     const charts = document.getElementById("charts");
+    const emptyText = (stageName) => {
+      const shown = (detail.stages.find((s) => s.stage === stageName) || {}).status;
+      if (shown === "skipped" || shown === "not run") return shown;
+      if (shown === "succeeded") return "no points";
+      return ended ? "not run" : "waiting";
+    };
     charts.replaceChildren(...PLOTS.map(([stageName, key, title]) =>
-      chart(title, ((runs[stageName] || {}).series || {})[key] || [])));
+      chart(title, ((runs[stageName] || {}).series || {})[key] || [], emptyText(stageName))));
     const runsBox = document.getElementById("runs");
     runsBox.replaceChildren(...detail.runs.map((run) => {
       const box = el("details", { "data-run": run.stage, open: run.status === "running" || run.status === "failed" ? "" : null });
       if (!(run.status === "running" || run.status === "failed")) box.removeAttribute("open");
-      box.appendChild(el("summary", {}, `${STAGE_LABELS[run.stage]} — ${run.status}, attempt ${run.attempt}${run.worker ? " on " + run.worker : ""}${run.error ? " — " + run.error : ""}`));
+      box.appendChild(el("summary", {}, `${STAGE_LABELS[run.stage]} — ${run.shown_status || run.status}, attempt ${run.attempt}${run.worker ? " on " + run.worker : ""}${run.error ? " — " + run.error : ""}`));
       box.appendChild(el("pre", { class: "loop-log" }, run.log || "(no output yet)"));
       return box;
     }));
     return ENDED.includes(detail.stage);
+  }
+
+  const cancelForm = document.getElementById("cancel-form");
+  if (cancelForm) {
+    cancelForm.addEventListener("submit", (event) => {
+      if (!window.confirm(cancelForm.dataset.confirm)) event.preventDefault();
+    });
   }
 
   const initial = JSON.parse(document.getElementById("round-detail").textContent);

@@ -51,8 +51,16 @@ def test_researcher_runs_a_round_and_downloads_the_snapshot(
         "document.querySelector('#results dd').textContent.startsWith('0 of') === false",
         timeout=15_000,
     )
+    # cancel asks first: dismissed, nothing happens
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#cancel")
+    assert asked and asked[0].startswith("Cancel round 1?")
+    assert TrainingRound.objects.get(project=project).stage == Stage.COLLECTING
+    assert page.locator("#retry").is_disabled()  # nothing failed or was cancelled
     page.click("#move-on")  # the researcher ends collecting early
     page.wait_for_selector("text=Collecting ended.")
+    assert page.locator("#move-on").is_disabled()  # no longer collecting
     # exporting, then SFT: skipped, the snapshot has no demonstrations
     assert stages.drain(until_stage=Stage.RM) == ["succeeded", "succeeded"]
     training_round.refresh_from_db()

@@ -47,7 +47,7 @@ def test_researcher_starts_and_cancels(project, base, researcher, api_as, stages
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["stage"] == "sampling" and body["start_policy"]["id"] == base.pk
-    assert [s["status"] for s in body["stages"]][:2] == ["queued", "pending"]
+    assert [s["status"] for s in body["stages"]][:2] == ["queued", "waiting"]
     again = client.post(f"/api/projects/{project.pk}/rounds/", {}, format="json")
     assert again.status_code == 409  # one running round per project
     cancelled = client.post(f"/api/rounds/{body['id']}/cancel/")

@@ -197,11 +197,26 @@ def test_the_stages_one_after_another(world, fake, tmp_path):
     run = _run(training_round, Stage.EVALUATING)
     result = evaluating.execute(run)
     by_label = {Path(c["out"]).name: c for c in fake.configs("eval")}
-    assert set(by_label) == {"vs_parent", "vs_root", "hidden_rule"}
+    assert set(by_label) == {
+        "vs_parent",
+        "vs_root",
+        "hidden_rule",
+        "hidden_rule_vs_root",
+        "rm_heldout",
+    }
     assert by_label["vs_parent"]["reference_policy"] == str(tmp_path / "base")
     assert by_label["vs_root"]["reference_policy"] == sft_dir
     assert by_label["hidden_rule"]["score_fn"] == "hidden_rule"
     assert by_label["hidden_rule"]["completions"].endswith(f"vs_parent/{contract.COMPLETIONS}")
+    # the rule judges the answers against the root too, and the RM on the held-out rankings
+    assert by_label["hidden_rule_vs_root"]["completions"].endswith(
+        f"vs_root/{contract.COMPLETIONS}"
+    )
+    held = by_label["rm_heldout"]
+    assert (held["score_fn"], held["reward_model"]) == ("hidden_rule", config["reward_model"])
+    assert {r.prompt for r in contract.read_rankings(held["rankings"])} == held_out
+    learning = result.metrics["learning"]
+    assert set(learning) >= {"rm_accuracy", "agreement_ceiling", "ppo", "win_rate_hidden_rule"}
     assert result.metrics["ab_tasks"] == 1  # ab_tasks: 1
     ab = Task.objects.get(project=project, kind=Task.Kind.EVALUATION)
     texts = sorted(ab.completions.values_list("text", flat=True))

@@ -86,6 +86,10 @@ def test_bootstrap_sample_rm_through_the_command_line(tmp_path):
     metrics = json.loads((tmp_path / "rm/metrics.json").read_text())
     assert metrics["steps"] == 1 and metrics["valid_rankings"] == 3
     assert (tmp_path / "rm/config.json").is_file()
+    # stderr is a pipe here, as in a worker's log: no library progress bar ("Loading
+    # weights", "Writing model shards") writes raw carriage-return lines into it
+    for output in (result.stderr, again.stderr):
+        assert "\r" not in output and "Loading weights" not in output
 
 
 @pytest.mark.slow

@@ -278,3 +278,48 @@ def test_ratio_bootstrap_ci_keeps_items_together():
     assert ratio == pytest.approx(0.6)
     assert 0.0 <= low < 0.6 < high <= 1.0
     assert ratio_bootstrap_ci([4, 4], [4, 4]) == (1.0, 1.0, 1.0)
+
+
+def test_ranking_hits_and_order_agreement_by_hand():
+    from trainer.contract import Ranking
+    from trainer.evaluate import order_agreement, ranking_hits
+
+    rankings = [
+        Ranking("q", ["a", "bb", "ccc"], [[2], [1], [0]]),  # longest first: 3 strict pairs
+        Ranking("q", ["a", "bb"], [[0, 1]]),  # a tie: no pair
+    ]
+    length = lambda prompt, completion: len(completion)  # noqa: E731
+    assert ranking_hits(rankings, length) == ([3, 0], [3, 0])
+    assert ranking_hits(rankings, lambda p, c: -len(c)) == ([0, 0], [3, 0])
+    # (a, b) per completion: b orders 3 pairs strictly (one tie in b is skipped); a agrees
+    # on the first two, ties on the third (a tie in a is no agreement)
+    groups = [[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0), (3.0, 4.0)]]
+    # pairs by b: (0,1) a agrees, (0,2) agrees, (0,3) agrees, (1,2) agrees, (1,3) agrees,
+    # (2,3): b says 3 > 2, a ties -> not agreed: 5 of 6
+    assert order_agreement(groups) == ([5], [6])
+
+
+def test_eval_measures_a_reward_model_against_a_scorer_on_rankings(tiny_dir, tmp_path):
+    rankings = tmp_path / "held.jsonl"
+    write_jsonl(
+        rankings,
+        [
+            {"prompt": f"q{i}", "completions": ["1", "22", "333"], "ranking": [[2], [1], [0]]}
+            for i in range(4)
+        ],
+    )
+    metrics = evaluate(
+        EvalConfig(
+            out=str(tmp_path / "e"),
+            rankings=str(rankings),
+            reward_model=str(tiny_dir),
+            score_fn="digit_count",
+            bootstrap_samples=200,
+        )
+    )
+    # digit_count scores 1/4 per digit: it orders every ranking as the raters did
+    assert metrics["score_fn_on_rankings"]["accuracy"] == 1.0
+    assert metrics["score_fn_on_rankings"]["pairs"] == 12
+    agreement = metrics["reward_model_vs_score_fn"]
+    assert agreement["pairs"] == 12 and agreement["items"] == 4  # 3 pairs per prompt
+    assert agreement["accuracy"] == pytest.approx(metrics["reward_model"]["accuracy"])

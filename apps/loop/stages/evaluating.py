@@ -2,8 +2,11 @@
 
 `trainer eval` judges the PPO policy against the round's policy (vs_parent) and against the
 lineage's root (vs_root) on the test prompts, with the round's reward model; with
-`eval_hidden_rule` also with the simulated raters' rule, on the same answers. The vs_parent
-answers become human A/B tasks (apps/collection/ab_tasks.py).
+`eval_hidden_rule` also with the simulated raters' rule, on the same answers, and it measures
+how well the reward model learnt that rule on the held-out rankings. The vs_parent answers
+become human A/B tasks (apps/collection/ab_tasks.py). `learning` gathers what says whether the
+round learnt: the reward model's held-out accuracy beside the raters' agreement on the same
+tasks, PPO's reward over its first and last quarter, and the win rates, each with its n and CI.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from apps.loop.artifacts import relative, run_artifact, stage_dir
 from apps.loop.errors import StageError
 from apps.loop.models import Stage, TrainingRun
 from apps.loop.policies import policy_model
-from apps.loop.snapshots import snapshot_verify
+from apps.loop.snapshots import snapshot_split, snapshot_verify
 from apps.loop.stages.base import StageResult, snapshot_of, succeeded
 from apps.loop.trainer_launch import run_trainer, trainer_settings
 from trainer import contract
@@ -45,6 +48,15 @@ def execute(run: TrainingRun) -> StageResult:
         evaluations.append(
             ("hidden_rule", parent, {"score_fn": "hidden_rule", "completions": str(answers)})
         )
+        if root.pk != parent.pk:
+            root_answers = stage_dir(run, "vs_root") / contract.COMPLETIONS
+            evaluations.append(
+                (
+                    "hidden_rule_vs_root",
+                    root,
+                    {"score_fn": "hidden_rule", "completions": str(root_answers)},
+                )
+            )
     results = {}
     for index, (label, reference, judge) in enumerate(evaluations):
         config = trainer_settings(
@@ -69,6 +81,10 @@ def execute(run: TrainingRun) -> StageResult:
         }
     if "vs_root" not in results:
         results["vs_root"] = results["vs_parent"]
+    if training_round.config.get("eval_hidden_rule"):
+        results["rm_vs_hidden_rule"] = _reward_model_vs_rule(
+            run, folder, rm_dir, step_offset=len(evaluations) * 1000
+        )
     ab = ab_tasks_create(
         project=training_round.project,
         round_number=training_round.number,
@@ -92,10 +108,90 @@ def execute(run: TrainingRun) -> StageResult:
             "rm_accuracy": rm_run.metrics.get("valid_accuracy"),
             "rm_accuracy_pairs": rm_run.metrics.get("valid_pairs"),
             "rater_agreement": snapshot.data_card.get("agreement", {}).get("pairwise_agreement"),
+            "learning": learning_summary(
+                rm=rm_run.metrics,
+                ppo=ppo_run.metrics,
+                ceiling=snapshot.data_card.get("agreement_held_out") or {},
+                evaluations=results,
+            ),
             "ab_tasks": ab,
         },
         artifacts={"evaluations": relative(stage_dir(run))},
     )
+
+
+def _reward_model_vs_rule(run: TrainingRun, folder, rm_dir, step_offset: int) -> dict:
+    """On the held-out rankings: the reward model's order of their answers against the hidden
+    rule's, and the rule's own accuracy on those rankings (what a perfect model of the rule
+    would score against these raters)."""
+    training_round = run.round
+    held = snapshot_split(folder, contract.RANKINGS, contract.Ranking, into=stage_dir(run))
+    if held.held_out is None:
+        return {}
+    config = trainer_settings(
+        training_round,
+        "eval",
+        rankings=str(held.held_out),
+        reward_model=str(rm_dir),
+        score_fn="hidden_rule",
+        seed=training_round.config["seed"],
+        # rows cut as the reward model was trained on them
+        **(
+            {"max_length": training_round.config["rm"]["max_length"]}
+            if "max_length" in training_round.config.get("rm", {})
+            else {}
+        ),
+    )
+    metrics = run_trainer(
+        run, "eval", config, stage_dir(run, "rm_heldout"), step_offset=step_offset, label="rm"
+    )
+    return {
+        "reward_model_vs_rule": metrics.get("reward_model_vs_score_fn"),
+        "rule_on_rankings": metrics.get("score_fn_on_rankings"),
+    }
+
+
+def _win(result: dict | None) -> dict | None:
+    overall = ((result or {}).get("win_rate") or {}).get("overall")
+    return dict(overall) if overall else None
+
+
+def learning_summary(*, rm: dict, ppo: dict, ceiling: dict, evaluations: dict) -> dict:
+    """Whether the round learnt, each figure with its n and CI where it has one."""
+    accuracy = rm.get("valid_accuracy")
+    agreement = ceiling.get("pairwise_agreement")
+    return {
+        "rm_accuracy": {
+            "value": accuracy,
+            "ci": rm.get("valid_accuracy_ci"),
+            "n_pairs": rm.get("valid_pairs"),
+            "n_rankings": rm.get("valid_rankings"),
+            "weighted": rm.get("valid_weighted_accuracy"),
+        },
+        "agreement_ceiling": {
+            "value": agreement,
+            "ci": ceiling.get("pairwise_agreement_ci"),
+            "n_rater_pairs": ceiling.get("rater_pairs"),
+            "n_tasks": ceiling.get("tasks_with_overlap"),
+        },
+        "rm_over_ceiling": accuracy / agreement if accuracy and agreement else None,
+        "rm_vs_hidden_rule": (evaluations.get("rm_vs_hidden_rule") or {}).get(
+            "reward_model_vs_rule"
+        ),
+        "hidden_rule_on_rankings": (evaluations.get("rm_vs_hidden_rule") or {}).get(
+            "rule_on_rankings"
+        ),
+        "ppo": {
+            "score_first_quarter": ppo.get("score_first"),
+            "score_last_quarter": ppo.get("score_last"),
+            "kl_last_quarter": ppo.get("kl_last"),
+            "steps": ppo.get("steps_done"),
+        },
+        "win_rate_hidden_rule": _win(evaluations.get("hidden_rule")),
+        "win_rate_reward_model": _win(evaluations.get("vs_parent")),
+        "win_rate_hidden_rule_vs_root": _win(evaluations.get("hidden_rule_vs_root")),
+        "win_rate_reward_model_vs_root": _win(evaluations.get("vs_root")),
+    }
 
 
 def answer_pairs(path) -> list[AnswerPair]:
