@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from apps.collection.flags import default_flags
-from apps.collection.models import MAX_K, MIN_K, TASK_KINDS, Project
+from apps.collection.models import MAX_DYNAMIC_OVERLAP, MAX_K, MIN_K, TASK_KINDS, Project
 from apps.collection.screening import screening
 from apps.collection.services import membership_add, project_active_set
 from apps.core.errors import InvalidInput
@@ -34,6 +34,9 @@ PROJECT_FIELDS: dict[str, tuple] = {
     "guidelines": ("text", 0, MAX_GUIDELINES),
     "k": ("int", MIN_K, MAX_K),
     "overlap": ("int", 1, 100),
+    "dynamic_overlap": ("bool",),
+    "overlap_max": ("int", 1, MAX_DYNAMIC_OVERLAP),
+    "confidence_target": ("float", 0.5, 0.999),
     "lease_seconds": ("int", 30, 86_400),
     "gold_rate": ("float", 0.0, 1.0),
     "likert_enabled": ("bool",),
@@ -52,6 +55,7 @@ def project_create(*, user, values: dict[str, Any]) -> Project:
     values = dict(values)
     values.setdefault("slug", slugify(str(values.get("name") or ""))[:100])
     fields, quality = _clean(values, partial=False)
+    _check_overlap(Project(), fields, "created")
     if Project.objects.filter(slug=fields["slug"]).exists():
         raise InvalidInput(
             "A project with this slug exists already; nothing was created.",
@@ -71,6 +75,7 @@ def project_update(*, project: Project, values: dict[str, Any]) -> Project:
     """Change the fields given in `values` (the others stay). Closing a project withdraws
     its live leases; new guidelines get a new version."""
     fields, quality = _clean(values, partial=True)
+    _check_overlap(project, fields, "changed")
     if (
         "slug" in fields
         and Project.objects.filter(slug=fields["slug"]).exclude(pk=project.pk).exists()
@@ -89,6 +94,20 @@ def project_update(*, project: Project, values: dict[str, Any]) -> Project:
         project_active_set(project=project, active=active)
     _screening_save(project, quality)
     return project
+
+
+def _check_overlap(project: Project, fields: dict, verb: str) -> None:
+    """With dynamic overlap on, a task may not start with more raters than it may get."""
+    dynamic = fields.get("dynamic_overlap", project.dynamic_overlap)
+    start = fields.get("overlap", project.overlap)
+    most = fields.get("overlap_max", project.overlap_max)
+    if dynamic and most < start:
+        raise InvalidInput(
+            f"The project settings are not valid; nothing was {verb}.",
+            fields={
+                "overlap_max": [f"With dynamic overlap, at least the starting overlap ({start})."]
+            },
+        )
 
 
 def _screening_save(project: Project, values: dict) -> None:

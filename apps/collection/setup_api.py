@@ -40,7 +40,18 @@ class ProjectSettingsInput(serializers.Serializer):
         required=False, allow_blank=True, trim_whitespace=False, help_text="Markdown."
     )
     k = serializers.IntegerField(required=False)
-    overlap = serializers.IntegerField(required=False)
+    overlap = serializers.IntegerField(
+        required=False, help_text="Raters per task (with dynamic overlap: where a task starts)."
+    )
+    dynamic_overlap = serializers.BooleanField(
+        required=False, help_text="Add raters only while the consensus is unsure (off)."
+    )
+    overlap_max = serializers.IntegerField(
+        required=False, help_text="Dynamic overlap: the most raters a task may get (1-15)."
+    )
+    confidence_target = serializers.FloatField(
+        required=False, help_text="Dynamic overlap: complete at this confidence (0.5-0.999)."
+    )
     lease_seconds = serializers.IntegerField(required=False)
     gold_rate = serializers.FloatField(required=False)
     likert_enabled = serializers.BooleanField(required=False)
@@ -64,6 +75,9 @@ def project_settings(project: Project) -> dict:
         "guidelines_version": project.guidelines_version,
         "k": project.k,
         "overlap": project.overlap,
+        "dynamic_overlap": project.dynamic_overlap,
+        "overlap_max": project.overlap_max,
+        "confidence_target": project.confidence_target,
         "lease_seconds": project.lease_seconds,
         "gold_rate": project.gold_rate,
         "likert_enabled": project.likert_enabled,

@@ -23,7 +23,16 @@ from apps.core.pages import role_required
 from apps.core.roles import Role
 
 EXPORTS = ("rankings", "pairs", "demonstrations", "prompts")
-NUMBER_FIELDS = ("k", "overlap", "lease_seconds", "gold_rate", "rationale_max_length")
+NUMBER_FIELDS = (
+    "k",
+    "overlap",
+    "overlap_max",
+    "confidence_target",
+    "lease_seconds",
+    "gold_rate",
+    "rationale_max_length",
+)
+CHECKBOXES = ("dynamic_overlap", "likert_enabled", "open_to_all_labelers", "is_active")
 SCREENING_INPUTS = {
     "screening_size": "size",
     "screening_threshold": "threshold",
@@ -40,7 +49,7 @@ def _values_from(post) -> dict:
     for name in NUMBER_FIELDS:
         if post.get(name, "") != "":
             values[name] = post.get(name)
-    for name in ("likert_enabled", "open_to_all_labelers", "is_active"):
+    for name in CHECKBOXES:
         values[name] = post.get(name) == "on"
     values["task_kinds"] = [kind for kind in TASK_KINDS if post.get(f"kind_{kind}") == "on"]
     values["flag_set"] = _flags_from(post.get("flags", ""))
@@ -71,9 +80,7 @@ def _form_context(project: Project | None, values: dict | None = None) -> dict:
                 name: getattr(project, name)
                 for name in ("name", "slug", "description", "guidelines", *NUMBER_FIELDS)
             },
-            "likert_enabled": project.likert_enabled,
-            "open_to_all_labelers": project.open_to_all_labelers,
-            "is_active": project.is_active,
+            **{name: getattr(project, name) for name in CHECKBOXES},
             "task_kinds": project.task_kinds,
             "flag_set": project.flag_set,
             "screening": screening().settings_read(project=project),
@@ -81,6 +88,9 @@ def _form_context(project: Project | None, values: dict | None = None) -> dict:
     values = values or {
         "k": 4,
         "overlap": 3,
+        "dynamic_overlap": False,
+        "overlap_max": 5,
+        "confidence_target": 0.9,
         "lease_seconds": 900,
         "gold_rate": 0.0,
         "rationale_max_length": 2000,

@@ -96,6 +96,14 @@ def test_a_researcher_creates_a_project_and_becomes_its_researcher(api_as):
         ({"name": "X", "screening": {"threshold": 2}}, "screening.threshold"),
         ({"name": "X", "slug": "Not a slug!"}, "slug"),
         ({"name": "X", "owner": "me"}, "owner"),
+        ({"name": "X", "dynamic_overlap": "maybe"}, "dynamic_overlap"),
+        ({"name": "X", "overlap_max": 16}, "overlap_max"),
+        ({"name": "X", "overlap_max": 0}, "overlap_max"),
+        ({"name": "X", "overlap_max": 2.5}, "overlap_max"),
+        ({"name": "X", "confidence_target": 1.0}, "confidence_target"),
+        ({"name": "X", "confidence_target": 0.49}, "confidence_target"),
+        ({"name": "X", "confidence_target": "NaN"}, "confidence_target"),
+        ({"name": "X", "dynamic_overlap": True, "overlap": 4, "overlap_max": 3}, "overlap_max"),
     ],
 )
 def test_bad_settings_answer_400_naming_the_field_and_create_nothing(api_as, values, field):
@@ -142,6 +150,44 @@ def test_a_researcher_edits_their_project_only(api_as, researcher_of):
     assert bad.status_code == 400
     project.refresh_from_db()
     assert project.k == 4 and project.overlap == 5  # nothing of a bad request is saved
+
+
+def test_dynamic_overlap_is_a_project_setting(api_as, researcher_of):
+    """Off by default; on with its maximum and target through create and PATCH; a maximum
+    below where tasks start is refused with nothing saved, whichever request brings it."""
+    researcher = UserFactory(roles=[Role.RESEARCHER])
+    created = api_as(researcher).post("/api/projects/", {"name": "Plain"}, format="json")
+    body = created.json()
+    assert (body["dynamic_overlap"], body["overlap_max"], body["confidence_target"]) == (
+        False,
+        5,
+        0.9,
+    )
+    project = ProjectFactory(overlap=3)
+    client = api_as(researcher_of(project))
+    url = f"/api/projects/{project.pk}/"
+    on = client.patch(
+        url,
+        {"dynamic_overlap": True, "overlap": 1, "overlap_max": 4, "confidence_target": 0.85},
+        format="json",
+    )
+    assert on.status_code == 200, on.content
+    project.refresh_from_db()
+    assert (project.dynamic_overlap, project.overlap, project.overlap_max) == (True, 1, 4)
+    assert project.confidence_target == 0.85
+    assert client.get(url).json()["confidence_target"] == 0.85
+    # raising the start above the maximum, with dynamic overlap on: refused, nothing saved
+    bad = client.patch(url, {"overlap": 6, "guidelines": "New."}, format="json")
+    assert bad.status_code == 400 and list(bad.json()["fields"]) == ["overlap_max"]
+    project.refresh_from_db()
+    assert (project.overlap, project.guidelines_version) == (1, 1)
+    # with dynamic overlap off, the maximum does not bind the fixed overlap
+    off = client.patch(url, {"dynamic_overlap": False, "overlap": 6}, format="json")
+    assert off.status_code == 200, off.content
+    again = client.patch(url, {"dynamic_overlap": True}, format="json")
+    assert again.status_code == 400 and "overlap_max" in again.json()["fields"]
+    project.refresh_from_db()
+    assert (project.dynamic_overlap, project.overlap, project.overlap_max) == (False, 6, 4)
 
 
 # --- uploads ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Setting up a project in a real browser: create it (with a guidelines preview), upload a
-file with a bad line (nothing stored, the line named), upload good data (the report), add a
-member."""
+"""Setting up a project in a real browser: create it (with a guidelines preview, and dynamic
+overlap with a bad maximum refused first), upload a file with a bad line (nothing stored, the
+line named), upload good data (the report), add a member."""
 
 from __future__ import annotations
 
@@ -42,11 +42,22 @@ def test_a_researcher_sets_up_a_project_in_the_browser(page, live_server, tmp_pa
     page.fill("#flags", "rude: Rude or dismissive\nwrong: Factually wrong")
     page.fill("#screening_size", "2")
     page.fill("#stats_max_age_seconds", "60")
+    # dynamic overlap, first with a maximum below the starting overlap: refused, named
+    page.check("#dynamic_overlap")
+    page.fill("#overlap_max", "1")
+    page.fill("#confidence_target", "0.85")
+    page.get_by_test_id("save-button").click()
+    expect(page.get_by_test_id("form-errors")).to_contain_text("overlap_max")
+    assert not Project.objects.exists()
+    expect(page.locator("#dynamic_overlap")).to_be_checked()  # what was typed stays
+    page.fill("#overlap_max", "4")
     screenshot(page, "setup-new-project")
     page.get_by_test_id("save-button").click()
     page.wait_for_url(f"{live_server.url}/research/projects/*/data/")
     project = Project.objects.get(slug="kind-answers")
     assert (project.k, project.overlap) == (3, 2)
+    assert project.dynamic_overlap and project.overlap_max == 4
+    assert project.confidence_target == 0.85
     assert project.task_kinds == ["ranking", "demonstration"]
     assert project.flag_keys == ["rude", "wrong"]
     assert project.guidelines.startswith("# Rank kindly")
