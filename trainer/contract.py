@@ -711,8 +711,10 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 # experiment might. A new setting goes here, next to its bounds, and nowhere else.
 
 #: How forward passes run: float32, or bfloat16 (autocast for what trains, bf16 weights for
-#: what is only read); trainer/models.py autocast and dtype_of.
-PRECISIONS = ("fp32", "bf16")
+#: what is only read), or "auto": bf16 where the device computes it natively (a GPU with
+#: bf16, a CPU with AMX or AVX512-BF16), float32 elsewhere, where bf16 is emulated and ~3x
+#: slower; trainer/models.py resolve_precision, autocast and dtype_of.
+PRECISIONS = ("fp32", "bf16", "auto")
 #: PPO's advantage estimators (trainer/ppo.py).
 ADVANTAGES = ("gae", "rloo")
 #: How a reward model reads its trunk (trainer/models.py reward_scores).
@@ -793,9 +795,11 @@ class SampleConfig:
     reward_max_length: int = bounded(512, ge=2, le=MAX_TOKENS)
     """Tokens of prompt + completion the reward model reads (the prompt is cut from the left)."""
     precision: str = choice("fp32", PRECISIONS)
-    """"fp32", or "bf16": load the models in bfloat16 (sampling reads every weight once per
-    token, so half the bytes is about twice the speed on a CPU; answers differ from fp32
-    ones only where two tokens were nearly tied)."""
+    """"fp32", "bf16" (load the models in bfloat16: sampling reads every weight once per
+    token, so half the bytes is about twice the speed on a CPU with AMX; answers differ from
+    fp32 ones only where two tokens were nearly tied), or "auto" (bf16 where the device
+    computes it natively; on a CPU without AMX or AVX512-BF16 bf16 is emulated and SmolLM2
+    samples 2.6x slower than in fp32)."""
 
     @staticmethod
     def relations(values: dict[str, Any]) -> dict[str, str]:
@@ -901,7 +905,8 @@ class RewardConfig:
     cv_folds: int = bounded(3, ge=2, le=100)
     """head_fit: cross-validation folds (split by prompt) for the depth and the penalty."""
     precision: str = choice("fp32", PRECISIONS)
-    """"fp32", or "bf16": forward passes under bf16 autocast (weights and optimiser float32)."""
+    """"fp32", "bf16" (forward passes under bf16 autocast; weights and optimiser float32), or
+    "auto" (bf16 where the device computes it natively)."""
 
     @staticmethod
     def relations(values: dict[str, Any]) -> dict[str, str]:
@@ -955,8 +960,9 @@ class PPOConfig:
     minus the mean return of the other responses to its prompt (Ahmadian et al. 2024); needs
     samples_per_prompt >= 2 and costs about half the compute of "gae"."""
     precision: str = choice("fp32", PRECISIONS)
-    """"fp32", or "bf16": every forward pass under bf16 autocast (weights and optimiser stay
-    float32; ~3x faster on a CPU with AMX). The old log-probabilities are then recomputed by
+    """"fp32", "bf16" (every forward pass under bf16 autocast; weights and optimiser stay
+    float32; ~3x faster on a CPU with AMX, ~3x slower on one without), or "auto" (bf16 where
+    the device computes it natively). The old log-probabilities are then recomputed by
     a forward pass in the same precision, so the ratios compare like with like."""
     lr: float = bounded(1e-5, gt=0.0, le=1.0)
     """AdamW learning rate for the policy (constant over the run)."""
@@ -1095,9 +1101,11 @@ class EvalConfig:
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
 
     precision: str = choice("fp32", PRECISIONS)
-    """"fp32", or "bf16": load the models in bfloat16 (sampling reads every weight once per
-    token, so half the bytes is about twice the speed on a CPU; answers differ from fp32
-    ones only where two tokens were nearly tied)."""
+    """"fp32", "bf16" (load the models in bfloat16: sampling reads every weight once per
+    token, so half the bytes is about twice the speed on a CPU with AMX; answers differ from
+    fp32 ones only where two tokens were nearly tied), or "auto" (bf16 where the device
+    computes it natively; on a CPU without AMX or AVX512-BF16 bf16 is emulated and SmolLM2
+    samples 2.6x slower than in fp32)."""
 
     @staticmethod
     def relations(values: dict[str, Any]) -> dict[str, str]:

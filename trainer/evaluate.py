@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +322,7 @@ def evaluate(config: EvalConfig) -> dict:
     check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
     use_threads(config.threads)
     device = models.pick_device(config.device)
+    config = replace(config, precision=models.resolve_precision(config.precision, device))
     log = MetricsLog(config.out)
     results: dict = {}
     tasks = int(bool(config.rankings)) + int(bool(config.prompts))

@@ -556,11 +556,32 @@ def _block_linear_names(model) -> list[str]:
     return sorted(names)
 
 
-def dtype_of(precision: str) -> torch.dtype:
-    """The dtype frozen models are loaded in for a precision setting."""
+def native_bf16(device: torch.device | str | None = None) -> bool:
+    """Whether bf16 matrix products run natively on the device: a CUDA GPU that supports
+    bf16, or a CPU with AMX or AVX512-BF16. Elsewhere torch emulates them (a 256×576 by
+    576×1536 product on one AVX512 thread without either: 15.6 ms in bf16, 4.9 ms in fp32)."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind != "cpu":
+        return False
+    cpu = torch.cpu
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device | str | None = None) -> str:
+    """ "fp32" or "bf16" for a precision setting on a device ("auto": bf16 where native)."""
     if precision not in PRECISIONS:
         raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return torch.bfloat16 if precision == "bf16" else torch.float32
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def dtype_of(precision: str, device: torch.device | str | None = None) -> torch.dtype:
+    """The dtype frozen models are loaded in for a precision setting."""
+    return torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
 
 
 def autocast(device: torch.device, precision: str):
@@ -569,9 +590,7 @@ def autocast(device: torch.device, precision: str):
     SmolLM2 forward is ~3x faster, on a GPU bf16 is its native speed)."""
     import contextlib
 
-    if precision not in PRECISIONS:
-        raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
+    if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -256,6 +256,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     ptx_texts = read_texts(config.ptx) if config.ptx and config.ptx_coef > 0 else []
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
+    config = replace(config, precision=models.resolve_precision(config.precision, device))
 
     policy, tokenizer = models.load_policy(config.policy)
     # frozen models (reward, separate reference) are only read: in bf16 they can be stored so

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -467,6 +467,8 @@ def train_reward_model(
     if not any(len(set(r.ranks)) > 1 for r in train):
         raise DataError(f"{config.train}: no ranking has a strict preference to learn from")
     accelerator = Accelerator(cpu=config.device == "cpu")
+    device = accelerator.device
+    config = replace(config, precision=models.resolve_precision(config.precision, device))
     model, tokenizer = models.load_scalar_model(config.model, accelerator.device)
     model.config.reward_pooling = config.pooling
     models.disable_dropout(model)
@@ -483,7 +485,8 @@ def train_reward_model(
         reference = [(d.prompt, d.completion) for d in read_demonstrations(config.reference)]
     else:
         reference = [(r.prompt, c) for r in train for c in r.completions]
-    reference = reference[: config.reference_limit]
+    # each answer once: a task ranked by three raters would otherwise be scored three times
+    reference = list(dict.fromkeys(reference))[: config.reference_limit]
     bias = fit_reward_bias(
         trained, tokenizer, reference, config.max_length, config.eval_batch_size, config.precision
     )

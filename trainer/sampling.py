@@ -11,7 +11,7 @@ tokens at the sampling temperature.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -240,6 +240,7 @@ def sample(config: SampleConfig) -> dict:
     prompts = read_prompts(config.prompts, split=config.split)
     use_threads(config.threads)
     device = models.pick_device(config.device)
+    config = replace(config, precision=models.resolve_precision(config.precision, device))
     torch.manual_seed(config.seed)
     model, tokenizer = models.load_policy(
         config.model, device, dtype=models.dtype_of(config.precision)
@@ -282,7 +283,9 @@ def sample(config: SampleConfig) -> dict:
         _add_rewards(rows, config, device)
         stats["rewards_from"] = config.reward_model
     write_jsonl(out / "samples.jsonl", rows)
-    return log.finish(**stats, device=str(device), config=settings, inputs=inputs)
+    return log.finish(
+        **stats, device=str(device), precision=config.precision, config=settings, inputs=inputs
+    )
 
 
 def _add_rewards(rows: list[dict], config: SampleConfig, device) -> None:

@@ -122,7 +122,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     #   0.22-0.50 held-out.
     # - PPO: RLOO (4 answers per prompt, no value model: half the compute, and no variance
     #   between prompts in the signal), LoRA on the last 8 of 30 blocks (the backward stops
-    #   there), bf16 autocast (AMX: ~3× the float32 matmul speed), lr 1e-3 (at 2e-4 the
+    #   there), bf16 autocast where the CPU has AMX or AVX512-BF16 ("auto": ~3× the float32
+    #   matmul speed with them, ~3× slower without, where fp32 runs instead), lr 1e-3 (at 2e-4 the
     #   policy did not move in 20 steps), answers cut at 32 tokens scored as they are.
     # One torch thread per trainer: the web server, the raters and anything else on the
     # machine share the other core; with two threads, any other busy process makes the
@@ -141,7 +142,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "top_p": 0.95,
             "batch_size": 32,
             "threads": 1,
-            "precision": "bf16",
+            "precision": "auto",
         },
         "sft": _CPU_DEMO_FINE_TUNING,
         "rm": {
@@ -152,7 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "head_l2": [0.1, 0.3, 1.0, 3.0],
             "max_length": 160,
             "eval_batch_size": 16,
-            "precision": "bf16",
+            "precision": "auto",
             "threads": 1,
         },
         "ppo": {
@@ -168,7 +169,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "kl_coef": 0.05,
             "lora_r": 8,
             "lora_layers": 8,
-            "precision": "bf16",
+            "precision": "auto",
             "save_every": 5,
             "threads": 1,
         },
@@ -176,7 +177,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_new_tokens": 32,
             "batch_size": 36,
             "max_length": 160,
-            "precision": "bf16",
+            "precision": "auto",
             "threads": 1,
         },
     },

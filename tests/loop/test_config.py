@@ -32,6 +32,12 @@ def test_cpu_demo_runs_every_trainer_on_one_thread():
     assert all(config[section]["threads"] == 1 for section in STAGE_SECTIONS)
 
 
+def test_cpu_demo_runs_bf16_only_where_the_cpu_computes_it_natively():
+    # emulated bf16 is ~3x slower than fp32 (a CPU without AMX or AVX512-BF16)
+    config = round_config(preset="cpu-demo")
+    assert {config[stage]["precision"] for stage in ("sample", "rm", "ppo", "eval")} == {"auto"}
+
+
 def test_sft_threshold_and_settings_merge_over_the_preset():
     config = round_config(
         preset="tiny", overrides={"sft_min_demonstrations": 4, "sft": {"lr": 1e-4}}
