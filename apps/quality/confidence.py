@@ -12,10 +12,11 @@ Bayes' rule gives the posterior log-odds that i ≻ j as a weighted vote:
     log P(i ≻ j | votes) / P(j ≻ i | votes) = Σ_r w_r v_r,   w_r = log(a_r / (1 − a_r)),
 
 with v_r = +1 when r ranked i above j, −1 below, 0 for a tie (no evidence). These w_r are the
-consensus weights the quality module already gives raters (`measures.rater_reliability`:
-Nitzan & Paroush 1982 show the same weighted vote is the optimal decision rule), so the
-posterior costs nothing new. A rater without a measured reliability gets that function's
-prior accuracy, 0.75 (w = log 3); an adversarial rater's accuracy clips to 0.5, weight 0.
+consensus weights the quality module already gives raters (`measures.skill_reliability`:
+a_r from the one-coin skill fitted to every rater pair's agreement; Nitzan & Paroush 1982
+show the same weighted vote is the optimal decision rule), so the posterior costs nothing
+new. A rater without a measured reliability gets the prior accuracy, 0.75 (w = log 3); a
+rater below chance clips to 0.5, weight 0 (never a negative weight: see that function).
 
 The task's ordering is the Bradley–Terry consensus of the same weighted judgments (what
 reviewers and exports see). Its confidence is the *weakest adjacent pair*: the smallest
@@ -31,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from apps.quality import agreement as ag
-from apps.quality.measures import rater_reliability
+from apps.quality.measures import skill_reliability
 
-PRIOR_WEIGHT = float(rater_reliability(np.zeros(1), np.zeros(1))[0])  # log 3: accuracy 0.75
+PRIOR_WEIGHT = float(skill_reliability(np.full(1, np.nan), np.zeros(1))[0])  # log 3: a = 0.75
 
 
 @dataclass(frozen=True)

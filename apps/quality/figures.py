@@ -16,7 +16,7 @@ import numpy as np
 from apps.quality import agreement as ag
 from apps.quality import rater_pairs
 from apps.quality.aggregates import QualitySums, TaskValues
-from apps.quality.measures import DAY, QualityOptions, rater_reliability
+from apps.quality.measures import DAY, QualityOptions, skill_reliability
 
 # A rater who orders a pair at random follows the others' majority half of the time: the
 # honest raters' range never starts below this, however noisy they are.
@@ -231,7 +231,7 @@ def _rater_measures(sums: QualitySums, raters: RaterIndex) -> dict[str, np.ndarr
         "peer_length_tau": safe_ratio(total("length_others"), total("length_others_pairs")),
         "flag_rate": safe_ratio(total("flagged_cells"), total("cells")),
         "median_seconds": raters.median_seconds,
-        "weight": rater_reliability(total("matches"), total("decided")),
+        "weight": skill_reliability(reliable["skill"], reliable["comparisons"]),
         "gold_pairs": total("gold_scored"),
     }
 

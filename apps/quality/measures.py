@@ -172,6 +172,28 @@ def rater_reliability(matches: np.ndarray, decided: np.ndarray, prior_pairs: flo
     return np.log(accuracy / (1 - accuracy))
 
 
+def skill_reliability(skill: np.ndarray, comparisons: np.ndarray, prior_pairs: float = 20.0):
+    """Weight of each rater in the consensus, from their one-coin skill.
+
+    `skill` s = 2a − 1 is fitted to the agreement of every pair of raters who ordered the
+    same completion pairs (rater_pairs.py: 2·P(agree) − 1 = s_i s_j), so a rater's accuracy
+    a = (1 + s) / 2 is measured against every co-rater at once, each counted by their own
+    skill, rather than against the majority of the others on each task (`rater_reliability`,
+    which a noisy or adversarial co-rater drags down, and which understates careful raters).
+    As there, a is shrunk toward 0.75 by `prior_pairs` pseudo-comparisons (`comparisons`:
+    the completion pairs the rater shared with others), clipped to [0.5, 0.98] — a rater
+    below chance weighs 0, never a negative weight that would turn their votes around — and
+    the weight is log(a / (1 − a)). A rater who shared nothing (skill NaN) gets the prior,
+    log 3.
+    """
+    skill = np.asarray(skill, dtype=np.float64)
+    comparisons = np.where(np.isfinite(skill), np.asarray(comparisons, dtype=np.float64), 0.0)
+    accuracy = (1 + np.nan_to_num(skill)) / 2
+    accuracy = (accuracy * comparisons + 0.75 * prior_pairs) / (comparisons + prior_pairs)
+    accuracy = np.clip(accuracy, 0.5, 0.98)
+    return np.log(accuracy / (1 - accuracy))
+
+
 def consensus_wins(
     pref: np.ndarray, valid: np.ndarray, task: np.ndarray, n_tasks: int, weight: np.ndarray
 ) -> np.ndarray:

@@ -128,12 +128,19 @@ def reliable_agreement(pairs: dict, rater_ids: np.ndarray, iterations: int = 300
     """Per rater (in `rater_ids` order): skill s (the fit of s_i s_j to 2·agree − 1, each
     pair weighted by its comparisons; the sign of each group of raters who share tasks set
     so that most of them are better than chance), the agreement with the raters of positive
-    skill, and its 95% interval (agreement.clustered_ratio_ci over judgment pairs: the
-    completion pairs of two rankings are not independent)."""
+    skill, its 95% interval (agreement.clustered_ratio_ci over judgment pairs: the
+    completion pairs of two rankings are not independent), and the completion pairs each
+    rater shared with any other ("comparisons", what the skill rests on)."""
     n = rater_ids.shape[0]
     empty = np.full(n, np.nan)
     if pairs["pairs_key"].size == 0 or n == 0:
-        return {"skill": empty, "agreement": empty, "low": empty, "high": empty}
+        return {
+            "skill": empty,
+            "agreement": empty,
+            "low": empty,
+            "high": empty,
+            "comparisons": np.zeros(n),
+        }
     order = np.argsort(rater_ids)
     sorted_ids = rater_ids[order]
 
@@ -173,7 +180,14 @@ def reliable_agreement(pairs: dict, rater_ids: np.ndarray, iterations: int = 300
         share = np.where(
             total_r > 0, per_rater["pairs_agree"] / np.where(total_r > 0, total_r, 1), np.nan
         )
-    return {"skill": skill, "agreement": share, "low": low, "high": high}
+    comparisons = np.bincount(i, total, minlength=n) + np.bincount(j, total, minlength=n)
+    return {
+        "skill": skill,
+        "agreement": share,
+        "low": low,
+        "high": high,
+        "comparisons": comparisons,
+    }
 
 
 def _fit_skills(i, j, observed, weight, n, iterations) -> np.ndarray:

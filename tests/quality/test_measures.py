@@ -84,3 +84,33 @@ def test_group_median_matches_numpy():
     for g in range(7):
         assert result[g] == pytest.approx(np.nanmedian(values[groups == g]))
     assert np.isnan(result[7])
+
+
+def test_skill_reliability_by_hand():
+    """a = (1 + s) / 2 shrunk toward 0.75 by 20 pseudo-comparisons, clipped to [0.5, 0.98],
+    as log-odds. s = 0.8 over 80 comparisons: a = (0.9·80 + 0.75·20) / 100 = 0.87,
+    w = log(0.87 / 0.13) = 1.90096; s = −0.6 over 50: a = (0.2·50 + 15) / 70 = 0.357 → 0.5,
+    w = 0 (below chance weighs nothing, never negative); no shared comparison (s NaN): the
+    prior, log 3; s = 1 over 10,000: 0.9995 → 0.98, w = log 49."""
+    weights = measures.skill_reliability(
+        np.array([0.8, -0.6, np.nan, 1.0]), np.array([80.0, 50.0, 0.0, 10_000.0])
+    )
+    assert weights == pytest.approx([1.900959, 0.0, np.log(3), np.log(49)], abs=1e-6)
+
+
+def test_consensus_weights_follow_each_raters_skill(crowd):
+    """The snapshot's consensus weight is skill_reliability of the rater's skill: random
+    clickers weigh about nothing, and among honest raters the careful ones weigh more (rank
+    correlation with their true noise below −0.8)."""
+    kinds, _, _, _, rows = crowd
+    noise = np.random.default_rng(2).uniform(0.3, 0.8, size=len(kinds))
+    honest = [i for i, kind in enumerate(kinds) if kind == "honest"]
+    weights = np.array([rows[i + 1]["weight"] for i in honest])
+    ranks = np.argsort(np.argsort(weights)), np.argsort(np.argsort(noise[honest]))
+    assert np.corrcoef(*ranks)[0, 1] < -0.8
+    clickers = [rows[i + 1]["weight"] for i, kind in enumerate(kinds) if kind == "random"]
+    assert max(clickers) < 0.2 < weights.min()
+    for row in rows.values():
+        expected = measures.skill_reliability(np.array([row["skill"]]), np.array([1e9]))[0]
+        if row["weight"] > 0.01:  # many comparisons: the prior's pull is small
+            assert row["weight"] == pytest.approx(expected, rel=0.05)
