@@ -21,7 +21,8 @@ REFRESH_EVERY judgments, as the beat job does every 10 minutes in production.
     open tasks' priorities are set from the current reward model's uncertainty
     (trainer/selection.py; the first round has no model and is random) or at random; the
     raters work through the queue by priority; the reward model is then refitted on every
-    judgment so far, each weighted by its rater's reliability (the snapshot weights). The
+    judgment so far (all alike: with overlap 1 no two raters share a task, so there is no
+    reliability to weigh them by). The
     reward model is a cheap feature-based one: a linear Bradley–Terry model on generic
     text features (character classes, length, word overlap with the prompt, 128 hashed
     words). Held-out accuracy against the hidden rule after each round.
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -48,6 +50,8 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,11 +127,38 @@ def ensure_database(fresh: bool) -> None:
     call_command("migrate", interactive=False, verbosity=0)  # quick when nothing is new
 
 
+class Runner:
+    """Runs jobs — (function, keyword arguments), each one arm of one seed on its own project
+    and raters, so none sees another's rows — `workers` at a time in forked processes (each
+    opens its own database connection). `submit` returns a function that waits for the
+    results, in job order, so both parts' arms can share the workers."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = None
+        if workers > 1:
+            from django.db import connections
+
+            connections.close_all()  # a forked child must not share the parent's socket
+            context = multiprocessing.get_context("fork")
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+    def submit(self, jobs: list[tuple[Callable, dict]]) -> Callable[[], list]:
+        if self.pool is None:
+            return lambda: [function(**kwargs) for function, kwargs in jobs]
+        futures = [self.pool.submit(function, **kwargs) for function, kwargs in jobs]
+        return lambda: [future.result() for future in futures]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 # --- the simulated crowd on the real engine -------------------------------------------------
 
 
 def make_raters(seed: int, tag: str):
-    """HONEST + ADVERSARIAL accounts and their simulated behaviour (noise drawn per rater)."""
+    """HONEST + ADVERSARIAL (account, simulated behaviour, opinion seed) triples; each
+    rater's noise level is drawn from the seed."""
     from django.contrib.auth import get_user_model
 
     from apps.accounts.services import rater_profile_get_or_create, user_roles_set
@@ -149,7 +180,7 @@ def make_raters(seed: int, tag: str):
             adversarial=index >= HONEST,
             rng=random.Random(seed * 1000 + index),
         )
-        crowd.append((user, behaviour))
+        crowd.append((user, behaviour, seed * 1000 + index))
     return crowd
 
 
@@ -194,9 +225,10 @@ def add_tasks(project, pairs: list[Pair], priority: int = 0) -> dict[int, Pair]:
     return {task.pk: pair for task, pair in zip(tasks, pairs, strict=True)}
 
 
-def work(project, crowd, rng: random.Random, *, budget: int | None = None) -> int:
+def work(project, crowd, rng: random.Random, *, budget: int | None = None, refresh=True) -> int:
     """Raters take turns (random order) until nothing is left for anyone or `budget`
-    judgments are in. The statistics are refreshed every REFRESH_EVERY judgments."""
+    judgments are in. The statistics are refreshed every REFRESH_EVERY judgments and at the
+    end (unless `refresh` is False)."""
     from apps.collection.leasing import assignment_next
     from apps.collection.services import judgment_submit
     from apps.quality.services import quality_snapshot_refresh
@@ -207,15 +239,19 @@ def work(project, crowd, rng: random.Random, *, budget: int | None = None) -> in
         index = rng.randrange(len(crowd))
         if index in idle:
             continue
-        user, behaviour = crowd[index]
+        user, behaviour, key = crowd[index]
         lease = assignment_next(project=project, rater=user)
         if lease is None:
             idle.add(index)
             continue
         content = lease._task_content
-        # In canonical order, not the rater's display order (a random shuffle the bench cannot
-        # seed): the simulated rater draws its noise per item in list order, so this keeps
-        # two arms with the same seed on the same draws (the ranking does not depend on it).
+        # Each rater's opinion of a pair is drawn from its own seed (rater, pair), so a rater
+        # who judges the same pair in two arms gives the same answer there: the arms differ
+        # only in whom the engine asked, which is what they compare (common random numbers;
+        # the gap between arms is far less noisy than with fresh draws per judgment). In
+        # canonical order, not the rater's display order (a random shuffle the bench cannot
+        # seed): the simulated rater draws its noise per item in list order.
+        behaviour.rng = random.Random(key * 1_000_003 + zlib.crc32(content.prompt_text.encode()))
         shown = [{"id": cid, "text": text} for cid, text in content.completions.items()]
         ranking, _ = behaviour.rank(content.prompt_text, shown)
         judgment_submit(
@@ -223,9 +259,10 @@ def work(project, crowd, rng: random.Random, *, budget: int | None = None) -> in
         )
         done += 1
         idle.clear()
-        if done % REFRESH_EVERY == 0:
+        if refresh and done % REFRESH_EVERY == 0:
             quality_snapshot_refresh(project_id=project.pk)
-    quality_snapshot_refresh(project_id=project.pk)
+    if refresh:
+        quality_snapshot_refresh(project_id=project.pk)
     return done
 
 
@@ -283,64 +320,117 @@ def overlap_arm(pairs: list[Pair], seed: int, tag: str, **settings) -> dict:
     }
 
 
-def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict) -> dict:
-    rows = []
+def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict, runner: Runner):
+    jobs = []
     for seed in seeds:
         chosen = random.Random(seed).sample(pairs, n_tasks)
-        fixed = overlap_arm(chosen, seed, f"a{seed}-fixed", overlap=3)
-        adaptive = overlap_arm(chosen, seed, f"a{seed}-dynamic", dynamic_overlap=True, **dynamic)
-        rows.append({"seed": seed, "fixed3": fixed, "dynamic": adaptive})
-        print(
-            f"  (a) seed {seed}: fixed 3 {fixed['judgments']} judgments, accuracy "
-            f"{fixed['accuracy']:.3f}; dynamic {adaptive['judgments']} ({adaptive['per_task']:.2f} "
-            f"per task), accuracy {adaptive['accuracy']:.3f}",
-            flush=True,
+        jobs.append(
+            (overlap_arm, {"pairs": chosen, "seed": seed, "tag": f"a{seed}-fixed", "overlap": 3})
         )
-    fixed_j = sum(r["fixed3"]["judgments"] for r in rows)
-    dynamic_j = sum(r["dynamic"]["judgments"] for r in rows)
-    fixed_acc = float(np.mean([r["fixed3"]["accuracy"] for r in rows]))
-    dynamic_acc = float(np.mean([r["dynamic"]["accuracy"] for r in rows]))
-    saving = 1 - dynamic_j / fixed_j
-    return {
-        "settings": dynamic,
-        "tasks_per_seed": n_tasks,
-        "seeds": rows,
-        "sweep": [],
-        "fixed3": {"judgments": fixed_j, "accuracy": fixed_acc},
-        "dynamic": {"judgments": dynamic_j, "accuracy": dynamic_acc},
-        "saving": saving,
-        "accuracy_gap": dynamic_acc - fixed_acc,
-        "met": saving >= TARGET_SAVING and dynamic_acc >= fixed_acc - ACCURACY_SLACK,
-    }
+        jobs.append(
+            (
+                overlap_arm,
+                {
+                    "pairs": chosen,
+                    "seed": seed,
+                    "tag": f"a{seed}-dynamic",
+                    "dynamic_overlap": True,
+                    **dynamic,
+                },
+            )
+        )
+    pending = runner.submit(jobs)
+
+    def finish():
+        results = pending()
+        rows = []
+        for index, seed in enumerate(seeds):
+            fixed, adaptive = results[2 * index], results[2 * index + 1]
+            rows.append({"seed": seed, "fixed3": fixed, "dynamic": adaptive})
+            print(
+                f"  (a) seed {seed}: fixed 3 {fixed['judgments']} judgments, accuracy "
+                f"{fixed['accuracy']:.3f}; dynamic {adaptive['judgments']} "
+                f"({adaptive['per_task']:.2f} per task), accuracy {adaptive['accuracy']:.3f}",
+                flush=True,
+            )
+        fixed_j = sum(r["fixed3"]["judgments"] for r in rows)
+        dynamic_j = sum(r["dynamic"]["judgments"] for r in rows)
+        fixed_acc = float(np.mean([r["fixed3"]["accuracy"] for r in rows]))
+        dynamic_acc = float(np.mean([r["dynamic"]["accuracy"] for r in rows]))
+        gaps = [r["dynamic"]["accuracy"] - r["fixed3"]["accuracy"] for r in rows]
+        saving = 1 - dynamic_j / fixed_j
+        return {
+            "settings": dynamic,
+            "tasks_per_seed": n_tasks,
+            "seeds": rows,
+            "sweep": [],
+            "fixed3": {"judgments": fixed_j, "accuracy": fixed_acc},
+            "dynamic": {"judgments": dynamic_j, "accuracy": dynamic_acc},
+            "saving": saving,
+            "accuracy_gap": dynamic_acc - fixed_acc,
+            "accuracy_gap_ci95": mean_ci(gaps),
+            "met": saving >= TARGET_SAVING and dynamic_acc >= fixed_acc - ACCURACY_SLACK,
+        }
+
+    return finish
 
 
-def sweep_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict) -> list[dict]:
+def mean_ci(values: list[float]) -> list[float]:
+    """A 95% interval of the mean over seeds (t with n − 1 degrees of freedom)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return [float(values.mean()), float(values.mean())]
+    half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return [float(values.mean() - half), float(values.mean() + half)]
+
+
+def sweep_a(
+    pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict, runner: Runner
+) -> list[dict]:
     """The accuracy-against-judgments curves: fixed overlap 1 … 5, and dynamic overlap at
     several targets (the configured start and maximum), on the same tasks and raters."""
     arms = [("fixed", {"overlap": n}) for n in (1, 2, 4, 5)] + [
         ("dynamic", {**dynamic, "dynamic_overlap": True, "confidence_target": target})
-        for target in (0.75, 0.8, 0.9, 0.95)
+        for target in (0.75, 0.8, 0.85, 0.9, 0.95)
         if target != dynamic["confidence_target"]
     ]
-    points = []
-    for kind, settings in arms:
-        runs = []
-        for seed in seeds:
-            chosen = random.Random(seed).sample(pairs, n_tasks)
-            runs.append(overlap_arm(chosen, seed, f"s{seed}-{kind}", **settings))
-        point = {
-            "kind": kind,
-            "settings": settings,
-            "per_task": float(np.mean([r["per_task"] for r in runs])),
-            "accuracy": float(np.mean([r["accuracy"] for r in runs])),
-        }
-        points.append(point)
-        print(
-            f"  (a) sweep {kind} {settings}: {point['per_task']:.2f} per task, "
-            f"accuracy {point['accuracy']:.3f}",
-            flush=True,
+    jobs = [
+        (
+            overlap_arm,
+            {
+                "pairs": random.Random(seed).sample(pairs, n_tasks),
+                "seed": seed,
+                "tag": f"s{seed}-{kind}",
+                **settings,
+            },
         )
-    return points
+        for kind, settings in arms
+        for seed in seeds
+    ]
+    pending = runner.submit(jobs)
+
+    def finish():
+        results = pending()
+        points = []
+        for index, (kind, settings) in enumerate(arms):
+            runs = results[index * len(seeds) : (index + 1) * len(seeds)]
+            point = {
+                "kind": kind,
+                "settings": settings,
+                "per_task": float(np.mean([r["per_task"] for r in runs])),
+                "accuracy": float(np.mean([r["accuracy"] for r in runs])),
+            }
+            points.append(point)
+            print(
+                f"  (a) sweep {kind} {settings}: {point['per_task']:.2f} per task, "
+                f"accuracy {point['accuracy']:.3f}",
+                flush=True,
+            )
+        return points
+
+    return finish
 
 
 # --- (b) uncertainty against random selection ------------------------------------------------
@@ -357,10 +447,10 @@ def features(prompt: str, answer: str) -> np.ndarray:
     prompt_words = {w for w in WORD.findall(prompt.lower()) if len(w) > 2}
     answer_words = set(words)
     dense = [
-        sum(ch.isalpha() for ch in text) / n,
-        sum(ch.isdigit() for ch in text) / n,
-        sum(ch == " " for ch in text) / n,
-        sum(ch in ".,'?!" for ch in text) / n,
+        sum(map(str.isalpha, text)) / n,
+        sum(map(str.isdigit, text)) / n,
+        text.count(" ") / n,
+        sum(map(text.count, ".,'?!")) / n,
         np.log1p(len(words)),
         len(words) / 100,
         len(answer_words & prompt_words) / max(len(answer_words | prompt_words), 1),
@@ -390,6 +480,40 @@ def fit_reward_model(
     return w
 
 
+def priorities_set(priority: dict[int, int]) -> None:
+    """Set many tasks' priorities in one statement (what the sampling stage writes; the
+    ORM's bulk_update builds a CASE of a thousand branches, which took most of (b)'s time)."""
+    from django.db import connection
+
+    from apps.collection.models import Task
+    from apps.core import sql
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {sql.table(Task)} t SET priority = v.priority "
+            "FROM unnest(%s::bigint[], %s::integer[]) AS v(id, priority) WHERE t.id = v.id",
+            [list(priority), list(priority.values())],
+        )
+
+
+def laplace_heads(
+    differences: np.ndarray,
+    outcomes: np.ndarray,
+    weights: np.ndarray,
+    w: np.ndarray,
+    n: int,
+    seed: int,
+    l2: float = 1.0,
+) -> np.ndarray:
+    """`n` heads drawn from the Laplace approximation of the fitted head's posterior,
+    N(w, H⁻¹) with H the penalised likelihood's Hessian at w: a small ensemble whose
+    disagreement is the head's own uncertainty about its weights."""
+    p = 1 / (1 + np.exp(-(differences @ w)))
+    hessian = (differences * (weights * p * (1 - p))[:, None]).T @ differences
+    covariance = np.linalg.inv(hessian + l2 * np.eye(len(w)))
+    return np.random.default_rng(seed).multivariate_normal(w, covariance, size=n)
+
+
 def selection_arm(
     pool: list[Pair],
     held_out: list[Pair],
@@ -399,9 +523,12 @@ def selection_arm(
     strategy: str,
     budget: int,
     per_round: int,
+    heads: int,
 ) -> list[tuple[int, float]]:
+    """One arm of (b): rounds of `per_round` judgments through the real engine, the open
+    tasks' priorities set before each round by `strategy`, the reward model refitted after.
+    With `heads` > 1 the uncertainty is that of a Laplace ensemble of the head."""
     from apps.collection.models import Judgment, Task, TaskCompletion
-    from apps.quality.models import RaterReliability
     from trainer.selection import PRIORITY_SCALE, choose_uncertain, priority_from_uncertainty
 
     tag = f"b{seed}-{strategy}"
@@ -428,20 +555,19 @@ def selection_arm(
             .values_list("pk", flat=True)
         )
         if strategy == "uncertainty" and model is not None:
-            rewards = np.stack([phi_pool[[row_of[t] for t in open_ids], j] @ model for j in (0, 1)])
-            priority = {
-                t: priority_from_uncertainty(choose_uncertain(rewards[:, i], 2).uncertainty)
+            rows_open = [row_of[t] for t in open_ids]
+            rewards = np.stack([phi_pool[rows_open, j] @ model.T for j in (0, 1)], axis=-1)
+            priority = {  # rewards[i] is (heads, 2): trainer/selection.py's own measure
+                t: priority_from_uncertainty(choose_uncertain(rewards[i], 2).uncertainty)
                 for i, t in enumerate(open_ids)
             }
         else:
             priority = {t: rng.randrange(PRIORITY_SCALE + 1) for t in open_ids}
-        Task.objects.bulk_update(
-            [Task(pk=t, priority=priority[t]) for t in open_ids], ["priority"], batch_size=1000
-        )
-        done += work(project, crowd, rng, budget=min(per_round, budget - done))
-        weights = dict(
-            RaterReliability.objects.filter(project=project).values_list("rater_id", "weight")
-        )
+        priorities_set(priority)
+        # Overlap 1: no two raters share a task, so the statistics have nothing to measure a
+        # rater by (every weight would be the prior) and are not refreshed; judgments count
+        # alike.
+        done += work(project, crowd, rng, budget=min(per_round, budget - done), refresh=False)
         rows = list(
             Judgment.objects.filter(task__project=project).values_list(
                 "task_id", "rater_id", "ranking"
@@ -449,10 +575,15 @@ def selection_arm(
         )
         index = np.array([row_of[t] for t, _, _ in rows])
         outcome = np.array([float(r[0][0] == first_answer[t]) for t, _, r in rows])
-        weight = np.array([weights.get(rater, 1.0) for _, rater, _ in rows])
-        model = fit_reward_model(pool_difference[index], outcome, weight)
-        accuracy = float((np.sign(held_difference[scored] @ model) == truth[scored]).mean())
+        weight = np.ones(len(rows))
+        head = fit_reward_model(pool_difference[index], outcome, weight)
+        accuracy = float((np.sign(held_difference[scored] @ head) == truth[scored]).mean())
         curve.append((done, accuracy))
+        model = (
+            laplace_heads(pool_difference[index], outcome, weight, head, heads, seed + done)
+            if heads > 1
+            else head[None, :]
+        )
     return curve
 
 
@@ -469,42 +600,71 @@ def judgments_to_reach(curve: list[tuple[int, float]], level: float) -> float:
     return float("inf")
 
 
-def part_b(pairs, seeds, pool_size, held_size, budget, per_round) -> dict:
-    curves: dict[str, list] = {"random": [], "uncertainty": []}
+def part_b(pairs, seeds, pool_size, held_size, budget, per_round, heads, runner: Runner) -> dict:
+    strategies = ("random", "uncertainty")
+    phi = np.array([[features(p.prompt, a) for a in p.answers] for p in pairs])  # once
+    jobs = []
     for seed in seeds:
-        order = random.Random(10_000 + seed).sample(pairs, pool_size + held_size)
-        pool, held = order[:pool_size], order[pool_size:]
-        phi_pool = np.array([[features(p.prompt, a) for a in p.answers] for p in pool])
-        phi_held = np.array([[features(p.prompt, a) for a in p.answers] for p in held])
-        for strategy in curves:
-            curve = selection_arm(pool, held, phi_pool, phi_held, seed, strategy, budget, per_round)
-            curves[strategy].append(curve)
-            print(
-                f"  (b) seed {seed} {strategy}: " + " ".join(f"{n}:{a:.3f}" for n, a in curve),
-                flush=True,
+        chosen = random.Random(10_000 + seed).sample(range(len(pairs)), pool_size + held_size)
+        order = [pairs[i] for i in chosen]
+        for strategy in strategies:
+            jobs.append(
+                (
+                    selection_arm,
+                    {
+                        "pool": order[:pool_size],
+                        "held_out": order[pool_size:],
+                        "phi_pool": phi[chosen[:pool_size]],
+                        "phi_held": phi[chosen[pool_size:]],
+                        "seed": seed,
+                        "strategy": strategy,
+                        "budget": budget,
+                        "per_round": per_round,
+                        "heads": heads,
+                    },
+                )
             )
-    mean = {
-        strategy: [
-            (runs[0][i][0], float(np.mean([run[i][1] for run in runs])))
-            for i in range(len(runs[0]))
-        ]
-        for strategy, runs in curves.items()
-    }
-    level = mean["random"][-1][1]
-    needed = judgments_to_reach(mean["uncertainty"], level)
-    saving = 1 - needed / budget
-    return {
-        "pool": pool_size,
-        "held_out": held_size,
-        "budget": budget,
-        "per_round": per_round,
-        "curves": curves,
-        "mean": mean,
-        "random_final_accuracy": level,
-        "uncertainty_judgments_to_match": needed,
-        "saving": saving,
-        "met": saving >= TARGET_SAVING,
-    }
+    pending = runner.submit(jobs)
+
+    def finish():
+        results = iter(pending())
+        curves: dict[str, list] = {strategy: [] for strategy in strategies}
+        for seed in seeds:
+            for strategy in strategies:
+                curve = next(results)
+                curves[strategy].append(curve)
+                print(
+                    f"  (b) seed {seed} {strategy}: " + " ".join(f"{n}:{a:.3f}" for n, a in curve),
+                    flush=True,
+                )
+        mean = {
+            strategy: [
+                (runs[0][i][0], float(np.mean([run[i][1] for run in runs])))
+                for i in range(len(runs[0]))
+            ]
+            for strategy, runs in curves.items()
+        }
+        level = mean["random"][-1][1]
+        needed = judgments_to_reach(mean["uncertainty"], level)
+        saving = 1 - needed / budget
+        finals = [u[-1][1] - r[-1][1] for u, r in zip(*curves.values(), strict=True)]
+        return {
+            "pool": pool_size,
+            "held_out": held_size,
+            "budget": budget,
+            "per_round": per_round,
+            "heads": heads,
+            "final_gap_ci95": mean_ci(finals),
+            "seeds_ahead_at_budget": int(sum(gap > 0 for gap in finals)),
+            "curves": curves,
+            "mean": mean,
+            "random_final_accuracy": level,
+            "uncertainty_judgments_to_match": needed,
+            "saving": saving,
+            "met": saving >= TARGET_SAVING,
+        }
+
+    return finish
 
 
 def plot(result: dict, path: Path) -> None:
@@ -571,14 +731,23 @@ def plot(result: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--tasks", type=int, default=160, help="(a) tasks per seed")
+    parser.add_argument("--tasks", type=int, default=80, help="(a) tasks per seed")
     parser.add_argument("--overlap-min", type=int, default=1)
     parser.add_argument("--overlap-max", type=int, default=5)
     parser.add_argument("--target", type=float, default=0.8, help="(a) confidence target")
-    parser.add_argument("--pool", type=int, default=1500, help="(b) candidate prompts")
-    parser.add_argument("--held-out", type=int, default=800, help="(b) held-out prompts")
-    parser.add_argument("--budget", type=int, default=300, help="(b) judgments per arm")
+    parser.add_argument("--pool", type=int, default=500, help="(b) candidate prompts")
+    parser.add_argument("--held-out", type=int, default=500, help="(b) held-out prompts")
+    parser.add_argument("--budget", type=int, default=150, help="(b) judgments per arm")
     parser.add_argument("--per-round", type=int, default=30, help="(b) judgments per round")
+    parser.add_argument(
+        "--heads", type=int, default=1, help="(b) reward heads (> 1: a Laplace ensemble)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="arms run at once, each in its own process (default: up to 2)",
+    )
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
     parser.add_argument(
         "--sweep", action="store_true", help="(a) also fixed overlap 1-5 and other targets"
@@ -599,12 +768,29 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"{len(pairs)} HH-RLHF pairs; seeds {seeds}", flush=True)
     result: dict = {}
+    runner = Runner(args.jobs)
+    finish: dict[str, Callable] = {}  # every arm is submitted first, so both parts share
     if args.part in ("a", "both"):
-        result["a"] = part_a(pairs, seeds, args.tasks, dynamic)
+        finish["a"] = part_a(pairs, seeds, args.tasks, dynamic, runner)
         if args.sweep:
-            result["a"]["sweep"] = sweep_a(pairs, seeds, args.tasks, dynamic)
+            finish["sweep"] = sweep_a(pairs, seeds, args.tasks, dynamic, runner)
     if args.part in ("b", "both"):
-        result["b"] = part_b(pairs, seeds, args.pool, args.held_out, args.budget, args.per_round)
+        finish["b"] = part_b(
+            pairs,
+            seeds,
+            args.pool,
+            args.held_out,
+            args.budget,
+            args.per_round,
+            args.heads,
+            runner,
+        )
+    for name, collect in finish.items():
+        if name == "sweep":
+            result["a"]["sweep"] = collect()
+        else:
+            result[name] = collect()
+    runner.close()
     result["seconds"] = round(time.perf_counter() - started, 1)
     met = True
     if "a" in result:
@@ -614,15 +800,22 @@ def main(argv: list[str] | None = None) -> int:
             f"(a) fixed overlap 3: {a['fixed3']['judgments']} judgments, accuracy "
             f"{a['fixed3']['accuracy']:.4f}; dynamic {dynamic}: {a['dynamic']['judgments']} "
             f"judgments ({a['saving']:.1%} fewer), accuracy {a['dynamic']['accuracy']:.4f} "
-            f"({a['accuracy_gap']:+.4f}) -> {'met' if a['met'] else 'MISSED'}"
+            f"({a['accuracy_gap']:+.4f}, 95% CI over seeds {a['accuracy_gap_ci95'][0]:+.4f} to "
+            f"{a['accuracy_gap_ci95'][1]:+.4f}) -> {'met' if a['met'] else 'MISSED'}"
         )
     if "b" in result:
         b = result["b"]
         met &= b["met"]
+        reached = (
+            f"reaches it with {b['uncertainty_judgments_to_match']:.0f} ({b['saving']:.1%} fewer)"
+            if np.isfinite(b["uncertainty_judgments_to_match"])
+            else "does not reach it within the budget"
+        )
         print(
             f"(b) random reaches {b['random_final_accuracy']:.4f} with {b['budget']} "
-            f"judgments; uncertainty reaches it with {b['uncertainty_judgments_to_match']:.0f} "
-            f"({b['saving']:.1%} fewer) -> {'met' if b['met'] else 'MISSED'}"
+            f"judgments; uncertainty {reached}; ahead at the budget in "
+            f"{b['seeds_ahead_at_budget']} of {len(seeds)} seeds -> "
+            f"{'met' if b['met'] else 'MISSED'}"
         )
     print(f"{result['seconds']} s")
     args.out.mkdir(parents=True, exist_ok=True)
