@@ -393,7 +393,7 @@ def sweep_a(
     several targets (the configured start and maximum), on the same tasks and raters."""
     arms = [("fixed", {"overlap": n}) for n in (1, 2, 4, 5)] + [
         ("dynamic", {**dynamic, "dynamic_overlap": True, "confidence_target": target})
-        for target in (0.75, 0.8, 0.85, 0.9, 0.95)
+        for target in (0.6, 0.7, 0.8, 0.9, 0.95)
         if target != dynamic["confidence_target"]
     ]
     jobs = [
@@ -732,9 +732,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=80, help="(a) tasks per seed")
-    parser.add_argument("--overlap-min", type=int, default=1)
-    parser.add_argument("--overlap-max", type=int, default=5)
-    parser.add_argument("--target", type=float, default=0.8, help="(a) confidence target")
+    parser.add_argument("--overlap-min", type=int, default=2)
+    parser.add_argument("--overlap-max", type=int, default=4)
+    parser.add_argument("--target", type=float, default=0.7, help="(a) confidence target")
     parser.add_argument("--pool", type=int, default=500, help="(b) candidate prompts")
     parser.add_argument("--held-out", type=int, default=500, help="(b) held-out prompts")
     parser.add_argument("--budget", type=int, default=150, help="(b) judgments per arm")
