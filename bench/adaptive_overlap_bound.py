@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{how:7} {name:26} {per_task:5.2f} per task  accuracy {accuracy:.4f}"
                 + (
-                    f"  ({row['saving_vs_fixed3']:+.1%} judgments, {row['gap_vs_fixed3']:+.4f})"
+                    f"  ({row['saving_vs_fixed3']:.1%} fewer judgments than fixed 3, "
+                    f"accuracy {row['gap_vs_fixed3']:+.4f})"
                     if "saving_vs_fixed3" in row
                     else ""
                 ),

@@ -76,8 +76,8 @@ def test_no_judgments_is_even_odds():
 def test_skill_weights_in_the_posterior_by_hand():
     """A measured rater of skill 0.8 over 80 comparisons (a = 0.87, w = log(0.87/0.13) =
     1.90096) alone: 0.87, below a target of 0.9; with an unmeasured rater (log 3) agreeing:
-    0.87·3 / (0.87·3 + 0.13) = 2.61 / 2.74 = 0.952555; a rater of skill −0.6 (below chance, w = 0)
-    disagreeing changes nothing."""
+    0.87·3 / (0.87·3 + 0.13) = 2.61 / 2.74 = 0.952555; a rater of skill −0.6 (below
+    chance, w = 0) disagreeing changes nothing."""
     from apps.quality.measures import skill_reliability
 
     measured, adversarial = skill_reliability(np.array([0.8, -0.6]), np.array([80.0, 50.0]))
