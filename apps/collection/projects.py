@@ -19,7 +19,7 @@ from django.utils.text import slugify
 from apps.collection.flags import default_flags
 from apps.collection.models import MAX_DYNAMIC_OVERLAP, MAX_K, MIN_K, TASK_KINDS, Project
 from apps.collection.screening import screening
-from apps.collection.services import membership_add, project_active_set
+from apps.collection.services import membership_add, overlap_problems, project_active_set
 from apps.core.errors import InvalidInput
 from apps.core.roles import Role, user_roles
 
@@ -98,15 +98,15 @@ def project_update(*, project: Project, values: dict[str, Any]) -> Project:
 
 def _check_overlap(project: Project, fields: dict, verb: str) -> None:
     """With dynamic overlap on, a task may not start with more raters than it may get."""
-    dynamic = fields.get("dynamic_overlap", project.dynamic_overlap)
-    start = fields.get("overlap", project.overlap)
-    most = fields.get("overlap_max", project.overlap_max)
-    if dynamic and most < start:
+    problems = overlap_problems(
+        dynamic=fields.get("dynamic_overlap", project.dynamic_overlap),
+        start=fields.get("overlap", project.overlap),
+        most=fields.get("overlap_max", project.overlap_max),
+        target=fields.get("confidence_target", project.confidence_target),
+    )
+    if problems:
         raise InvalidInput(
-            f"The project settings are not valid; nothing was {verb}.",
-            fields={
-                "overlap_max": [f"With dynamic overlap, at least the starting overlap ({start})."]
-            },
+            f"The project settings are not valid; nothing was {verb}.", fields=problems
         )
 
 

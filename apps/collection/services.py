@@ -60,6 +60,28 @@ def project_guidelines_update(*, project: Project, guidelines: str) -> Project:
 OVERLAP_FIELDS = ("dynamic_overlap", "overlap", "overlap_max", "confidence_target")
 
 
+# What one rater whose reliability has not been measured yet is taken to be right with (the
+# quality module's prior, apps/quality/confidence.py PRIOR_WEIGHT = log 3).
+UNMEASURED_ACCURACY = 0.75
+
+
+def overlap_problems(*, dynamic: bool, start: int, most: int, target: float) -> dict:
+    """What is wrong with a project's overlap settings taken together ({} when nothing)."""
+    if not dynamic:
+        return {}
+    if most < start:
+        return {"overlap_max": ["Cannot be below the overlap a task starts with."]}
+    if start == 1 and target <= UNMEASURED_ACCURACY:
+        return {
+            "confidence_target": [
+                "Tasks starting with 1 rater need a target above 0.75: one unmeasured rater "
+                "already reaches 0.75, so no task would get a second rater and no rater's "
+                "reliability would ever be measured."
+            ]
+        }
+    return {}
+
+
 def project_overlap_update(*, project: Project, **changes: Any) -> Project:
     """Change how many raters a project's tasks get: `overlap` (where tasks start),
     `dynamic_overlap`, `overlap_max` and `confidence_target`. Bad values change nothing and
@@ -92,8 +114,13 @@ def project_overlap_update(*, project: Project, **changes: Any) -> Project:
         ):
             errors[name] = [f"A whole number from 1 to {MAX_DYNAMIC_OVERLAP}."]
         values[name] = value
-    if not errors and values["dynamic_overlap"] and values["overlap_max"] < values["overlap"]:
-        errors["overlap_max"] = ["Cannot be below the overlap a task starts with."]
+    if not errors:
+        errors = overlap_problems(
+            dynamic=values["dynamic_overlap"],
+            start=values["overlap"],
+            most=values["overlap_max"],
+            target=values["confidence_target"],
+        )
     if errors:
         raise InvalidInput(
             "The overlap settings are not valid; nothing was changed.", fields=errors

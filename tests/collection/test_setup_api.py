@@ -104,6 +104,11 @@ def test_a_researcher_creates_a_project_and_becomes_its_researcher(api_as):
         ({"name": "X", "confidence_target": 0.49}, "confidence_target"),
         ({"name": "X", "confidence_target": "NaN"}, "confidence_target"),
         ({"name": "X", "dynamic_overlap": True, "overlap": 4, "overlap_max": 3}, "overlap_max"),
+        # one unmeasured rater already reaches 0.75: nobody would ever get a second rater
+        (
+            {"name": "X", "dynamic_overlap": True, "overlap": 1, "confidence_target": 0.75},
+            "confidence_target",
+        ),
     ],
 )
 def test_bad_settings_answer_400_naming_the_field_and_create_nothing(api_as, values, field):

@@ -48,6 +48,7 @@ def test_researcher_turns_dynamic_overlap_on_and_reviewer_reads_it(
         ({"confidence_target": 1.0}, "confidence_target"),
         ({"confidence_target": "0.9"}, "confidence_target"),
         ({"dynamic_overlap": True, "overlap": 4, "overlap_max": 2}, "overlap_max"),
+        ({"dynamic_overlap": True, "overlap": 1, "confidence_target": 0.7}, "confidence_target"),
         ({"k": 9}, "k"),
     ],
 )
