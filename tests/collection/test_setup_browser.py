@@ -42,16 +42,17 @@ def test_a_researcher_sets_up_a_project_in_the_browser(page, live_server, tmp_pa
     page.fill("#flags", "rude: Rude or dismissive\nwrong: Factually wrong")
     page.fill("#screening_size", "2")
     page.fill("#stats_max_age_seconds", "60")
-    # dynamic overlap, first with a maximum below the starting overlap: refused, named
     page.check("#dynamic_overlap")
-    page.fill("#overlap_max", "1")
+    page.fill("#overlap_max", "4")
     page.fill("#confidence_target", "0.85")
+    screenshot(page, "setup-new-project")
+    # a maximum below the starting overlap: refused, named, nothing created
+    page.fill("#overlap_max", "1")
     page.get_by_test_id("save-button").click()
     expect(page.get_by_test_id("form-errors")).to_contain_text("overlap_max")
     assert not Project.objects.exists()
     expect(page.locator("#dynamic_overlap")).to_be_checked()  # what was typed stays
     page.fill("#overlap_max", "4")
-    screenshot(page, "setup-new-project")
     page.get_by_test_id("save-button").click()
     page.wait_for_url(f"{live_server.url}/research/projects/*/data/")
     project = Project.objects.get(slug="kind-answers")
