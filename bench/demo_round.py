@@ -357,6 +357,10 @@ def main() -> int:
         processes.append(process)
         return process
 
+    def interrupted(signum, frame):  # a `kill` stops what this bench started, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     sampler = LoadSampler()
     result: dict = {}
     overrides = {"seed": args.seed, **json.loads(args.config)}

@@ -121,6 +121,7 @@
     if (evaluation.hidden_rule) rows.push(["Win rate on the simulated raters' rule", winRate(evaluation.hidden_rule)]);
     if (evaluation.hidden_rule_vs_root) rows.push(["… vs base/SFT on the rule", winRate(evaluation.hidden_rule_vs_root)]);
     if (learning.rm_vs_hidden_rule) rows.push(["RM vs the simulated raters' rule (held-out answers)", ratio(learning.rm_vs_hidden_rule, "pairs")]);
+    if (learning.hidden_rule_on_rankings) rows.push(["The rule itself vs the raters (what a perfect RM would score)", ratio(learning.hidden_rule_on_rankings, "pairs")]);
     rows.forEach(([k, v]) => { results.appendChild(el("dt", {}, k)); results.appendChild(el("dd", {}, v)); });
     if (detail.snapshot_id) {
       const holder = document.getElementById("snapshot-link");

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from apps.collection.models import PolicyVersion
 from apps.collection.services import membership_add
 from apps.core.roles import Role
-from apps.loop.models import Stage, TrainingRound
+from apps.loop.models import Stage, TrainingRound, TrainingRun
 from tests.browser import log_in, screenshot
 from tests.factories import UserFactory
 
@@ -81,3 +82,52 @@ def test_researcher_runs_a_round_and_downloads_the_snapshot(
     lines = [json.loads(line) for line in Path(download.path()).read_text().splitlines()]
     assert len(lines) == training_round.snapshot.row_counts["rankings.jsonl"] >= 8
     assert set(lines[0]) >= {"prompt", "completions", "ranking", "rater", "weight"}
+
+
+def test_a_finished_round_shows_what_it_learnt_with_each_n_and_ci(page, live_server, project):
+    # the figures of a real cpu-demo draw (bench/results/2026-12-03-demo-round/seed2.json)
+    base = PolicyVersion.objects.create(project=project, name="base", artifact_uri="/m/base")
+    training_round = TrainingRound.objects.create(
+        project=project, number=1, start_policy=base, stage=Stage.DONE, config={}
+    )
+    win = {"win_rate": 0.667, "ci_low": 0.542, "ci_high": 0.792, "n": 36}
+    TrainingRun.objects.create(
+        round=training_round,
+        stage=Stage.PPO,
+        status=TrainingRun.Status.SUCCEEDED,
+        metrics={"score_first": -0.071, "score_last": 0.161, "kl_last": 2.79, "steps_done": 20},
+    )
+    learning = {
+        "rm_accuracy": {"value": 0.636, "ci": [0.574, 0.698], "n_pairs": 162},
+        "agreement_ceiling": {"value": 0.679, "ci": [0.593, 0.778], "n_rater_pairs": 162},
+        "rm_vs_hidden_rule": {"accuracy": 0.714, "ci": [0.612, 0.818], "pairs": 49},
+        "hidden_rule_on_rankings": {"accuracy": 0.710, "ci": [0.617, 0.790], "pairs": 162},
+    }
+    TrainingRun.objects.create(
+        round=training_round,
+        stage=Stage.EVALUATING,
+        status=TrainingRun.Status.SUCCEEDED,
+        metrics={
+            "vs_parent": {"win_rate": {"overall": {**win, "win_rate": 0.708}}},
+            "hidden_rule": {"win_rate": {"overall": win}},
+            "learning": learning,
+        },
+    )
+    ada = UserFactory(username="ada", roles=[Role.RESEARCHER])
+    membership_add(project=project, user=ada, role=Role.RESEARCHER)
+    log_in(page, live_server, "ada", next_url=f"/research/rounds/{training_round.pk}/")
+    page.wait_for_selector("#results dd")
+    shown = dict(
+        zip(
+            page.locator("#results dt").all_inner_texts(),
+            page.locator("#results dd").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert shown["RM accuracy on held-out comparisons"] == "0.636 (95% CI 0.574–0.698, n=162 pairs)"
+    assert shown["Raters' agreement on the same tasks (ceiling)"].endswith("n=162 rater pairs)")
+    assert shown["PPO reward, first → last quarter"] == "-0.071 → 0.161 (KL 2.790 nats, n=20 steps)"
+    assert "n=36" in shown["Win rate on the simulated raters' rule"]
+    assert shown["The rule itself vs the raters (what a perfect RM would score)"] == (
+        "0.710 (95% CI 0.617–0.790, n=162 pairs)"
+    )
