@@ -167,7 +167,13 @@ def rater_reliability(matches: np.ndarray, decided: np.ndarray, prior_pairs: flo
     shrunk toward 0.75 by `prior_pairs` pseudo-comparisons and clipped to [0.5, 0.98], so
     a rater at chance weighs 0 and no rater dominates.
     """
-    accuracy = (matches + 0.75 * prior_pairs) / (decided + prior_pairs)
+    return _vote_weight(matches, decided, prior_pairs)
+
+
+def _vote_weight(right: np.ndarray, counted: np.ndarray, prior_pairs: float) -> np.ndarray:
+    """log(a / (1 − a)) for a = right / counted shrunk toward 0.75 by `prior_pairs`
+    pseudo-comparisons and clipped to [0.5, 0.98]."""
+    accuracy = (right + 0.75 * prior_pairs) / (counted + prior_pairs)
     accuracy = np.clip(accuracy, 0.5, 0.98)
     return np.log(accuracy / (1 - accuracy))
 
@@ -189,9 +195,7 @@ def skill_reliability(skill: np.ndarray, comparisons: np.ndarray, prior_pairs: f
     skill = np.asarray(skill, dtype=np.float64)
     comparisons = np.where(np.isfinite(skill), np.asarray(comparisons, dtype=np.float64), 0.0)
     accuracy = (1 + np.nan_to_num(skill)) / 2
-    accuracy = (accuracy * comparisons + 0.75 * prior_pairs) / (comparisons + prior_pairs)
-    accuracy = np.clip(accuracy, 0.5, 0.98)
-    return np.log(accuracy / (1 - accuracy))
+    return _vote_weight(accuracy * comparisons, comparisons, prior_pairs)
 
 
 def consensus_wins(
