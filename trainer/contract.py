@@ -54,6 +54,8 @@ METRICS_JSONL = "metrics.jsonl"
 SAMPLES = "samples.jsonl"  # trainer sample: K completions per prompt
 COMPLETIONS = "completions.jsonl"  # trainer eval: each prompt's two answers and their scores
 CHECKPOINT_DIR = "checkpoint"  # trainer ppo: where --resume continues from
+#: what a kill mid-save can leave beside it (trainer/ppo.py writes .tmp, steps .old aside)
+CHECKPOINT_LEFTOVERS = (f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old")
 TRAINER_CONFIG_FILE = "trainer_config.json"  # the config a saved model was trained with
 
 SPLITS = ("train", "valid", "test")

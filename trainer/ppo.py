@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -315,11 +316,12 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     )
 
     start_step = 0
-    if config.resume and has_training_state(checkpoint):
-        _load_weights(policy, checkpoint / "policy")
+    resume_from = _whole_checkpoint(checkpoint) if config.resume else None
+    if resume_from is not None:
+        _load_weights(policy, resume_from / "policy")
         if value is not None:
-            _load_weights(value, checkpoint / "value")
-        state = load_training_state(checkpoint, optimizer)
+            _load_weights(value, resume_from / "value")
+        state = load_training_state(resume_from, optimizer)
         kl_controller.value = state["kl_coef"]
         start_step = state["step"]
         _truncate_metrics(out / METRICS_JSONL, start_step)
@@ -611,28 +613,53 @@ def _save_checkpoint(
 ) -> None:
     """policy/ and value/ in save_pretrained format (adapters only under LoRA), plus the
     optimizer, beta and step needed to continue bit-for-bit (trainer/checkpoint.py:
-    safetensors and JSON, no pickle)."""
-    tmp = directory.with_name(directory.name + ".tmp")
+    safetensors and JSON, no pickle).
+
+    A kill at any instant leaves one whole checkpoint to resume from: the new one is written
+    beside the old (its training state last, which marks it whole), the old one steps aside
+    to ``.old`` and the new one takes its name, and only then is the old one deleted."""
+    tmp, old = _checkpoint_sibling(directory, "tmp"), _checkpoint_sibling(directory, "old")
+    shutil.rmtree(tmp, ignore_errors=True)  # a save that a kill cut short
     actor_critic.policy.save_pretrained(tmp / "policy")
     tokenizer.save_pretrained(tmp / "policy")
     if actor_critic.value is not None:
         actor_critic.value.save_pretrained(tmp / "value")
-    save_training_state(tmp, optimizer, kl_coef=kl_coef, step=step)
     (tmp / models.TRAINER_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
+    save_training_state(tmp, optimizer, kl_coef=kl_coef, step=step)
     if directory.exists():
-        import shutil
-
-        shutil.rmtree(directory)
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
     tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoint_sibling(directory: Path, suffix: str) -> Path:
+    """``checkpoint.tmp`` or ``checkpoint.old`` (contract.CHECKPOINT_LEFTOVERS)."""
+    return directory.with_name(f"{directory.name}.{suffix}")
+
+
+def _whole_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint to resume from: ``directory``, or the ``.old`` one a kill left between
+    stepping it aside and putting the new one in its place; None when there is neither."""
+    for candidate in (directory, _checkpoint_sibling(directory, "old")):
+        if has_training_state(candidate):
+            return candidate
+    return None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric rows logged after the checkpoint we resume from."""
+    """Drop metric rows logged after the checkpoint we resume from, and a last row that a
+    kill cut in half."""
     if not path.is_file():
         return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
+    keep = [line for line in path.read_text().splitlines() if _metric_step(line) <= step]
     path.write_text("".join(line + "\n" for line in keep))
+
+
+def _metric_step(line: str) -> float:
+    """The step a metrics row was logged at; infinity for a row that is not whole JSON."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return math.inf
+    return row.get("step", 0) if isinstance(row, dict) else math.inf

@@ -177,7 +177,8 @@ def test_killed_worker_is_recovered_without_a_duplicate_policy(
     assert run.status == TrainingRun.Status.QUEUED
     assert "stopped answering" in run.log
 
-    assert executor.run_execute(run_id=run.pk, task_id=run.celery_task_id) == "succeeded"
+    outcome = executor.run_execute(run_id=run.pk, task_id=run.celery_task_id)
+    assert outcome == "succeeded", TrainingRun.objects.get(pk=run.pk).log[-3000:]
     # the first message, delivered again by the broker (acks_late), finds nothing to do
     assert executor.run_execute(run_id=run.pk, task_id="first-delivery") == "skipped"
     run.refresh_from_db()

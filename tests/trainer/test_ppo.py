@@ -94,8 +94,19 @@ def test_ppo_raises_a_synthetic_reward_with_bounded_kl(tiny_dir, prompts_file, t
     assert sum(ch.isdigit() for ch in text) >= 6
 
 
+def _kill_mid_save(out) -> None:
+    """What a kill leaves between a save's two renames: the last whole checkpoint stepped
+    aside to checkpoint.old, a half-written checkpoint.tmp, and a metrics row cut in half."""
+    (out / "checkpoint").rename(out / "checkpoint.old")
+    (out / "checkpoint.tmp/policy").mkdir(parents=True)
+    (out / "checkpoint.tmp/policy/config.json").write_text("{}")
+    with (out / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 3, "sco')
+
+
 @pytest.mark.slow
-def test_resume_matches_an_uninterrupted_run(tiny_dir, prompts_file, tmp_path):
+@pytest.mark.parametrize("killed_mid_save", [False, True], ids=["stopped", "killed-mid-save"])
+def test_resume_matches_an_uninterrupted_run(tiny_dir, prompts_file, tmp_path, killed_mid_save):
     straight = tmp_path / "straight"
     train_ppo(base_config(tiny_dir, prompts_file, straight, total_steps=4), score_fn=digit_count)
     resumed = tmp_path / "resumed"
@@ -106,6 +117,8 @@ def test_resume_matches_an_uninterrupted_run(tiny_dir, prompts_file, tmp_path):
     assert first["finished"] is False and first["steps_done"] == 2
     assert (resumed / "checkpoint/policy/config.json").is_file()
     assert not (resumed / "model.safetensors").exists()
+    if killed_mid_save:
+        _kill_mid_save(resumed)
     second = train_ppo(
         base_config(tiny_dir, prompts_file, resumed, total_steps=4, resume=True),
         score_fn=digit_count,
@@ -117,6 +130,7 @@ def test_resume_matches_an_uninterrupted_run(tiny_dir, prompts_file, tmp_path):
     assert [r["step"] for r in rows(resumed)] == [1, 2, 3, 4]
     assert [r["score"] for r in rows(resumed)] == [r["score"] for r in rows(straight)]
     assert [r["kl"] for r in rows(resumed)] == [r["kl"] for r in rows(straight)]
+    assert not (resumed / "checkpoint.old").exists() and not (resumed / "checkpoint.tmp").exists()
 
 
 @pytest.mark.slow

@@ -130,8 +130,9 @@ def ppo(run: TrainingRun) -> StageResult:
         seed=training_round.config["seed"],
         resume=True,  # a re-run after a lost worker continues from the last checkpoint
     )
-    if run.attempt == 1 and (model_dir / contract.CHECKPOINT_DIR).exists():
-        shutil.rmtree(model_dir / contract.CHECKPOINT_DIR, ignore_errors=True)
+    if run.attempt == 1:  # nothing of an earlier run in this folder may be resumed
+        for leftover in (contract.CHECKPOINT_DIR, *contract.CHECKPOINT_LEFTOVERS):
+            shutil.rmtree(model_dir / leftover, ignore_errors=True)
     metrics = run_trainer(run, "ppo", config, model_dir)
     if not metrics.get("finished", True):
         raise StageError("PPO stopped before its last step (see the log).")
