@@ -791,6 +791,9 @@ class SampleConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+    adapt_threads: bool = flag(False)
+    """Re-choose the thread count (up to ``threads``; 0: every core) before each step or batch
+    from the cores other processes left idle: all on an idle machine, one beside busy ones."""
     reward_model: str | None = server(None)
     """A reward model directory: when set, every sample also gets its "reward" (uncertainty
     selection ranks prompts and chooses the K to show from these, trainer/selection.py)."""
@@ -837,6 +840,9 @@ class SFTConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+    adapt_threads: bool = flag(False)
+    """Re-choose the thread count (up to ``threads``; 0: every core) before each step or batch
+    from the cores other processes left idle: all on an idle machine, one beside busy ones."""
     lora_r: int = bounded(0, ge=0, le=1024)
     """LoRA rank; 0 trains every weight. Adapters are merged into the saved model."""
     lora_alpha: int = bounded(16, ge=1, le=4096)
@@ -884,6 +890,9 @@ class RewardConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+    adapt_threads: bool = flag(False)
+    """Re-choose the thread count (up to ``threads``; 0: every core) before each step or batch
+    from the cores other processes left idle: all on an idle machine, one beside busy ones."""
     lora_r: int = bounded(0, ge=0, le=1024)
     """LoRA rank; 0 trains every weight."""
     lora_alpha: int = bounded(16, ge=1, le=4096)
@@ -1022,6 +1031,9 @@ class PPOConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+    adapt_threads: bool = flag(False)
+    """Re-choose the thread count (up to ``threads``; 0: every core) before each step or batch
+    from the cores other processes left idle: all on an idle machine, one beside busy ones."""
     lora_r: int = bounded(0, ge=0, le=1024)
     """LoRA rank for policy and value; 0 trains every weight. With LoRA the reference is the
     policy with its adapters switched off (no second copy in memory)."""
@@ -1101,6 +1113,9 @@ class EvalConfig:
     threads: int = bounded(0, ge=0, le=MAX_THREADS)
     """CPU threads for torch (torch.set_num_threads); 0: torch's default, one per core. On a
     CPU shared with other busy processes, 1 avoids intra-op threads waiting on each other."""
+    adapt_threads: bool = flag(False)
+    """Re-choose the thread count (up to ``threads``; 0: every core) before each step or batch
+    from the cores other processes left idle: all on an idle machine, one beside busy ones."""
 
     precision: str = choice("fp32", PRECISIONS)
     """"fp32", "bf16" (load the models in bfloat16: sampling reads every weight once per

@@ -320,7 +320,7 @@ def evaluate(config: EvalConfig) -> dict:
         raise DataError("--completions needs --prompts (the prompts those answers are for)")
     earlier = _earlier_answers(config, prompts) if config.completions else None
     check_min_new_tokens(config.min_new_tokens, config.max_new_tokens)
-    use_threads(config.threads)
+    use_threads(config.threads, config.adapt_threads)
     device = models.pick_device(config.device)
     config = replace(config, precision=models.resolve_precision(config.precision, device))
     log = MetricsLog(config.out)

@@ -62,6 +62,7 @@ from trainer.runlog import (
     MetricsLog,
     derive_seed,
     progress,
+    rebalance_threads,
     seed_everything,
     use_threads,
 )
@@ -249,7 +250,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         score_fn = load_scorer(config.score_fn)
     if score_fn is None and not config.reward_model:
         raise DataError("give --reward-model DIR or --score-fn NAME (a registered scorer)")
-    use_threads(config.threads)
+    use_threads(config.threads, config.adapt_threads)
     seed_everything(config.seed)
     out = Path(config.out)
     checkpoint = out / CHECKPOINT_DIR
@@ -349,6 +350,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         return models.autocast(device, config.precision)
 
     for step in range(start_step, last_step):
+        rebalance_threads()
         started = time.perf_counter()
         seed_everything(derive_seed(config.seed, "step", step))
         # Under `accelerate launch` each process takes its own slice of the prompt stream.
@@ -528,6 +530,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 float(masked_mean(returns - values, response_mask)) if use_value else None
             ),
             "step_seconds": time.perf_counter() - started,
+            "threads": torch.get_num_threads(),
             **{k: (sum(v) / len(v) if v else None) for k, v in stats.items()},
         }
         history.append(row)

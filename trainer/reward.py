@@ -23,7 +23,13 @@ from trainer.contract import RewardConfig
 from trainer.data import DataError, Ranking, read_demonstrations, read_rankings
 from trainer.losses import pairwise_correct, ranking_loss
 from trainer.ops import pad_sequences, position_ids_from_mask
-from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
+from trainer.runlog import (
+    MetricsLog,
+    progress,
+    rebalance_threads,
+    seed_everything,
+    use_threads,
+)
 
 
 @dataclass
@@ -141,6 +147,7 @@ def evaluate_rankings(
     losses, weights = [], []
     encoded = [encode_ranking(tokenizer, r, max_length) for r in rankings]
     for start in range(0, len(encoded), batch_size):
+        rebalance_threads()
         batch = collate(encoded[start : start + batch_size], tokenizer.pad_token_id)
         with models.autocast(device, precision):
             rewards = batch_rewards(model, batch, device).float().cpu()
@@ -196,6 +203,7 @@ def score_texts(
     device = next(model.parameters()).device
     scores: list[float] = []
     for start in range(0, len(prompts), batch_size):
+        rebalance_threads()
         encoded = [
             encode_scored(tokenizer, p, c, max_length)
             for p, c in zip(
@@ -263,6 +271,7 @@ def completion_features(
     total = models.num_layers(model)
     features: dict[int, list[torch.Tensor]] = {d: [] for d in depths}
     for start in range(0, len(texts), batch_size):
+        rebalance_threads()
         encoded = [
             encode_scored(tokenizer, p, c, max_length) for p, c in texts[start : start + batch_size]
         ]
@@ -455,7 +464,7 @@ def train_reward_model(
     from accelerate import Accelerator
 
     check_config(config)
-    use_threads(config.threads)
+    use_threads(config.threads, config.adapt_threads)
     seed_everything(config.seed)
     if train is None:
         train = read_rankings(config.train)
@@ -553,6 +562,7 @@ def _fine_tune(model, tokenizer, train, config: RewardConfig, accelerator, log):
         for batch in loader:
             if step >= total_steps:
                 break
+            rebalance_threads()
             with models.autocast(accelerator.device, config.precision):
                 rewards = batch_rewards(readout, batch, accelerator.device)
             loss = ranking_loss(rewards.float(), batch["ranks"], batch["weights"])

@@ -23,12 +23,102 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def use_threads(threads: int) -> None:
-    """``torch.set_num_threads(threads)`` when threads > 0; 0 keeps torch's default (one per
-    core). On a CPU shared with other busy processes, intra-op threads that outnumber the free
-    cores wait on each other at every operation (docs/loop.md, "Demo")."""
-    if threads > 0:
+def use_threads(threads: int, adapt: bool = False) -> None:
+    """How many CPU threads torch computes with.
+
+    Fixed (``adapt`` False): ``torch.set_num_threads(threads)`` when threads > 0; 0 keeps
+    torch's default (one per core). On a CPU shared with other busy processes, intra-op threads
+    that outnumber the free cores wait on each other at every operation (docs/loop.md, "Demo").
+
+    Adaptive: up to ``threads`` (0: every core this process may use), re-chosen by
+    ``rebalance_threads`` at each step or batch from the cores that other processes left idle
+    since the last choice: all of them on an idle machine, one beside busy processes."""
+    _CORES.configure(threads, adapt)
+    if not adapt and threads > 0:
         torch.set_num_threads(threads)
+    elif adapt:
+        _CORES.rebalance(force=True)
+
+
+def rebalance_threads() -> int:
+    """Under ``use_threads(..., adapt=True)``, the thread count for the next piece of work
+    (re-measured at most every few seconds); otherwise torch's current count, unchanged."""
+    return _CORES.rebalance()
+
+
+def busy_cores_of_others(before: tuple[float, float, float], after: tuple[float, float, float]):
+    """Cores that processes other than this one kept busy between two ``cpu_times`` readings:
+    (machine-wide busy CPU seconds minus this process's own) per wall-clock second."""
+    wall = after[0] - before[0]
+    if wall <= 0:
+        return 0.0
+    machine, own = after[1] - before[1], after[2] - before[2]
+    return max(0.0, machine - own) / wall
+
+
+def threads_for(others_busy: float, usable: int, most: int) -> int:
+    """The cores left to this process, rounded to the nearest whole one: at least 1, at most
+    ``most``."""
+    return max(1, min(most, int(usable - others_busy + 0.5)))
+
+
+def cpu_times() -> tuple[float, float, float] | None:
+    """(wall clock, busy CPU seconds of the whole machine, CPU seconds of this process), or
+    None where the kernel does not say (no /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    own = os.times()
+    return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+class _CoreShare:
+    """The process-wide adaptive thread count (torch's threads are process-wide too)."""
+
+    #: the first measurement, and the shortest span between two
+    FIRST_LOOK_S = 0.5
+    MIN_SPAN_S = 3.0
+
+    def __init__(self) -> None:
+        self.adapt = False
+        self.most = 0
+        self.last: tuple[float, float, float] | None = None
+
+    def configure(self, threads: int, adapt: bool) -> None:
+        self.adapt, self.last = adapt, None
+        self.most = threads or self.usable()
+
+    @staticmethod
+    def usable() -> int:
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
+
+    def rebalance(self, force: bool = False) -> int:
+        if not self.adapt:
+            return torch.get_num_threads()
+        now = cpu_times()
+        if now is None:  # nothing to measure by: one thread is never slowed by others
+            torch.set_num_threads(1)
+            return 1
+        if self.last is None:
+            time.sleep(self.FIRST_LOOK_S)
+            self.last, now = now, cpu_times()
+        if not force and now[0] - self.last[0] < self.MIN_SPAN_S:
+            return torch.get_num_threads()
+        threads = threads_for(busy_cores_of_others(self.last, now), self.usable(), self.most)
+        self.last = now
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        return threads
+
+
+_CORES = _CoreShare()
 
 
 def derive_seed(*parts: int | str) -> int:

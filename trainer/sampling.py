@@ -20,7 +20,14 @@ from trainer import models
 from trainer.contract import SampleConfig
 from trainer.data import DataError, Prompt, read_prompts, write_jsonl
 from trainer.ops import pad_sequences, position_ids_from_mask, top_p_filter
-from trainer.runlog import METRICS_JSON, MetricsLog, derive_seed, progress, use_threads
+from trainer.runlog import (
+    METRICS_JSON,
+    MetricsLog,
+    derive_seed,
+    progress,
+    rebalance_threads,
+    use_threads,
+)
 
 
 @torch.no_grad()
@@ -166,6 +173,7 @@ def sample_completions(
     new_tokens = 0
     started = time.perf_counter()
     for start in range(0, len(order), batch_size):
+        rebalance_threads()
         chunk = order[start : start + batch_size]
         seeds = [derive_seed(seed, jobs[j][0].id, jobs[j][1]) for j in chunk]
         ids, mask = pad_sequences(
@@ -238,7 +246,7 @@ def sample(config: SampleConfig) -> dict:
         if cached.get("config") == settings and cached.get("inputs") == inputs:
             return {**cached, "reused": True}
     prompts = read_prompts(config.prompts, split=config.split)
-    use_threads(config.threads)
+    use_threads(config.threads, config.adapt_threads)
     device = models.pick_device(config.device)
     config = replace(config, precision=models.resolve_precision(config.precision, device))
     torch.manual_seed(config.seed)

@@ -19,7 +19,13 @@ from trainer.contract import SFTConfig
 from trainer.data import DataError, Demonstration, read_demonstrations
 from trainer.losses import sequence_logprob_loss
 from trainer.ops import pad_sequences
-from trainer.runlog import MetricsLog, progress, seed_everything, use_threads
+from trainer.runlog import (
+    MetricsLog,
+    progress,
+    rebalance_threads,
+    seed_everything,
+    use_threads,
+)
 
 
 def encode_demonstration(tokenizer, demo: Demonstration, max_length: int):
@@ -63,7 +69,7 @@ def validation_loss(model, tokenizer, demos, max_length: int, batch_size: int = 
 def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> dict:
     from accelerate import Accelerator
 
-    use_threads(config.threads)
+    use_threads(config.threads, config.adapt_threads)
     seed_everything(config.seed)
     train = train if train is not None else read_demonstrations(config.train)
     valid = read_demonstrations(config.valid) if config.valid else []
@@ -103,6 +109,7 @@ def train_sft(config: SFTConfig, train: list[Demonstration] | None = None) -> di
         for batch in loader:
             if step >= total_steps:
                 break
+            rebalance_threads()
             loss = lm_loss(model, batch, accelerator.device)
             accelerator.backward(loss)
             if config.max_grad_norm > 0:

@@ -99,14 +99,15 @@ DEFAULTS: dict[str, Any] = {
     "eval": {"max_new_tokens": 48, "temperature": 0.0, "bootstrap_samples": 1000},
 }
 
-# cpu-demo's SFT and reward model: one short LoRA epoch on one thread (reasons below)
+# cpu-demo's SFT: one short LoRA epoch, on the cores other processes leave (reasons below)
 _CPU_DEMO_FINE_TUNING = {
     "epochs": 1,
     "lr": 5e-5,
     "batch_size": 4,
     "lora_r": 8,
     "max_length": 160,
-    "threads": 1,
+    "threads": 0,
+    "adapt_threads": True,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -125,10 +126,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     #   there), bf16 autocast where the CPU has AMX or AVX512-BF16 ("auto": ~3× the float32
     #   matmul speed with them, ~3× slower without, where fp32 runs instead), lr 1e-3 (at 2e-4 the
     #   policy did not move in 20 steps), answers cut at 32 tokens scored as they are.
-    # One torch thread per trainer: the web server, the raters and anything else on the
-    # machine share the other core; with two threads, any other busy process makes the
-    # trainer's OpenMP threads wait on each other at every operation (PPO took 317 s instead
-    # of 89 s beside a load of ~4, docs/loop.md).
+    # Threads: every core the other processes leave idle, re-chosen before each step or batch
+    # (adapt_threads). On the idle 2-core machine two threads ran SmolLM2 1.6-1.9x faster than
+    # one; beside any busy process, two threads wait on each other at every operation (PPO
+    # took 317 s instead of 89 s beside a load of ~4), so there the trainer drops to one
+    # (docs/loop.md, "Demo").
     "cpu-demo": {
         "prompts_per_round": 72,
         "target_judgments": 200,
@@ -141,7 +143,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "temperature": 1.0,
             "top_p": 0.95,
             "batch_size": 32,
-            "threads": 1,
+            "threads": 0,
+            "adapt_threads": True,
             "precision": "auto",
         },
         "sft": _CPU_DEMO_FINE_TUNING,
@@ -154,7 +157,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_length": 160,
             "eval_batch_size": 16,
             "precision": "auto",
-            "threads": 1,
+            "threads": 0,
+            "adapt_threads": True,
         },
         "ppo": {
             "total_steps": 20,
@@ -171,14 +175,16 @@ PRESETS: dict[str, dict[str, Any]] = {
             "lora_layers": 8,
             "precision": "auto",
             "save_every": 5,
-            "threads": 1,
+            "threads": 0,
+            "adapt_threads": True,
         },
         "eval": {
             "max_new_tokens": 32,
             "batch_size": 36,
             "max_length": 160,
             "precision": "auto",
-            "threads": 1,
+            "threads": 0,
+            "adapt_threads": True,
         },
     },
     # A GPU worker: InstructGPT-like proportions at a small scale
