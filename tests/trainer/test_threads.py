@@ -60,9 +60,7 @@ def test_our_own_work_does_not_count_as_others(restore_threads):
 
 def test_beside_busy_processes_the_trainer_takes_one_thread(restore_threads):
     usable = len(os.sched_getaffinity(0))
-    spinners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(usable)
-    ]
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(usable)]
     try:
         time.sleep(0.5)
         use_threads(0, adapt=True)
