@@ -64,7 +64,9 @@ def threads_for(others_busy: float, usable: int, most: int) -> int:
 
 def cpu_times() -> tuple[float, float, float] | None:
     """(wall clock, busy CPU seconds of the whole machine, CPU seconds of this process), or
-    None where the kernel does not say (no /proc/stat)."""
+    None where the kernel does not say (no /proc/stat). Machine-wide: where this process may
+    use only some of the cores (affinity, a container on a bigger host), work on the others
+    counts too, and the choice errs towards fewer threads."""
     try:
         with open("/proc/stat", encoding="ascii") as stat:
             fields = [int(v) for v in stat.readline().split()[1:]]
