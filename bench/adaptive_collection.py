@@ -70,6 +70,7 @@ DB_NAME = "prefloop_adaptive"
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 HH_PATH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 RESULTS = ROOT / "bench" / "results" / "adaptive-collection"
+CHECK_RESULTS = ROOT / "var" / "bench" / "adaptive-collection-check"
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="annotation_site.settings.production",
@@ -784,8 +785,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--fresh", action="store_true", help="recreate the database first")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where result.json goes (default: {RESULTS.relative_to(ROOT)}; under --check "
+        f"{CHECK_RESULTS.relative_to(ROOT)}, so a check leaves the published result alone)",
+    )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = CHECK_RESULTS if args.check else RESULTS
 
     started = time.perf_counter()
     ensure_database(args.fresh)
