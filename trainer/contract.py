@@ -54,8 +54,10 @@ METRICS_JSONL = "metrics.jsonl"
 SAMPLES = "samples.jsonl"  # trainer sample: K completions per prompt
 COMPLETIONS = "completions.jsonl"  # trainer eval: each prompt's two answers and their scores
 CHECKPOINT_DIR = "checkpoint"  # trainer ppo: where --resume continues from
-#: what a kill mid-save can leave beside it (trainer/ppo.py writes .tmp, steps .old aside)
-CHECKPOINT_LEFTOVERS = (f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old")
+#: beside it while a save runs (trainer/ppo.py): the new checkpoint being written, and the
+#: last whole one stepped aside; a kill mid-save can leave either
+CHECKPOINT_TMP, CHECKPOINT_OLD = f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old"
+CHECKPOINT_LEFTOVERS = (CHECKPOINT_TMP, CHECKPOINT_OLD)
 TRAINER_CONFIG_FILE = "trainer_config.json"  # the config a saved model was trained with
 
 SPLITS = ("train", "valid", "test")

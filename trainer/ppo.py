@@ -33,7 +33,15 @@ from torch import nn
 
 from trainer import models
 from trainer.checkpoint import has_training_state, load_training_state, save_training_state
-from trainer.contract import ADVANTAGES, CHECKPOINT_DIR, PPOConfig, ScoreFn, load_scorer
+from trainer.contract import (
+    ADVANTAGES,
+    CHECKPOINT_DIR,
+    CHECKPOINT_OLD,
+    CHECKPOINT_TMP,
+    PPOConfig,
+    ScoreFn,
+    load_scorer,
+)
 from trainer.data import DataError, Prompt, read_prompts, read_texts
 from trainer.losses import (
     AdaptiveKLController,
@@ -317,7 +325,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     )
 
     start_step = 0
-    resume_from = _whole_checkpoint(checkpoint) if config.resume else None
+    resume_from = _whole_checkpoint(out) if config.resume else None
     if resume_from is not None:
         _load_weights(policy, resume_from / "policy")
         if value is not None:
@@ -621,7 +629,7 @@ def _save_checkpoint(
     A kill at any instant leaves one whole checkpoint to resume from: the new one is written
     beside the old (its training state last, which marks it whole), the old one steps aside
     to ``.old`` and the new one takes its name, and only then is the old one deleted."""
-    tmp, old = _checkpoint_sibling(directory, "tmp"), _checkpoint_sibling(directory, "old")
+    tmp, old = directory.parent / CHECKPOINT_TMP, directory.parent / CHECKPOINT_OLD
     shutil.rmtree(tmp, ignore_errors=True)  # a save that a kill cut short
     actor_critic.policy.save_pretrained(tmp / "policy")
     tokenizer.save_pretrained(tmp / "policy")
@@ -636,15 +644,10 @@ def _save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _checkpoint_sibling(directory: Path, suffix: str) -> Path:
-    """``checkpoint.tmp`` or ``checkpoint.old`` (contract.CHECKPOINT_LEFTOVERS)."""
-    return directory.with_name(f"{directory.name}.{suffix}")
-
-
-def _whole_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint to resume from: ``directory``, or the ``.old`` one a kill left between
-    stepping it aside and putting the new one in its place; None when there is neither."""
-    for candidate in (directory, _checkpoint_sibling(directory, "old")):
+def _whole_checkpoint(out: Path) -> Path | None:
+    """The checkpoint to resume from: ``out/checkpoint``, or ``out/checkpoint.old`` where a kill
+    fell between stepping it aside and putting the new one in its place; None for neither."""
+    for candidate in (out / CHECKPOINT_DIR, out / CHECKPOINT_OLD):
         if has_training_state(candidate):
             return candidate
     return None
