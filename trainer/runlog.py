@@ -34,10 +34,10 @@ def use_threads(threads: int, adapt: bool = False) -> None:
     ``rebalance_threads`` at each step or batch from the cores that other processes left idle
     since the last choice: all of them on an idle machine, one beside busy processes."""
     _CORES.configure(threads, adapt)
-    if not adapt and threads > 0:
-        torch.set_num_threads(threads)
-    elif adapt:
+    if adapt:
         _CORES.rebalance(force=True)
+    elif threads > 0:
+        torch.set_num_threads(threads)
 
 
 def rebalance_threads() -> int:
@@ -46,7 +46,11 @@ def rebalance_threads() -> int:
     return _CORES.rebalance()
 
 
-def busy_cores_of_others(before: tuple[float, float, float], after: tuple[float, float, float]):
+#: (wall clock, busy CPU seconds of the whole machine, CPU seconds of this process)
+CpuTimes = tuple[float, float, float]
+
+
+def busy_cores_of_others(before: CpuTimes, after: CpuTimes) -> float:
     """Cores that processes other than this one kept busy between two ``cpu_times`` readings:
     (machine-wide busy CPU seconds minus this process's own) per wall-clock second."""
     wall = after[0] - before[0]
@@ -62,7 +66,7 @@ def threads_for(others_busy: float, usable: int, most: int) -> int:
     return max(1, min(most, int(usable - others_busy + 0.5)))
 
 
-def cpu_times() -> tuple[float, float, float] | None:
+def cpu_times() -> CpuTimes | None:
     """(wall clock, busy CPU seconds of the whole machine, CPU seconds of this process), or
     None where the kernel does not say (no /proc/stat). Machine-wide: where this process may
     use only some of the cores (affinity, a container on a bigger host), work on the others
@@ -88,7 +92,7 @@ class _CoreShare:
     def __init__(self) -> None:
         self.adapt = False
         self.most = 0
-        self.last: tuple[float, float, float] | None = None
+        self.last: CpuTimes | None = None
 
     def configure(self, threads: int, adapt: bool) -> None:
         self.adapt, self.last = adapt, None
