@@ -217,6 +217,7 @@ def checks(rounds: list[dict], busy: int) -> list[tuple[str, bool, str]]:
     first = rounds[0]
     learnt = first["learning"]
     rm = learnt.get("rm_accuracy") or {}
+    consensus = learnt.get("rm_accuracy_consensus") or {}
     ceiling = learnt.get("agreement_ceiling") or {}
     ppo = learnt.get("ppo") or {}
     hidden = learnt.get("win_rate_hidden_rule") or {}
@@ -227,9 +228,11 @@ def checks(rounds: list[dict], busy: int) -> list[tuple[str, bool, str]]:
     result = [
         ("round 1 ended done", first["round_stage"] == "done", str(first["round_stage"])),
         (
-            "RM held-out accuracy ≥ 0.70 on ≥ 100 pairs",
-            accuracy is not None and accuracy >= 0.70 and (rm.get("n_pairs") or 0) >= 100,
-            _accuracy(rm, "n_pairs"),
+            "RM held-out accuracy vs the raters' consensus ≥ 0.70 on ≥ 100 pairs",
+            consensus.get("value") is not None
+            and consensus["value"] >= 0.70
+            and (consensus.get("n_pairs") or 0) >= 100,
+            f"{_accuracy(consensus, 'n_pairs')}; vs each rater {_accuracy(rm, 'n_pairs')}",
         ),
         (
             "RM accuracy ≥ 0.9 × raters' agreement on the same held-out tasks",
@@ -287,6 +290,10 @@ def print_round(report: dict) -> None:
     lines = [
         ("RM held-out accuracy vs the raters", _accuracy(learnt.get("rm_accuracy"), "n_pairs")),
         (
+            "RM held-out accuracy vs the raters' consensus",
+            _accuracy(learnt.get("rm_accuracy_consensus"), "n_pairs"),
+        ),
+        (
             "the raters' agreement on those tasks",
             _accuracy(learnt.get("agreement_ceiling"), "n_rater_pairs"),
         ),
@@ -294,6 +301,10 @@ def print_round(report: dict) -> None:
         (
             "the hidden rule itself vs the raters (a perfect model's accuracy)",
             _accuracy(learnt.get("hidden_rule_on_rankings")),
+        ),
+        (
+            "the hidden rule vs the raters' consensus",
+            _accuracy(learnt.get("hidden_rule_on_consensus")),
         ),
         ("win rate vs parent, hidden rule", _rate(learnt.get("win_rate_hidden_rule"))),
         ("win rate vs parent, reward model", _rate(learnt.get("win_rate_reward_model"))),

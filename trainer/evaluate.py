@@ -76,6 +76,52 @@ def ranking_hits(rankings, score_of) -> tuple[list[int], list[int]]:
     return hits, counts
 
 
+def consensus_orders(rankings) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per task that two or more raters ranked: its prompt and the (better, worse) answer
+    pairs that the reliability-weighted majority of its raters orders, each rater's vote on a
+    pair counted at its ranking's weight (the consensus weights: an inverted rater counts 0).
+    A pair whose votes cancel, or that no rater with weight orders, gives none. Rankings of
+    one task share ``task_id`` (or, without one, prompt and answers)."""
+    tasks: dict = defaultdict(list)
+    for ranking in rankings:
+        key = (
+            ranking.task_id
+            if ranking.task_id is not None
+            else (
+                ranking.prompt,
+                tuple(sorted(ranking.completions)),
+            )
+        )
+        tasks[key].append(ranking)
+    orders = []
+    for task in tasks.values():
+        if len(task) < 2:
+            continue
+        votes: dict[tuple[str, str], float] = defaultdict(float)
+        for ranking in task:
+            for winner, loser in ranking.strict_pairs():
+                a, b = ranking.completions[winner], ranking.completions[loser]
+                if a == b:
+                    continue
+                key, sign = ((a, b), 1.0) if a < b else ((b, a), -1.0)
+                votes[key] += sign * ranking.weight
+        pairs = [(a, b) if vote > 0 else (b, a) for (a, b), vote in votes.items() if vote != 0]
+        orders.append((task[0].prompt, sorted(pairs)))
+    return orders
+
+
+def consensus_hits(rankings, score_of) -> tuple[list[int], list[int]]:
+    """Per task with two or more raters: how many of its consensus pairs (see
+    ``consensus_orders``) ``score_of(prompt, completion)`` orders the same way (a tie in the
+    scores is not a hit), and how many consensus pairs it has."""
+    hits, counts = [], []
+    for prompt, pairs in consensus_orders(rankings):
+        ordered = (score_of(prompt, better) > score_of(prompt, worse) for better, worse in pairs)
+        hits.append(sum(ordered))
+        counts.append(len(pairs))
+    return hits, counts
+
+
 def order_agreement(groups: list[list[tuple[float, float]]]) -> tuple[list[int], list[int]]:
     """Per group (one prompt's distinct completions, each as (score a, score b)): of the
     pairs that b orders strictly, how many a orders the same way; and how many there are."""
@@ -241,6 +287,9 @@ def _against_scorer(config: EvalConfig, rankings, model, tokenizer) -> dict:
     return {
         "score_fn_on_rankings": _ratio_summary(
             *ranking_hits(rankings, lambda p, c: scorer[(p, c)]), config
+        ),
+        "score_fn_on_consensus": _ratio_summary(
+            *consensus_hits(rankings, lambda p, c: scorer[(p, c)]), config
         ),
         "reward_model_vs_score_fn": _ratio_summary(
             *order_agreement(list(by_prompt.values())), config

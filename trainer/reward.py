@@ -134,8 +134,10 @@ def evaluate_rankings(
     precision: str = "fp32",
 ) -> dict:
     """Held-out pairwise accuracy (overall, per K, and weighted by the rankings' weights, each
-    ranking's pairs counted together), its 95% bootstrap CI over rankings, and the loss."""
-    from trainer.evaluate import ratio_bootstrap_ci
+    ranking's pairs counted together), its 95% bootstrap CI over rankings, and the loss; and
+    the accuracy against the consensus of the tasks that several raters ranked (the pairs
+    their reliability-weighted majority orders; CI over tasks)."""
+    from trainer.evaluate import consensus_hits, ratio_bootstrap_ci
 
     if device is None:
         device = next(model.parameters()).device
@@ -145,12 +147,17 @@ def evaluate_rankings(
     pairs_by_k: dict[int, int] = defaultdict(int)
     per_ranking: list[tuple[float, float, float]] = []  # (correct, pairs, weight)
     losses, weights = [], []
+    reward_of: dict[tuple[str, str], float] = {}
     encoded = [encode_ranking(tokenizer, r, max_length) for r in rankings]
     for start in range(0, len(encoded), batch_size):
         rebalance_threads()
         batch = collate(encoded[start : start + batch_size], tokenizer.pad_token_id)
         with models.autocast(device, precision):
             rewards = batch_rewards(model, batch, device).float().cpu()
+        batch_rankings = rankings[start : start + batch_size]
+        for ranking, row in zip(batch_rankings, rewards.tolist(), strict=True):
+            scored = zip(ranking.completions, row[: ranking.k], strict=True)
+            reward_of.update(((ranking.prompt, c), r) for c, r in scored)
         correct, pairs = pairwise_correct(rewards, batch["ranks"])
         for k, c, p, w in zip(
             batch["ks"].tolist(),
@@ -172,6 +179,8 @@ def evaluate_rankings(
     counts = [p for _, p, _ in per_ranking]
     _, low, high = ratio_bootstrap_ci(hits, counts)
     weighted_pairs = sum(w * p for _, p, w in per_ranking)
+    task_hits, task_pairs = consensus_hits(rankings, lambda p, c: reward_of[(p, c)])
+    consensus = ratio_bootstrap_ci(task_hits, task_pairs) if sum(task_pairs) else None
     return {
         "accuracy": sum(correct_by_k.values()) / total_pairs if total_pairs else float("nan"),
         "accuracy_ci": [low, high],
@@ -185,6 +194,10 @@ def evaluate_rankings(
         ),
         "pairs": total_pairs,
         "rankings": len(per_ranking),
+        "consensus_accuracy": consensus[0] if consensus else None,
+        "consensus_accuracy_ci": list(consensus[1:]) if consensus else None,
+        "consensus_pairs": int(sum(task_pairs)),
+        "consensus_tasks": len(task_pairs),
         "loss": sum(losses) / sum(weights) if weights else float("nan"),
     }
 
@@ -525,6 +538,10 @@ def train_reward_model(
         valid_accuracy_by_k=held_out.get("accuracy_by_k"),
         valid_loss=held_out.get("loss"),
         valid_pairs=held_out.get("pairs"),
+        valid_consensus_accuracy=held_out.get("consensus_accuracy"),
+        valid_consensus_accuracy_ci=held_out.get("consensus_accuracy_ci"),
+        valid_consensus_pairs=held_out.get("consensus_pairs"),
+        valid_consensus_tasks=held_out.get("consensus_tasks"),
         **fitted,
         config=asdict(config),
     )

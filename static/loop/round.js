@@ -115,6 +115,7 @@
       ["Win rate vs base/SFT (RM judge)", winRate(evaluation.vs_root)],
       ["Human A/B win rate", ab.win_rate === null || ab.win_rate === undefined ? `— (${ab.judgments || 0} of ${ab.tasks || 0} tasks judged)` : `${fmt(ab.win_rate)} (95% CI ${fmt(ab.ci[0])}–${fmt(ab.ci[1])}, n=${ab.judgments} judgments)`],
       ["RM accuracy on held-out comparisons", ratio(rmAccuracy, "pairs")],
+      ["RM accuracy vs the raters' consensus (held-out tasks with overlap)", ratio(learning.rm_accuracy_consensus, "pairs")],
       ["Raters' agreement on the same tasks (ceiling)", ratio(learning.agreement_ceiling, "rater pairs")],
       ["PPO reward, first → last quarter", ppoMetrics.score_first !== undefined ? `${fmt(ppoMetrics.score_first)} → ${fmt(ppoMetrics.score_last)} (KL ${fmt(ppoMetrics.kl_last)} nats, n=${ppoMetrics.steps_done} steps)` : "—"],
     ];
@@ -122,6 +123,7 @@
     if (evaluation.hidden_rule_vs_root) rows.push(["… vs base/SFT on the rule", winRate(evaluation.hidden_rule_vs_root)]);
     if (learning.rm_vs_hidden_rule) rows.push(["RM vs the simulated raters' rule (held-out answers)", ratio(learning.rm_vs_hidden_rule, "pairs")]);
     if (learning.hidden_rule_on_rankings) rows.push(["The rule itself vs the raters (what a perfect RM would score)", ratio(learning.hidden_rule_on_rankings, "pairs")]);
+    if (learning.hidden_rule_on_consensus) rows.push(["The rule itself vs the raters' consensus", ratio(learning.hidden_rule_on_consensus, "pairs")]);
     rows.forEach(([k, v]) => { results.appendChild(el("dt", {}, k)); results.appendChild(el("dd", {}, v)); });
     if (detail.snapshot_id) {
       const holder = document.getElementById("snapshot-link");

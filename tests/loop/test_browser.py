@@ -102,6 +102,9 @@ def test_a_finished_round_shows_what_it_learnt_with_each_n_and_ci(page, live_ser
         "agreement_ceiling": {"value": 0.679, "ci": [0.593, 0.778], "n_rater_pairs": 162},
         "rm_vs_hidden_rule": {"accuracy": 0.714, "ci": [0.612, 0.818], "pairs": 49},
         "hidden_rule_on_rankings": {"accuracy": 0.710, "ci": [0.617, 0.790], "pairs": 162},
+        # against the consensus: the figures of a 2026-12-04 draw's reward model
+        "rm_accuracy_consensus": {"value": 0.657, "ci": [0.546, 0.75], "n_pairs": 108},
+        "hidden_rule_on_consensus": {"accuracy": 0.769, "ci": [0.667, 0.861], "pairs": 108},
     }
     TrainingRun.objects.create(
         round=training_round,
@@ -130,4 +133,10 @@ def test_a_finished_round_shows_what_it_learnt_with_each_n_and_ci(page, live_ser
     assert "n=36" in shown["Win rate on the simulated raters' rule"]
     assert shown["The rule itself vs the raters (what a perfect RM would score)"] == (
         "0.710 (95% CI 0.617–0.790, n=162 pairs)"
+    )
+    assert shown["RM accuracy vs the raters' consensus (held-out tasks with overlap)"] == (
+        "0.657 (95% CI 0.546–0.750, n=108 pairs)"
+    )
+    assert shown["The rule itself vs the raters' consensus"] == (
+        "0.769 (95% CI 0.667–0.861, n=108 pairs)"
     )

@@ -216,7 +216,14 @@ def test_the_stages_one_after_another(world, fake, tmp_path):
     assert (held["score_fn"], held["reward_model"]) == ("hidden_rule", config["reward_model"])
     assert {r.prompt for r in contract.read_rankings(held["rankings"])} == held_out
     learning = result.metrics["learning"]
-    assert set(learning) >= {"rm_accuracy", "agreement_ceiling", "ppo", "win_rate_hidden_rule"}
+    assert set(learning) >= {
+        "rm_accuracy",
+        "rm_accuracy_consensus",
+        "agreement_ceiling",
+        "ppo",
+        "win_rate_hidden_rule",
+        "hidden_rule_on_consensus",
+    }
     assert result.metrics["ab_tasks"] == 1  # ab_tasks: 1
     ab = Task.objects.get(project=project, kind=Task.Kind.EVALUATION)
     texts = sorted(ab.completions.values_list("text", flat=True))

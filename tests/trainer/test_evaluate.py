@@ -299,6 +299,32 @@ def test_ranking_hits_and_order_agreement_by_hand():
     assert order_agreement(groups) == ([5], [6])
 
 
+def test_consensus_orders_weigh_each_raters_votes_by_hand():
+    from trainer.contract import Ranking
+    from trainer.evaluate import consensus_hits, consensus_orders
+
+    answers = ["a", "bb", "ccc"]
+    rankings = [
+        # task 1: two honest raters (weights 2 and 1) and an inverted one at weight 0
+        Ranking("q", answers, [[2], [1], [0]], weight=2.0, task_id=1),  # ccc > bb > a
+        Ranking("q", ["bb", "a", "ccc"], [[2], [1], [0]], weight=1.0, task_id=1),  # ccc>a>bb
+        Ranking("q", answers, [[0], [1], [2]], weight=0.0, task_id=1),  # a > bb > ccc
+        # task 2: one rater only -> no consensus
+        Ranking("r", answers, [[0], [1], [2]], task_id=2),
+        # task 3: two raters of equal weight disagree on (a, bb), agree a tie on nothing else
+        Ranking("s", ["a", "bb"], [[0], [1]], task_id=3),
+        Ranking("s", ["a", "bb"], [[1], [0]], task_id=3),
+    ]
+    orders = consensus_orders(rankings)
+    # (bb, a): +2 for bb, +1 for a -> bb; (ccc, a): 2 + 1 -> ccc; (ccc, bb): 2 + 1 -> ccc.
+    # Task 3's only pair cancels (1 - 1): a task with no consensus pair.
+    assert orders == [("q", [("bb", "a"), ("ccc", "a"), ("ccc", "bb")]), ("s", [])]
+    length = lambda prompt, completion: len(completion)  # noqa: E731
+    assert consensus_hits(rankings, length) == ([3, 0], [3, 0])
+    # an RM that prefers short answers but ties bb with ccc: no hit anywhere
+    assert consensus_hits(rankings, lambda p, c: -min(len(c), 2)) == ([0, 0], [3, 0])
+
+
 def test_eval_measures_a_reward_model_against_a_scorer_on_rankings(tiny_dir, tmp_path):
     rankings = tmp_path / "held.jsonl"
     write_jsonl(
@@ -320,6 +346,8 @@ def test_eval_measures_a_reward_model_against_a_scorer_on_rankings(tiny_dir, tmp
     # digit_count scores 1/4 per digit: it orders every ranking as the raters did
     assert metrics["score_fn_on_rankings"]["accuracy"] == 1.0
     assert metrics["score_fn_on_rankings"]["pairs"] == 12
+    # each prompt has one rater: no task has a consensus
+    assert metrics["score_fn_on_consensus"]["pairs"] == 0
     agreement = metrics["reward_model_vs_score_fn"]
     assert agreement["pairs"] == 12 and agreement["items"] == 4  # 3 pairs per prompt
     assert agreement["accuracy"] == pytest.approx(metrics["reward_model"]["accuracy"])

@@ -59,6 +59,29 @@ def test_bias_makes_reference_completions_score_zero(tiny_dir):
     assert max(abs(s) for s in scores) > 1e-3  # the scores differ, only their mean is 0
 
 
+def test_held_out_accuracy_against_the_consensus_ignores_an_inverted_rater(tiny_dir):
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
+    honest = count_rule_rankings(6, k=4, seed=5)
+    rankings = []
+    for task_id, ranking in enumerate(honest):
+        inverted = list(reversed(ranking.ranking))
+        rankings += [
+            Ranking(ranking.prompt, ranking.completions, ranking.ranking, 1.0, "a", task_id),
+            Ranking(ranking.prompt, ranking.completions, ranking.ranking, 1.0, "b", task_id),
+            Ranking(ranking.prompt, ranking.completions, inverted, 0.0, "adversary", task_id),
+        ]
+    alone = evaluate_rankings(model, tokenizer, honest, 64)
+    held_out = evaluate_rankings(model, tokenizer, rankings, 64)
+    # the consensus of each task is the honest ranking: the same hits, one task per ranking
+    assert held_out["consensus_accuracy"] == pytest.approx(alone["accuracy"])
+    assert held_out["consensus_pairs"] == alone["pairs"] > 20
+    assert held_out["consensus_tasks"] == 6
+    # against every rater, the inverted rankings count: accuracy is (2a + (1 - a)) / 3
+    assert held_out["accuracy"] == pytest.approx((1 + alone["accuracy"]) / 3)
+    assert alone["accuracy"] != pytest.approx(0.5)  # the two figures differ
+
+
 @pytest.mark.slow
 def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
     train = count_rule_rankings(240, k=4, seed=1)

@@ -5,8 +5,10 @@ lineage's root (vs_root) on the test prompts, with the round's reward model; wit
 `eval_hidden_rule` also with the simulated raters' rule, on the same answers, and it measures
 how well the reward model learnt that rule on the held-out rankings. The vs_parent answers
 become human A/B tasks (apps/collection/ab_tasks.py). `learning` gathers what says whether the
-round learnt: the reward model's held-out accuracy beside the raters' agreement on the same
-tasks, PPO's reward over its first and last quarter, and the win rates, each with its n and CI.
+round learnt: the reward model's held-out accuracy (against each rater's ranking, and against
+the reliability-weighted consensus of the tasks several raters ranked) beside the raters'
+agreement on the same tasks, PPO's reward over its first and last quarter, and the win rates,
+each with its n and CI.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def _reward_model_vs_rule(run: TrainingRun, folder, rm_dir, step_offset: int) ->
     return {
         "reward_model_vs_rule": metrics.get("reward_model_vs_score_fn"),
         "rule_on_rankings": metrics.get("score_fn_on_rankings"),
+        "rule_on_consensus": metrics.get("score_fn_on_consensus"),
     }
 
 
@@ -168,6 +171,12 @@ def learning_summary(*, rm: dict, ppo: dict, ceiling: dict, evaluations: dict) -
             "n_rankings": rm.get("valid_rankings"),
             "weighted": rm.get("valid_weighted_accuracy"),
         },
+        "rm_accuracy_consensus": {
+            "value": rm.get("valid_consensus_accuracy"),
+            "ci": rm.get("valid_consensus_accuracy_ci"),
+            "n_pairs": rm.get("valid_consensus_pairs"),
+            "n_tasks": rm.get("valid_consensus_tasks"),
+        },
         "agreement_ceiling": {
             "value": agreement,
             "ci": ceiling.get("pairwise_agreement_ci"),
@@ -180,6 +189,9 @@ def learning_summary(*, rm: dict, ppo: dict, ceiling: dict, evaluations: dict) -
         ),
         "hidden_rule_on_rankings": (evaluations.get("rm_vs_hidden_rule") or {}).get(
             "rule_on_rankings"
+        ),
+        "hidden_rule_on_consensus": (evaluations.get("rm_vs_hidden_rule") or {}).get(
+            "rule_on_consensus"
         ),
         "ppo": {
             "score_first_quarter": ppo.get("score_first"),
