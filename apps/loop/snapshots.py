@@ -22,11 +22,20 @@ from apps.loop.artifacts import artifact_path
 from apps.loop.errors import StageError
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound, TrainingRun
 from apps.quality.selectors import rater_weights as quality_rater_weights
+from apps.quality.services import quality_snapshot_refresh
 from trainer import contract
 
 
 def _consensus_weights(project: Project, rows: list[agreement.JudgmentRow], judgments) -> tuple:
-    """Per-pseudonym weights: the quality module's rater weights when it has them."""
+    """Per-pseudonym weights: the quality module's rater weights (each rater's skill fitted to
+    the agreement of every pair of co-raters, docs/quality.md), its statistics refreshed first
+    so that they are measured on the judgments being exported. The refresh is incremental;
+    without it the latest snapshot can predate the whole collection (the demo collects its
+    324 judgments in under a minute) and the loop's own leave-one-out majority weights stood
+    in, which a noisy co-rater drags about (in a demo draw they gave the most accurate honest
+    rater the second-lowest weight). When another refresh of the project is running, its
+    latest stored snapshot is used."""
+    quality_snapshot_refresh(project_id=project.pk)
     by_id = quality_rater_weights(project=project)
     if by_id:
         pseudonyms = dict(
@@ -37,7 +46,8 @@ def _consensus_weights(project: Project, rows: list[agreement.JudgmentRow], judg
         if mean > 0:
             return (
                 {p: round(w / mean, 4) for p, w in weights.items()},
-                "apps.quality.selectors.rater_weights (latest quality snapshot)",
+                "apps.quality.selectors.rater_weights (rater skill; statistics refreshed "
+                "at export)",
             )
     return agreement.rater_weights(rows)
 

@@ -16,6 +16,7 @@ from apps.core.roles import Role
 from apps.loop import exports, snapshots
 from apps.loop.config import round_config
 from apps.loop.models import DatasetSnapshot, Stage, TrainingRound
+from apps.quality.models import QualitySnapshot
 from tests.factories import UserFactory, make_task
 from trainer import contract, data
 
@@ -154,8 +155,13 @@ def test_consensus_weights_lower_the_adversarial_rater(judged):
         weights[row["rater"]] = row["weight"]
     assert len(set(weights.values())) == 2
     assert min(weights.values()) < 1 < max(weights.values())
-    # no quality snapshot has been computed for the project: the loop's own consensus
-    assert snapshot.data_card["weighting"] == "apps.quality.measures.rater_reliability"
+    # no quality snapshot had been computed for the project: the export computed one, on
+    # every judgment it exports, and its rater weights are the ones written
+    # (two raters who agree on everything weigh the same; the one who reversed everything 0;
+    # scaled to a mean of 1 over the 9 rankings: 0, 1.5, 1.5)
+    assert QualitySnapshot.objects.get(project=project).judgments == len(rows) == 9
+    assert sorted(weights.values()) == pytest.approx([0.0, 1.5, 1.5])
+    assert snapshot.data_card["weighting"].startswith("apps.quality.selectors.rater_weights")
 
 
 def test_what_the_exporter_writes_the_trainer_reads_row_for_row(judged):
