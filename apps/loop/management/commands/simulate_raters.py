@@ -5,8 +5,12 @@
 The raters (created on first use with apps.accounts.services.rater_create) log in with
 POST /api/auth/token/ and then lease, rank and submit like any API client. Their hidden
 preference is apps/loop/scoring.py: answers that address the prompt in plain words,
-concisely, without refusing. Each rater adds Gaussian noise of its own size to that score;
-adversarial raters rank by the negated score. Only 127.0.0.1/localhost is accepted.
+concisely, without refusing. Each rater adds Gaussian noise of its own size to that score,
+drawn once per rater from U(--noise-min, --noise-max); adversarial raters rank by the negated
+score. The default sizes (0.05-0.25) make two honest raters agree on about 73% of the pairs
+of the demo's SmolLM2 answers, as InstructGPT's labelers agreed with each other on 72.6 ±
+1.5% of comparisons (Ouyang et al. 2022, "Human data collection"); at 0.05-0.4 they agreed
+on 66% (docs/loop.md, "Demo"). Only 127.0.0.1/localhost is accepted.
 
 The site: --url, else the address `make run` wrote into var/site-url (whatever its PORT),
 else http://127.0.0.1:8000; the command checks that a PrefLoop site answers there first.
@@ -93,7 +97,7 @@ class Command(BaseCommand):
             "keep polling this many seconds before stopping (default 60).",
         )
         parser.add_argument("--noise-min", type=float, default=0.05)
-        parser.add_argument("--noise-max", type=float, default=0.4)
+        parser.add_argument("--noise-max", type=float, default=0.25)
         parser.add_argument("--prefix", default="simrater")
         parser.add_argument("--password", default="simulated-rater-pw")
         parser.add_argument("--seed", type=int, default=0)
