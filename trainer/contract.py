@@ -1002,6 +1002,10 @@ class PPOConfig:
     """Target KL per response for the adaptive controller (nats)."""
     kl_horizon: int = bounded(10000, ge=1, le=10**9)
     """Horizon of the adaptive controller (in responses)."""
+    kl_coef_min: float = bounded(0.0, ge=0.0, le=100.0)
+    """The adaptive controller never lowers beta below this (e.g. kl_coef: it then only
+    restrains a policy that runs past kl_target, and does not first weaken the penalty while
+    the KL is still near 0 at the start of a short run)."""
     gamma: float = bounded(1.0, ge=0.0, le=1.0)
     """Discount over response tokens."""
     lam: float = bounded(0.95, ge=0.0, le=1.0)

@@ -167,16 +167,23 @@ def ppo_value_loss(
 
 
 class AdaptiveKLController:
-    """beta <- beta * (1 + clip(KL/target - 1, -0.2, 0.2) * n / horizon) (Ziegler et al. 2019)."""
+    """beta <- beta * (1 + clip(KL/target - 1, -0.2, 0.2) * n / horizon) (Ziegler et al. 2019),
+    never below ``floor``.
 
-    def __init__(self, init_beta: float, target: float, horizon: int):
-        self.value = init_beta
+    With a floor at the initial beta the controller only restrains: in a run of a few dozen
+    steps, which starts at KL 0, the unfloored rule spends the first steps lowering beta
+    (×0.9 a step at n / horizon = 0.5), so that it is weakest when the policy starts to run
+    away from the reference."""
+
+    def __init__(self, init_beta: float, target: float, horizon: int, floor: float = 0.0):
+        self.value = max(init_beta, floor)
         self.target = target
         self.horizon = horizon
+        self.floor = floor
 
     def update(self, current_kl: float, n_steps: int) -> float:
         error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
+        self.value = max(self.floor, self.value * (1.0 + error * n_steps / self.horizon))
         return self.value
 
 

@@ -319,7 +319,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         )
     optimizer = models.adamw(groups, eps=1e-5, weight_decay=0.0)
     kl_controller = (
-        AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+        AdaptiveKLController(
+            config.kl_coef, config.kl_target, config.kl_horizon, floor=config.kl_coef_min
+        )
         if config.adaptive_kl
         else FixedKLController(config.kl_coef)
     )

@@ -136,8 +136,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # took 317 s instead of 89 s beside a load of ~4), so there the trainer drops to one
     # (docs/loop.md, "Demo").
     "cpu-demo": {
-        "prompts_per_round": 90,
-        "target_judgments": 270,
+        "prompts_per_round": 108,
+        "target_judgments": 324,
         "require_review": False,
         "weighting": "consensus",
         "ab_tasks": 8,
@@ -175,6 +175,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_new_tokens": 32,
             "missing_eos_penalty": None,
             "kl_coef": 0.05,
+            "adaptive_kl": True,
+            "kl_target": 6.0,
+            "kl_horizon": 32,
+            "kl_coef_min": 0.05,
             "lora_r": 8,
             "lora_layers": 8,
             "precision": "auto",

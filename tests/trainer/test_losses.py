@@ -123,6 +123,14 @@ def test_adaptive_kl_controller():
     assert controller.update(12.0, 100) == pytest.approx(0.1002)
     # KL 4.5 -> error -0.25 clipped to -0.2
     assert controller.update(4.5, 100) == pytest.approx(0.1002 * (1 - 0.002))
+    # with a floor at the initial beta: KL 0 would lower beta by 20% * 16 / 32 = 10%, but it
+    # stays at the floor; KL 12 then raises it by 10% a step
+    floored = AdaptiveKLController(0.05, target=6.0, horizon=32, floor=0.05)
+    assert floored.update(0.0, 16) == 0.05
+    assert floored.update(12.0, 16) == pytest.approx(0.055)
+    assert floored.update(12.0, 16) == pytest.approx(0.0605)
+    assert floored.update(0.0, 16) == pytest.approx(0.05445)  # down 10%, above the floor
+    assert floored.update(0.0, 16) == 0.05
 
 
 def test_sequence_loss_only_counts_masked_labels():
