@@ -17,9 +17,27 @@ module's Bradley–Terry consensus is for K = 2):
   one-coin posterior: the best any reliability estimate could do;
 - `bayes`: the exact posterior of the pair's order given the votes, knowing every rater's
   noise and the distribution of the pairs' true gaps (a Thurstone model that knows that
-  agreement means an easy pair): the best any stopping rule on these votes could do.
+  agreement means an easy pair): the best posterior on these votes (thresholding it is
+  not the best stopping rule, though: see BENCHMARKS.md, "Strength of preference").
+
+With a strength of preference: every rater also says how much better the answer they put
+first is, 1 slightly / 2 clearly / 3 much better, cut at STRENGTH_THRESHOLDS from the gap
+*they* perceive (the rule's gap plus their noise; an adversarial rater the strength of their
+inverted opinion). Four more weightings read it:
+- `strength`: a weight per (rater, level), the one-coin skill of each level fitted to
+  agreement as `skill` is (bench/strength_votes.py);
+- `strength-oracle`: each rater's true accuracy at each level (known only here);
+- `strength-bayes`: the exact posterior with the strengths' likelihoods (`--futility`: also
+  complete a task when one more vote is expected to add less than that to the chance its
+  order is right);
+- `graded`: a graded response model (ordered probit per rater, learned prior of the gaps)
+  fitted by EM to the votes so far (bench/graded_response.py).
+`--warmup N` lets the raters come measured: N other pairs at fixed overlap 3 first, their
+votes in every weight refit, not in the arms' cost or accuracy.
 
     .venv/bin/python bench/adaptive_overlap_bound.py             # 40 seeds x 160 pairs
+    .venv/bin/python bench/adaptive_overlap_bound.py --seeds 80 --weights skill,strength \
+        --ranges 1-3,1-4 --targets 0.8,0.85,0.9 --warmup 160     # measured raters
 """
 
 from __future__ import annotations
@@ -249,6 +267,23 @@ def bayes_log_odds(cast, noise, sign, grid: np.ndarray, strengths: bool = False)
     return float(np.log(better) - np.log(worse)) if better > 0 and worse > 0 else 0.0
 
 
+def warmup_votes(pairs, gaps_all, seed, taken: set, n: int, noise, sign) -> Votes:
+    """Votes of the crowd on `n` pairs outside the arm's (three raters each, at random), kept
+    under negative task keys so they never mix with the arm's tasks."""
+    rng = random.Random(20_000 + seed)
+    others = [i for i in range(len(pairs)) if i not in taken]
+    history: Votes = {}
+    for k, index in enumerate(rng.sample(others, n)):
+        cast = []
+        for rater in rng.sample(range(RATERS), 3):
+            vote, level = opinion(
+                seed, rater, pairs[index].prompt, gaps_all[index], noise[rater], sign[rater]
+            )
+            cast.append((rater, vote, level))
+        history[-1 - k] = cast
+    return history
+
+
 def run(
     pairs,
     gaps_all,
@@ -261,13 +296,18 @@ def run(
     route: float | None = None,
     futility: float = 0.0,
     trace: list | None = None,
+    warmup: int = 0,
 ):
     """One arm: (judgments per task, consensus accuracy against the rule). With `route`, a
     rater whose weight is below that quantile of the raters' weights gets only a task's
     first `low` slots, never an extra one (what the engine does not do). `how` is one of
     WEIGHTINGS; the strength-* ones use each vote's strength, the others ignore it. With
-    `futility` > 0 and `strength-bayes`, a full task also completes when one more judgment
-    is expected to raise the chance that its order is right by less than that."""
+    `futility` > 0 and `strength-bayes` or `graded`, a full task also completes when one
+    more judgment is expected to raise the chance that its order is right by less than
+    that. With `warmup` > 0 the raters come measured: before the arm, they judged that
+    many other pairs at fixed overlap 3 (the same pairs and raters in every arm of a seed),
+    and those judgments count in every refit of the weights, not in the arm's cost or
+    accuracy."""
     chosen = random.Random(seed).sample(range(len(pairs)), n_tasks)
     gap = gaps_all[chosen]
     prompts = [pairs[i].prompt for i in chosen]
@@ -310,6 +350,9 @@ def run(
             return float(weights.alpha[rater])
         return float(weights[rater, 0] if by_level else weights[rater])
 
+    history = warmup_votes(pairs, gaps_all, seed, set(chosen), warmup, noise, sign)
+    if refit is not None and history:
+        weights = refit(history)
     done, idle = 0, set()
     while len(idle) < RATERS:
         rater = turns.randrange(RATERS)
@@ -338,10 +381,20 @@ def run(
         idle.clear()
         if len(votes[task]) >= allowance[task]:
             sure = 1 / (1 + np.exp(-abs(log_odds(task))))
-            futile = (
-                futility > 0
-                and how == "strength-bayes"
-                and expected_gain(votes[task], noise, sign, grid) < futility
+            futile = futility > 0 and (
+                (
+                    how == "strength-bayes"
+                    and expected_gain(votes[task], noise, sign, grid) < futility
+                )
+                or (
+                    how == "graded"
+                    and graded.expected_gain(
+                        weights,
+                        votes[task],
+                        [r for r in range(RATERS) if all(r != v[0] for v in votes[task])],
+                    )
+                    < futility
+                )
             )
             if sure >= target or futile or allowance[task] >= high:
                 is_open[task] = False
@@ -351,9 +404,9 @@ def run(
             else:
                 allowance[task] += 1
         if refit is not None and done % REFRESH_EVERY == 0:
-            weights = refit(votes)
+            weights = refit(votes | history)
     if refit is not None:
-        weights = refit(votes)
+        weights = refit(votes | history)
     right = counted = 0.0
     for task in range(n_tasks):
         if gap[task] == 0:
@@ -390,10 +443,17 @@ def main(argv: list[str] | None = None) -> int:
         "--targets", default="0.7,0.8,0.9,0.95", help="confidence targets, comma-separated"
     )
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="raters come measured: this many other pairs at fixed overlap 3 first (their "
+        "judgments count in the weights, not in the arms' cost or accuracy)",
+    )
+    parser.add_argument(
         "--futility",
         type=float,
         default=0.0,
-        help="strength-bayes only: also complete a task when one more judgment is expected "
+        help="strength-bayes and graded: also complete a task when one more judgment is expected "
         "to raise the chance its order is right by less than this (e.g. 0.04)",
     )
     args = parser.parse_args(argv)
@@ -417,7 +477,18 @@ def main(argv: list[str] | None = None) -> int:
             if how == "bayes" and low != high and target == 0.95:
                 continue  # slow (a posterior over 4,600 gaps per decision), and no cheaper
             runs = [
-                run(pairs, gaps, s, args.tasks, low, high, target, how, futility=args.futility)
+                run(
+                    pairs,
+                    gaps,
+                    s,
+                    args.tasks,
+                    low,
+                    high,
+                    target,
+                    how,
+                    futility=args.futility,
+                    warmup=args.warmup,
+                )
                 for s in seeds
             ]
             per_task = float(np.mean([r[0] for r in runs]))
@@ -447,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tasks_per_seed": args.tasks,
                 "strength_thresholds": list(STRENGTH_THRESHOLDS),
                 "futility": args.futility,
+                "warmup": args.warmup,
                 "rows": rows,
             },
             indent=1,

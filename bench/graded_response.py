@@ -187,3 +187,32 @@ def _golden(function, low, high, steps: int = 18):
             d = a + ratio * (b - a)
             fd = function(d)
     return (a + b) / 2
+
+
+def expected_gain(
+    model: GradedModel, votes: list[tuple[int, int, int]], candidates: list[int]
+) -> float:
+    """How much one more vote — from a rater drawn at random from `candidates` — is expected
+    to raise the chance that the task's order is right: E[max(p', 1 − p')] − max(p, 1 − p)
+    over the model's predictive distribution of that vote. Small both on a pair already
+    settled and on a near tie no single vote will settle: the value of the next judgment."""
+    if not candidates:
+        return 0.0
+    log_post = task_log_likelihood(model, votes) + np.log(model.prior)
+    post = np.exp(log_post - log_post.max())
+    post /= post.sum()
+    above = GRID > 0
+    now = max(post[above].sum(), post[GRID < 0].sum())
+    alpha = model.effective_alpha()
+    gains = []
+    for rater in candidates:
+        after = 0.0
+        for vote, strength in CATEGORIES:
+            if strength == 0:
+                continue
+            joint = post * np.exp(
+                vote_log_likelihood(alpha[rater], model.thresholds[rater], vote, strength)
+            )
+            after += max(joint[above].sum(), joint[GRID < 0].sum())
+        gains.append(after - now)
+    return float(np.mean(gains))

@@ -118,3 +118,22 @@ def test_graded_fit_orders_raters_and_silences_the_adversarial_one():
     assert model.alpha[3] == pytest.approx(0.0, abs=0.05)
     assert model.alpha[0] < model.alpha[1] < model.alpha[2]
     assert model.evidence.tolist() == [300, 300, 300, 300]
+
+
+def test_graded_expected_gain_hand_computed():
+    # Prior mass on d = ±1, α = 1, no votes yet: the order is a coin flip (0.5). Whatever
+    # strength the next vote has, the side it takes is the likelier one (each level is more
+    # likely on the right side at |d| = 1), so afterwards the order is right exactly when the
+    # vote is: P(z > 0 | d = 1) = Φ(1) = 0.841345, a gain of 0.341345. After ten agreeing
+    # "much better" votes the order is settled and one more changes nothing.
+    prior = np.zeros(graded.GRID.size)
+    prior[np.isclose(np.abs(graded.GRID), 1.0)] = 0.5
+    model = graded.GradedModel(
+        alpha=np.array([1.0, 1.0]),
+        thresholds=np.array([[0.5, 1.5], [0.5, 1.5]]),
+        prior=prior + 1e-300,
+        evidence=np.array([1e12, 1e12]),
+    )
+    assert graded.expected_gain(model, [], [0, 1]) == pytest.approx(0.341345, abs=1e-5)
+    assert graded.expected_gain(model, [(0, 1, 3)] * 10, [1]) == pytest.approx(0.0, abs=1e-9)
+    assert graded.expected_gain(model, [], []) == 0.0
