@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DB_NAME = "prefloop_adaptive"
+DB_NAME = os.environ.get("PREFLOOP_ADAPTIVE_DB", "prefloop_adaptive")  # two runs at once: two names
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 HH_PATH = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 RESULTS = ROOT / "bench" / "results" / "adaptive-collection"
@@ -201,10 +201,12 @@ def make_project(tag: str, **settings):
     )
 
 
-def add_tasks(project, pairs: list[Pair], priority: int = 0) -> dict[int, Pair]:
+def add_tasks(
+    project, pairs: list[Pair], priority: int = 0, fixed_overlap: int | None = None
+) -> dict[int, Pair]:
     """One ranking task per pair, written in bulk with the allowance `task_create` gives a
     ranking task of this project (dynamic overlap: start at `overlap`, at most
-    `overlap_max`)."""
+    `overlap_max`), or with `fixed_overlap` that fixed allowance (an explicit overlap)."""
     from apps.collection.models import Completion, Prompt, Task, TaskCompletion
 
     prompts = Prompt.objects.bulk_create(
@@ -216,11 +218,13 @@ def add_tasks(project, pairs: list[Pair], priority: int = 0) -> dict[int, Pair]:
         for text in pair.answers
     )
     maximum = max(project.overlap_max, project.overlap) if project.dynamic_overlap else None
+    if fixed_overlap is not None:
+        maximum = None
     tasks = Task.objects.bulk_create(
         Task(
             project=project,
             prompt=prompt,
-            overlap=project.overlap,
+            overlap=fixed_overlap or project.overlap,
             max_overlap=maximum,
             priority=priority,
         )
@@ -305,13 +309,21 @@ def consensus_accuracy(project, tasks: dict[int, Pair]) -> tuple[float, int]:
 # --- (a) dynamic against fixed overlap -------------------------------------------------------
 
 
-def overlap_arm(pairs: list[Pair], seed: int, tag: str, **settings) -> dict:
+def overlap_arm(
+    pairs: list[Pair], seed: int, tag: str, warmup: list[Pair] | None = None, **settings
+) -> dict:
+    """One arm of (a). With `warmup` pairs the raters come measured: they first judge those
+    at fixed overlap 3 in the same project (the statistics refreshed as always), which
+    counts in their weights and not in the arm's judgments or accuracy."""
     from apps.collection.models import Task
     from apps.quality.models import OverlapDecision
 
     project = make_project(tag, **settings)
-    tasks = add_tasks(project, pairs)
     crowd = make_raters(seed, tag)
+    if warmup:
+        add_tasks(project, warmup, fixed_overlap=3)
+        work(project, crowd, random.Random(30_000 + seed))
+    tasks = add_tasks(project, pairs)
     judgments = work(project, crowd, random.Random(seed))
     accuracy, counted = consensus_accuracy(project, tasks)
     open_left = Task.objects.filter(project=project, status=Task.Status.OPEN).count()
@@ -329,12 +341,31 @@ def overlap_arm(pairs: list[Pair], seed: int, tag: str, **settings) -> dict:
     }
 
 
-def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict, runner: Runner):
+def part_a(
+    pairs: list[Pair],
+    seeds: list[int],
+    n_tasks: int,
+    dynamic: dict,
+    runner: Runner,
+    warmup: int = 0,
+):
     jobs = []
     for seed in seeds:
         chosen = random.Random(seed).sample(pairs, n_tasks)
+        taken = {pair.prompt for pair in chosen}
+        others = [pair for pair in pairs if pair.prompt not in taken]
+        warm = random.Random(20_000 + seed).sample(others, warmup) if warmup else None
         jobs.append(
-            (overlap_arm, {"pairs": chosen, "seed": seed, "tag": f"a{seed}-fixed", "overlap": 3})
+            (
+                overlap_arm,
+                {
+                    "pairs": chosen,
+                    "seed": seed,
+                    "tag": f"a{seed}-fixed",
+                    "warmup": warm,
+                    "overlap": 3,
+                },
+            )
         )
         jobs.append(
             (
@@ -343,6 +374,7 @@ def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict, run
                     "pairs": chosen,
                     "seed": seed,
                     "tag": f"a{seed}-dynamic",
+                    "warmup": warm,
                     "dynamic_overlap": True,
                     **dynamic,
                 },
@@ -370,6 +402,7 @@ def part_a(pairs: list[Pair], seeds: list[int], n_tasks: int, dynamic: dict, run
         saving = 1 - dynamic_j / fixed_j
         return {
             "settings": dynamic,
+            "warmup": warmup,
             "tasks_per_seed": n_tasks,
             "seeds": rows,
             "sweep": [],
@@ -781,6 +814,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="(a) raters come measured: this many other pairs at fixed overlap 3 first, in "
+        "both arms (not counted in either's judgments or accuracy)",
+    )
+    parser.add_argument(
         "--sweep", action="store_true", help="(a) also fixed overlap 1-5 and other targets"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -810,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(args.jobs)
     finish: dict[str, Callable] = {}  # every arm is submitted first, so both parts share
     if args.part in ("a", "both"):
-        finish["a"] = part_a(pairs, seeds, args.tasks, dynamic, runner)
+        finish["a"] = part_a(pairs, seeds, args.tasks, dynamic, runner, args.warmup)
         if args.sweep:
             finish["sweep"] = sweep_a(pairs, seeds, args.tasks, dynamic, runner)
     if args.part in ("b", "both"):
