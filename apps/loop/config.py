@@ -113,12 +113,13 @@ _CPU_DEMO_FINE_TUNING = {
 PRESETS: dict[str, dict[str, Any]] = {
     # SmolLM2-135M on a 2-core CPU: one round that learns in about eight minutes on an idle
     # machine (docs/loop.md, "Demo"; every number behind these settings is measured there).
-    # - Data: 90 of the demo's 108 train and valid prompts × K answers of 32 tokens, each task
-    #   ranked by 3 raters (the demo project's overlap): 216 training rankings and 54
-    #   held-out ones (the 18 valid-split tasks, 324 pairs); rankings weighted by rater
-    #   reliability, which sets an inverted rater to ~0. With 72 prompts, 200 judgments and
-    #   20 PPO steps the hidden-rule win rate met "≥ 0.65, CI low > 0.5" in 3 of 7 draws;
-    #   with these settings in 6 of 6 (BENCHMARKS.md, "Demo round on CPU").
+    # - Data: all 108 of the demo's train and valid prompts × K answers of 32 tokens, each
+    #   task ranked by 3 raters (the demo project's overlap): 270 training rankings and 54
+    #   held-out ones (the 18 valid-split tasks: 324 rater pairs, 108 consensus pairs);
+    #   rankings weighted by rater skill, which sets an inverted rater to 0. With 72 prompts,
+    #   200 judgments and 20 PPO steps the hidden-rule win rate met "≥ 0.65, CI low > 0.5" in
+    #   3 of 7 draws; with 90, 270 and 30 in 6 of 6, with these settings in 3 of 3
+    #   (BENCHMARKS.md, "Demo round on CPU").
     # - Reward model: a head fitted on the frozen trunk's mean state over the answer, depth
     #   and L2 by cross-validation. The last token's state (where a fine-tuned reward model
     #   reads) ranks the raters' rule at ~0.63 in a linear probe, the mean state of block 15-20
@@ -129,7 +130,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     #   there), bf16 autocast where the CPU has AMX or AVX512-BF16 ("auto": ~3× the float32
     #   matmul speed with them, ~3× slower without, where fp32 runs instead), lr 1e-3 (at 2e-4 the
     #   policy did not move in 20 steps), 30 steps (20 before two threads made room),
-    #   answers cut at 32 tokens scored as they are.
+    #   answers cut at 32 tokens scored as they are. KL: adaptive (Ziegler et al. 2019) to a
+    #   6-nat target over a 32-response horizon (beta ×1.1 a step while KL ≥ 7.2), never
+    #   below its start of 0.05; at a fixed 0.05 one draw of nine ran to KL 20 on answers
+    #   that repeat the prompt ("Here's a possible ...: Here's a possible ...") which the
+    #   reward model liked and the rule did not (win rate 0.42).
     # Threads: every core the other processes leave idle, re-chosen before each step or batch
     # (adapt_threads). On the idle 2-core machine two threads ran SmolLM2 1.6-1.9x faster than
     # one; beside any busy process, two threads wait on each other at every operation (PPO
