@@ -84,15 +84,8 @@ def consensus_orders(rankings) -> list[tuple[str, list[tuple[str, str]]]]:
     one task share ``task_id`` (or, without one, prompt and answers)."""
     tasks: dict = defaultdict(list)
     for ranking in rankings:
-        key = (
-            ranking.task_id
-            if ranking.task_id is not None
-            else (
-                ranking.prompt,
-                tuple(sorted(ranking.completions)),
-            )
-        )
-        tasks[key].append(ranking)
+        answers = (ranking.prompt, tuple(sorted(ranking.completions)))
+        tasks[answers if ranking.task_id is None else ranking.task_id].append(ranking)
     orders = []
     for task in tasks.values():
         if len(task) < 2:
