@@ -81,11 +81,11 @@ def consensus_orders(rankings) -> list[tuple[str, list[tuple[str, str]]]]:
     pairs that the reliability-weighted majority of its raters orders, each rater's vote on a
     pair counted at its ranking's weight (the consensus weights: an inverted rater counts 0).
     A pair whose votes cancel, or that no rater with weight orders, gives none. Rankings of
-    one task share ``task_id`` (or, without one, prompt and answers)."""
+    one task share their prompt and ``task_id`` (or, without one, their answers)."""
     tasks: dict = defaultdict(list)
     for ranking in rankings:
-        answers = (ranking.prompt, tuple(sorted(ranking.completions)))
-        tasks[answers if ranking.task_id is None else ranking.task_id].append(ranking)
+        task = tuple(sorted(ranking.completions)) if ranking.task_id is None else ranking.task_id
+        tasks[(ranking.prompt, task)].append(ranking)
     orders = []
     for task in tasks.values():
         if len(task) < 2:

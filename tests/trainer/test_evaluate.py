@@ -311,9 +311,11 @@ def test_consensus_orders_weigh_each_raters_votes_by_hand():
         Ranking("q", answers, [[0], [1], [2]], weight=0.0, task_id=1),  # a > bb > ccc
         # task 2: one rater only -> no consensus
         Ranking("r", answers, [[0], [1], [2]], task_id=2),
-        # task 3: two raters of equal weight disagree on (a, bb), agree a tie on nothing else
+        # task 3: two raters of equal weight disagree on (a, bb), their only pair
         Ranking("s", ["a", "bb"], [[0], [1]], task_id=3),
         Ranking("s", ["a", "bb"], [[1], [0]], task_id=3),
+        # another prompt under task id 1 (rows from elsewhere that reuse ids) is another task
+        Ranking("t", answers, [[0], [1], [2]], task_id=1),
     ]
     orders = consensus_orders(rankings)
     # (bb, a): +2 for bb, +1 for a -> bb; (ccc, a): 2 + 1 -> ccc; (ccc, bb): 2 + 1 -> ccc.

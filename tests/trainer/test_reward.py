@@ -60,8 +60,10 @@ def test_bias_makes_reference_completions_score_zero(tiny_dir):
 
 
 def test_held_out_accuracy_against_the_consensus_ignores_an_inverted_rater(tiny_dir):
-    model, tokenizer = models.load_scalar_model(str(tiny_dir))
-    torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
+    with torch.random.fork_rng():  # leave the global generator to the tests after this one
+        torch.manual_seed(0)
+        model, tokenizer = models.load_scalar_model(str(tiny_dir))
+        torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
     honest = count_rule_rankings(6, k=4, seed=5)
     rankings = []
     for task_id, ranking in enumerate(honest):
