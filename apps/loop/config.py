@@ -118,7 +118,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     #   held-out ones (the 18 valid-split tasks: 324 rater pairs, 108 consensus pairs);
     #   rankings weighted by rater skill, which sets an inverted rater to 0. With 72 prompts,
     #   200 judgments and 20 PPO steps the hidden-rule win rate met "≥ 0.65, CI low > 0.5" in
-    #   3 of 7 draws; with 90, 270 and 30 in 6 of 6, with these settings in 3 of 3
+    #   3 of 7 draws; with 90, 270 and 30 in 6 of 6, with these settings in 4 of 5
     #   (BENCHMARKS.md, "Demo round on CPU").
     # - Reward model: a head fitted on the frozen trunk's mean state over the answer, depth
     #   and L2 by cross-validation. The last token's state (where a fine-tuned reward model
