@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from apps.quality import rater_pairs
+from apps.quality.measures import accuracy_weight
 
 STRENGTH_LEVELS = 3  # 1 slightly, 2 clearly, 3 much better; 0: not given
 PRIOR_PAIRS = 20.0  # pseudo-comparisons that pull a level's accuracy toward the rater's
@@ -106,19 +107,12 @@ def strength_weights(
     pooled_right = (accuracy * n)[honest, 1:].sum(axis=0)
     effect = np.zeros(STRENGTH_LEVELS)
     if pooled_n.sum() > 0:
-        overall = np.clip(pooled_right.sum() / pooled_n.sum(), 0.5, 0.98)
-        level = np.clip(
-            np.where(pooled_n > 0, pooled_right / np.maximum(pooled_n, 1e-12), overall), 0.5, 0.98
-        )
-        effect = _logit(level) - _logit(overall)
+        overall = pooled_right.sum() / pooled_n.sum()
+        level = np.where(pooled_n > 0, pooled_right / np.maximum(pooled_n, 1e-12), overall)
+        effect = accuracy_weight(level) - accuracy_weight(overall)
     prior = 1.0 / (1.0 + np.exp(-(rater_weight[:, None] + effect[None, :])))
     shrunk = (accuracy[:, 1:] * n[:, 1:] + prior * prior_pairs) / (n[:, 1:] + prior_pairs)
-    shrunk = np.clip(shrunk, 0.5, 0.98)
     weights = np.zeros_like(skill)
     weights[:, 0] = rater_weight
-    weights[:, 1:] = np.where(honest[:, None], _logit(shrunk), 0.0)
+    weights[:, 1:] = np.where(honest[:, None], accuracy_weight(shrunk), 0.0)
     return weights
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    return np.log(p / (1 - p))

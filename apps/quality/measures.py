@@ -173,8 +173,13 @@ def rater_reliability(matches: np.ndarray, decided: np.ndarray, prior_pairs: flo
 def _vote_weight(right: np.ndarray, counted: np.ndarray, prior_pairs: float) -> np.ndarray:
     """log(a / (1 − a)) for a = right / counted shrunk toward 0.75 by `prior_pairs`
     pseudo-comparisons and clipped to [0.5, 0.98]."""
-    accuracy = (right + 0.75 * prior_pairs) / (counted + prior_pairs)
-    accuracy = np.clip(accuracy, 0.5, 0.98)
+    return accuracy_weight((right + 0.75 * prior_pairs) / (counted + prior_pairs))
+
+
+def accuracy_weight(accuracy) -> np.ndarray:
+    """The vote weight of an accuracy: log(a / (1 − a)) with a clipped to [0.5, 0.98] (at or
+    below chance 0, never negative; no vote outweighs ~4 others)."""
+    accuracy = np.clip(np.asarray(accuracy, dtype=np.float64), 0.5, 0.98)
     return np.log(accuracy / (1 - accuracy))
 
 

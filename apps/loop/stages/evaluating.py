@@ -163,6 +163,7 @@ def learning_summary(*, rm: dict, ppo: dict, ceiling: dict, evaluations: dict) -
     """Whether the round learnt, each figure with its n and CI where it has one."""
     accuracy = rm.get("valid_accuracy")
     agreement = ceiling.get("pairwise_agreement")
+    on_held_out = evaluations.get("rm_vs_hidden_rule") or {}
     return {
         "rm_accuracy": {
             "value": accuracy,
@@ -184,15 +185,9 @@ def learning_summary(*, rm: dict, ppo: dict, ceiling: dict, evaluations: dict) -
             "n_tasks": ceiling.get("tasks_with_overlap"),
         },
         "rm_over_ceiling": accuracy / agreement if accuracy and agreement else None,
-        "rm_vs_hidden_rule": (evaluations.get("rm_vs_hidden_rule") or {}).get(
-            "reward_model_vs_rule"
-        ),
-        "hidden_rule_on_rankings": (evaluations.get("rm_vs_hidden_rule") or {}).get(
-            "rule_on_rankings"
-        ),
-        "hidden_rule_on_consensus": (evaluations.get("rm_vs_hidden_rule") or {}).get(
-            "rule_on_consensus"
-        ),
+        "rm_vs_hidden_rule": on_held_out.get("reward_model_vs_rule"),
+        "hidden_rule_on_rankings": on_held_out.get("rule_on_rankings"),
+        "hidden_rule_on_consensus": on_held_out.get("rule_on_consensus"),
         "ppo": {
             "score_first_quarter": ppo.get("score_first"),
             "score_last_quarter": ppo.get("score_last"),
