@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from trainer import runlog
-from trainer.runlog import busy_cores_of_others, rebalance_threads, threads_for, use_threads
+from trainer.runlog import (
+    busiest_recent,
+    busy_cores_of_others,
+    rebalance_threads,
+    threads_for,
+    use_threads,
+)
 
 
 @pytest.fixture
@@ -42,6 +48,40 @@ def test_the_busy_cores_of_others_leave_out_this_process():
     assert busy_cores_of_others((100.0, 50.0, 1.0), (110.0, 67.0, 4.0)) == pytest.approx(1.4)
     assert busy_cores_of_others((100.0, 50.0, 1.0), (110.0, 51.0, 4.0)) == 0.0  # rounding
     assert busy_cores_of_others((100.0, 50.0, 1.0), (100.0, 60.0, 1.0)) == 0.0  # no time
+
+
+def test_one_busy_span_in_the_look_back_holds_the_count_down():
+    # spans (end, others' busy cores): a burst at t=100, quiet since
+    spans = [(97.0, 0.1), (100.0, 1.2), (103.0, 0.0), (106.0, 0.1)]
+    assert busiest_recent(spans, now=106.0, look_back=30.0) == 1.2
+    assert threads_for(busiest_recent(spans, 106.0, 30.0), 2, 2) == 1
+    # 30 s after the burst it no longer counts: both cores again
+    assert busiest_recent(spans, now=130.5, look_back=30.0) == 0.1
+    assert threads_for(busiest_recent(spans, 130.5, 30.0), 2, 2) == 2
+    assert busiest_recent([], now=5.0, look_back=30.0) == 0.0
+
+
+def test_a_burst_lowers_the_count_at_once_and_quiet_raises_it_only_later(
+    restore_threads, monkeypatch
+):
+    clock = {"wall": 1000.0, "machine": 0.0}  # this process uses no CPU in this story
+
+    def elapse(seconds, others_busy):
+        clock["wall"] += seconds
+        clock["machine"] += seconds * others_busy
+
+    monkeypatch.setattr(runlog, "cpu_times", lambda: (clock["wall"], clock["machine"], 0.0))
+    monkeypatch.setattr(runlog.time, "sleep", lambda seconds: elapse(seconds, 0.0))
+    monkeypatch.setattr(runlog._CoreShare, "usable", staticmethod(lambda: 2))
+    use_threads(0, adapt=True)
+    assert torch.get_num_threads() == 2  # quiet: both cores
+    elapse(4.0, 1.5)  # another process wakes
+    assert rebalance_threads() == 1  # dropped at once
+    for _ in range(9):  # 27 s of quiet: the burst is still within the look-back
+        elapse(3.0, 0.0)
+        assert rebalance_threads() == 1
+    elapse(4.0, 0.0)  # 31 s after the burst: both again
+    assert rebalance_threads() == 2
 
 
 def test_our_own_work_does_not_count_as_others(restore_threads):
