@@ -7,11 +7,13 @@ from trainer.ops import (
     masked_mean,
     masked_var,
     masked_whiten,
+    nucleus_keep,
     pad_sequences,
     position_ids_from_mask,
-    top_p_filter,
+    sample_nucleus,
     truncate_after_eos,
 )
+from trainer.sampling import make_generators
 
 
 def test_masked_mean_ignores_masked_positions():
@@ -61,12 +63,40 @@ def test_position_ids_start_at_first_real_token_under_left_padding():
 
 
 def test_top_p_keeps_smallest_set_reaching_mass():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    kept = torch.isfinite(top_p_filter(logits, 0.8))
-    assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 reaches 0.8
-    kept = torch.isfinite(top_p_filter(logits, 0.81))
-    assert kept.tolist() == [[True, True, True, False]]
-    kept = torch.isfinite(top_p_filter(logits, 0.1))
-    assert kept.tolist() == [[True, False, False, False]]  # the top token always survives
-    shuffled = torch.log(torch.tensor([[0.05, 0.3, 0.5, 0.15]]))
-    assert torch.isfinite(top_p_filter(shuffled, 0.8)).tolist() == [[False, True, True, False]]
+    ranked = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    assert nucleus_keep(ranked, 0.8).tolist() == [[True, True, False, False]]  # 0.5 + 0.3
+    assert nucleus_keep(ranked, 0.81).tolist() == [[True, True, True, False]]
+    assert nucleus_keep(ranked, 0.1).tolist() == [[True, False, False, False]]  # top survives
+
+
+def _nucleus_frequencies(logits, top_p, candidates, draws=4000):
+    generators = make_generators([7] * logits.size(0))
+    counts = torch.zeros_like(logits)
+    for _ in range(draws):
+        chosen = sample_nucleus(logits, top_p, generators, candidates=candidates)
+        counts[torch.arange(logits.size(0)), chosen] += 1
+    return counts / draws
+
+
+def test_nucleus_draws_follow_the_renormalised_nucleus_on_both_paths():
+    # row 0: the nucleus (0.5 + 0.3 >= 0.8) lies within 2 candidates; row 1 (flat) does not,
+    # so it is sorted whole; tokens are shuffled so that positions are not ranks
+    probs = torch.tensor([[0.05, 0.3, 0.5, 0.15, 0.0], [0.22, 0.18, 0.2, 0.21, 0.19]]).clamp(
+        min=1e-9
+    )
+    frequencies = _nucleus_frequencies(probs.log(), 0.8, candidates=2)
+    # row 1: 0.22 + 0.21 + 0.2 = 0.63 < 0.8, + 0.19 = 0.82 reaches it; 0.18 is dropped
+    expected = torch.tensor(
+        [[0, 0.3 / 0.8, 0.5 / 0.8, 0, 0], [0.22 / 0.82, 0, 0.2 / 0.82, 0.21 / 0.82, 0.19 / 0.82]]
+    )
+    assert torch.allclose(frequencies, expected, atol=0.03)
+    assert frequencies[0, [0, 3, 4]].sum() == 0 and frequencies[1, 1] == 0
+
+
+def test_nucleus_draws_do_not_depend_on_the_other_rows():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 3
+    alone = sample_nucleus(logits[1:2], 0.9, make_generators([11]), candidates=4)
+    together = sample_nucleus(logits, 0.9, make_generators([5, 11, 6]), candidates=4)
+    assert together[1] == alone[0]
+    assert sample_nucleus(logits, 1.0, make_generators([1, 2, 3])).shape == (3,)

@@ -67,6 +67,43 @@ def test_per_row_seed_makes_a_completion_independent_of_its_batch(tiny_dir):
     assert other[0].tolist() != alone[0].tolist()
 
 
+def test_copies_of_a_prompt_share_one_prefill_and_sample_as_if_alone(tiny_dir):
+    model, tokenizer = models.load_policy(str(tiny_dir))
+    kwargs = dict(
+        max_new_tokens=12,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=1.0,
+        top_p=0.9,
+    )
+    prompts = ["A much longer prompt goes first"] * 3 + ["Tell me"] * 3
+    seeds = [1, 2, 3, 4, 5, 6]
+    batch_ids, batch_mask = encode(tokenizer, prompts)
+    prefill_rows = []
+    forward = model.forward
+
+    def counting_forward(*args, **kw):
+        if not prefill_rows:
+            prefill_rows.append(kw["input_ids"].size(0))
+        return forward(*args, **kw)
+
+    model.forward = counting_forward
+    batch, logprobs = generate(
+        model, batch_ids, batch_mask, generators=make_generators(seeds), **kwargs
+    )
+    model.forward = forward
+    assert prefill_rows == [2]  # one forward pass over the two distinct prompts
+    for row, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+        ids, mask = encode(tokenizer, [prompt])
+        alone, alone_logprobs = generate(
+            model, ids, mask, generators=make_generators([seed]), **kwargs
+        )
+        width = min(alone.size(1), batch.size(1))
+        assert batch[row, :width].tolist() == alone[0, :width].tolist()
+        assert torch.allclose(logprobs[row, :width], alone_logprobs[0, :width], atol=1e-4)
+    assert len({tuple(batch[row].tolist()) for row in range(3)}) > 1  # copies still differ
+
+
 def test_rollout_logprobs_are_at_the_sampling_temperature(tiny_dir):
     model, tokenizer = models.load_policy(str(tiny_dir))
     ids, mask = encode(tokenizer, ["abc", "a longer one"])
