@@ -48,7 +48,7 @@ SAMPLING = {
     "temperature": 0.8,
     "top_p": 0.95,
     "seed": 0,
-    "precision": "bf16",
+    "precision": "auto",
 }
 # The first start samples ranking tasks for this many train prompts (the 36 of the first
 # demo set; the rest of the 90 are the rounds' to sample), so that it stays a few minutes.

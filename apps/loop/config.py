@@ -141,8 +141,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # took 317 s instead of 89 s beside a load of ~4), so there the trainer drops to one
     # (docs/loop.md, "Demo").
     "cpu-demo": {
-        "prompts_per_round": 108,
-        "target_judgments": 324,
+        "prompts_per_round": 216,
+        "target_judgments": 648,
         "require_review": False,
         "weighting": "consensus",
         "ab_tasks": 8,

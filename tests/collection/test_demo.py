@@ -16,10 +16,10 @@ def test_seed_demo_is_repeatable_and_covers_every_category(settings, tmp_path):
     call_command("seed_demo", "--no-sampling", stdout=StringIO())
     call_command("seed_demo", "--no-sampling", stdout=StringIO())
     project = Project.objects.get(slug="demo")
-    assert Prompt.objects.filter(project=project).count() == 144
+    assert Prompt.objects.filter(project=project).count() == 252
     splits = list(project.prompts.values_list("split", flat=True))
     # 36 test prompts for a win rate, held-out prompts in every round's share of the rest
-    assert (splits.count("train"), splits.count("valid"), splits.count("test")) == (90, 18, 36)
+    assert (splits.count("train"), splits.count("valid"), splits.count("test")) == (180, 36, 36)
     categories = set(project.prompts.values_list("category", flat=True))
     assert categories == set(Category.values) - {"other"}
     assert project.tasks.filter(kind=Task.Kind.DEMONSTRATION).count() == 6
