@@ -376,7 +376,7 @@ def evaluate(config: EvalConfig) -> dict:
             config.reward_model, device, dtype=models.dtype_of(config.precision)
         )
         results["reward_model"] = evaluate_rankings(
-            model, tokenizer, rankings, config.max_length, config.batch_size, device
+            model, tokenizer, rankings, config.max_length, config.batch_size
         )
         if config.score_fn:
             results.update(_against_scorer(config, rankings, model, tokenizer))

@@ -130,7 +130,6 @@ def evaluate_rankings(
     rankings: list[Ranking],
     max_length: int,
     batch_size: int = 16,
-    device=None,
     precision: str = "fp32",
 ) -> dict:
     """Held-out pairwise accuracy (overall, per K, and weighted by the rankings' weights, each
@@ -139,40 +138,37 @@ def evaluate_rankings(
     their reliability-weighted majority orders; CI over tasks)."""
     from trainer.evaluate import consensus_hits, ratio_bootstrap_ci
 
-    if device is None:
-        device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    # each distinct answer once: a task that three raters ranked is one set of answers
+    texts = list(dict.fromkeys((r.prompt, c) for r in rankings for c in r.completions))
+    scores = score_texts(
+        model,
+        tokenizer,
+        [p for p, _ in texts],
+        [c for _, c in texts],
+        max_length,
+        batch_size,
+        precision,
+    )
+    reward_of = dict(zip(texts, scores, strict=True))
+    width = max((r.k for r in rankings), default=1)
+    rewards = torch.zeros((len(rankings), width))
+    ranks = torch.full((len(rankings), width), -1, dtype=torch.long)
+    for i, ranking in enumerate(rankings):
+        rewards[i, : ranking.k] = torch.tensor(
+            [reward_of[(ranking.prompt, c)] for c in ranking.completions]
+        )
+        ranks[i, : ranking.k] = torch.tensor(ranking.ranks)
+    correct, pairs = pairwise_correct(rewards, ranks)
     correct_by_k: dict[int, int] = defaultdict(int)
     pairs_by_k: dict[int, int] = defaultdict(int)
     per_ranking: list[tuple[float, float, float]] = []  # (correct, pairs, weight)
-    losses, weights = [], []
-    reward_of: dict[tuple[str, str], float] = {}
-    encoded = [encode_ranking(tokenizer, r, max_length) for r in rankings]
-    for start in range(0, len(encoded), batch_size):
-        rebalance_threads()
-        batch = collate(encoded[start : start + batch_size], tokenizer.pad_token_id)
-        with models.autocast(device, precision):
-            rewards = batch_rewards(model, batch, device).float().cpu()
-        batch_rankings = rankings[start : start + batch_size]
-        for ranking, row in zip(batch_rankings, rewards.tolist(), strict=True):
-            scored = zip(ranking.completions, row[: ranking.k], strict=True)
-            reward_of.update(((ranking.prompt, c), r) for c, r in scored)
-        correct, pairs = pairwise_correct(rewards, batch["ranks"])
-        for k, c, p, w in zip(
-            batch["ks"].tolist(),
-            correct.tolist(),
-            pairs.tolist(),
-            batch["weights"].tolist(),
-            strict=True,
-        ):
-            correct_by_k[k] += c
-            pairs_by_k[k] += p
-            per_ranking.append((c, p, w))
-        n = float((pairs > 0).sum())
-        if n:
-            losses.append(float(ranking_loss(rewards, batch["ranks"])) * n)
-            weights.append(n)
+    for ranking, c, n in zip(rankings, correct.tolist(), pairs.tolist(), strict=True):
+        correct_by_k[ranking.k] += c
+        pairs_by_k[ranking.k] += n
+        per_ranking.append((c, n, ranking.weight))
+    loss = float(ranking_loss(rewards, ranks)) if bool((pairs > 0).any()) else float("nan")
     model.train(was_training)
     total_pairs = sum(pairs_by_k.values())
     hits = [c for c, _, _ in per_ranking]
@@ -198,7 +194,7 @@ def evaluate_rankings(
         "consensus_accuracy_ci": list(consensus[1:]) if consensus else None,
         "consensus_pairs": int(sum(task_pairs)),
         "consensus_tasks": len(task_pairs),
-        "loss": sum(losses) / sum(weights) if weights else float("nan"),
+        "loss": loss,
     }
 
 

@@ -84,6 +84,33 @@ def test_held_out_accuracy_against_the_consensus_ignores_an_inverted_rater(tiny_
     assert alone["accuracy"] != pytest.approx(0.5)  # the two figures differ
 
 
+def test_held_out_scoring_reads_each_distinct_answer_once(tiny_dir, monkeypatch):
+    from trainer import reward
+
+    model, tokenizer = models.load_scalar_model(str(tiny_dir))
+    torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
+    scored = []
+    score_texts = reward.score_texts
+
+    def counting(model, tokenizer, prompts, completions, *args, **kwargs):
+        scored.extend(zip(prompts, completions, strict=True))
+        return score_texts(model, tokenizer, prompts, completions, *args, **kwargs)
+
+    monkeypatch.setattr(reward, "score_texts", counting)
+    task = count_rule_rankings(1, k=4, seed=5)[0]
+    rankings = [
+        Ranking(task.prompt, task.completions, task.ranking, 1.0, rater, 0)
+        for rater in ("a", "b", "c")
+    ]
+    result = evaluate_rankings(model, tokenizer, rankings, 64)
+    assert sorted(scored) == sorted((task.prompt, c) for c in task.completions)  # 4, not 12
+    # three identical rankings: each one's accuracy is the task's, its strict pairs thrice
+    lone = evaluate_rankings(model, tokenizer, rankings[:1], 64)
+    assert result["pairs"] == 3 * lone["pairs"] == 3 * len(task.strict_pairs()) > 0
+    assert result["accuracy"] == pytest.approx(lone["accuracy"])
+    assert result["loss"] == pytest.approx(lone["loss"])
+
+
 @pytest.mark.slow
 def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
     train = count_rule_rankings(240, k=4, seed=1)
