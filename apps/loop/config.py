@@ -113,12 +113,16 @@ _CPU_DEMO_FINE_TUNING = {
 PRESETS: dict[str, dict[str, Any]] = {
     # SmolLM2-135M on a 2-core CPU: one round that learns in about eight minutes on an idle
     # machine (docs/loop.md, "Demo"; every number behind these settings is measured there).
-    # - Data: all 108 of the demo's train and valid prompts × K answers of 32 tokens, each
-    #   task ranked by 3 raters (the demo project's overlap): 270 training rankings and 54
-    #   held-out ones (the 18 valid-split tasks: 324 rater pairs, 108 consensus pairs);
-    #   rankings weighted by rater skill, which sets an inverted rater to 0. With 72 prompts,
-    #   200 judgments and 20 PPO steps the hidden-rule win rate met "≥ 0.65, CI low > 0.5" in
-    #   3 of 7 draws; with 90, 270 and 30 in 6 of 6, with these settings in 4 of 5
+    # - Data: all 216 of the demo's train and valid prompts × K answers of 32 tokens, each
+    #   task ranked by 3 raters (the demo project's overlap): 540 training rankings and 108
+    #   held-out ones (the 36 valid-split tasks: 648 rater pairs, ~216 consensus pairs);
+    #   rankings weighted by rater skill, which sets an inverted rater to 0. The RM learns
+    #   from distinct answers more than from more raters per answer: in simulation on one
+    #   draw's 432 answers (docs/loop.md, "Demo"), its accuracy against the consensus rose
+    #   with its training tasks (54: 0.697, 72: 0.706, 90: 0.725) and not with a fourth or
+    #   fifth rater per task; 108 prompts met the RM's 0.70 in 3 of 5 draws.
+    #   With 72 prompts, 200 judgments and 20 PPO steps the hidden-rule win rate met "≥ 0.65,
+    #   CI low > 0.5" in 3 of 7 draws; with 90, 270 and 30 in 6 of 6; with 108 in 4 of 5
     #   (BENCHMARKS.md, "Demo round on CPU").
     # - Reward model: a head fitted on the frozen trunk's mean state over the answer, depth
     #   and L2 by cross-validation. The last token's state (where a fine-tuned reward model
