@@ -331,7 +331,12 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=1, help="rounds in a row (2: round 2 too)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a threshold is missed")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=7200.0,
+        help="give up on a round after (s); a round on a 2-core AVX2-only CPU took over an hour",
+    )
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes beside it")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench" / "demo_round.json")
