@@ -87,8 +87,10 @@ def test_held_out_accuracy_against_the_consensus_ignores_an_inverted_rater(tiny_
 def test_held_out_scoring_reads_each_distinct_answer_once(tiny_dir, monkeypatch):
     from trainer import reward
 
-    model, tokenizer = models.load_scalar_model(str(tiny_dir))
-    torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
+    with torch.random.fork_rng():  # leave the global generator to the tests after this one
+        torch.manual_seed(0)
+        model, tokenizer = models.load_scalar_model(str(tiny_dir))
+        torch.nn.init.normal_(models.scalar_head(model).weight, std=1.0)
     scored = []
     score_texts = reward.score_texts
 
@@ -128,9 +130,10 @@ def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
         device="cpu",
         seed=0,
     )
-    before = evaluate_rankings(
-        models.load_scalar_model(str(tiny_dir))[0], models.load_tokenizer(str(tiny_dir)), valid, 64
-    )
+    with torch.random.fork_rng():  # the fresh head's draw, whatever ran before this test
+        torch.manual_seed(0)
+        untrained = models.load_scalar_model(str(tiny_dir))[0]
+    before = evaluate_rankings(untrained, models.load_tokenizer(str(tiny_dir)), valid, 64)
     metrics = train_reward_model(config, valid=valid)
     assert before["accuracy"] < 0.75
     assert metrics["valid_accuracy"] >= 0.9
