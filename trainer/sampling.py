@@ -99,8 +99,8 @@ def _prefill(model, input_ids, attention_mask, positions, cache_arg: str):
     shared = distinct.size(0) < input_ids.size(0)
     rows = torch.arange(input_ids.size(0), device=input_ids.device)
     if shared:  # the first row of each distinct prompt
-        rows = torch.full((distinct.size(0),), input_ids.size(0), device=input_ids.device)
-        rows = rows.scatter_reduce(0, inverse, torch.arange(input_ids.size(0)), "amin")
+        first = torch.full((distinct.size(0),), input_ids.size(0), device=input_ids.device)
+        rows = first.scatter_reduce(0, inverse, rows, "amin")
     out = model(
         input_ids=input_ids[rows],
         attention_mask=attention_mask[rows],
