@@ -142,15 +142,7 @@ def evaluate_rankings(
     model.eval()
     # each distinct answer once: a task that three raters ranked is one set of answers
     texts = list(dict.fromkeys((r.prompt, c) for r in rankings for c in r.completions))
-    scores = score_texts(
-        model,
-        tokenizer,
-        [p for p, _ in texts],
-        [c for _, c in texts],
-        max_length,
-        batch_size,
-        precision,
-    )
+    scores = score_pairs(model, tokenizer, texts, max_length, batch_size, precision)
     reward_of = dict(zip(texts, scores, strict=True))
     width = max((r.k for r in rankings), default=1)
     rewards = torch.zeros((len(rankings), width))
@@ -232,6 +224,21 @@ def score_texts(
     return scores
 
 
+def score_pairs(
+    model, tokenizer, pairs: list[tuple[str, str]], max_length: int, batch_size: int, precision: str
+) -> list[float]:
+    """``score_texts`` of (prompt, completion) pairs."""
+    return score_texts(
+        model,
+        tokenizer,
+        [p for p, _ in pairs],
+        [c for _, c in pairs],
+        max_length,
+        batch_size,
+        precision,
+    )
+
+
 @torch.no_grad()
 def fit_reward_bias(
     model,
@@ -243,15 +250,7 @@ def fit_reward_bias(
 ) -> float:
     """Set config.reward_bias so the given (prompt, completion) pairs score 0 on average."""
     model.config.reward_bias = 0.0
-    scores = score_texts(
-        model,
-        tokenizer,
-        [p for p, _ in pairs],
-        [c for _, c in pairs],
-        max_length,
-        batch_size,
-        precision,
-    )
+    scores = score_pairs(model, tokenizer, pairs, max_length, batch_size, precision)
     mean = sum(scores) / len(scores) if scores else 0.0
     model.config.reward_bias = -mean
     return -mean

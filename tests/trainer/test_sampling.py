@@ -48,15 +48,20 @@ def test_greedy_batched_left_padded_matches_transformers_generate(tiny_dir):
         assert ours[row, : len(expected)].tolist() == expected
 
 
-def test_per_row_seed_makes_a_completion_independent_of_its_batch(tiny_dir):
-    model, tokenizer = models.load_policy(str(tiny_dir))
-    kwargs = dict(
+def nucleus_settings(tokenizer) -> dict:
+    """generate()'s settings for the per-row sampling tests: 12 tokens, T 1.0, top-p 0.9."""
+    return dict(
         max_new_tokens=12,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         temperature=1.0,
         top_p=0.9,
     )
+
+
+def test_per_row_seed_makes_a_completion_independent_of_its_batch(tiny_dir):
+    model, tokenizer = models.load_policy(str(tiny_dir))
+    kwargs = nucleus_settings(tokenizer)
     alone_ids, alone_mask = encode(tokenizer, ["Tell me"])
     alone, _ = generate(model, alone_ids, alone_mask, generators=make_generators([7]), **kwargs)
     batch_ids, batch_mask = encode(tokenizer, ["A much longer prompt goes first", "Tell me"])
@@ -69,13 +74,7 @@ def test_per_row_seed_makes_a_completion_independent_of_its_batch(tiny_dir):
 
 def test_copies_of_a_prompt_share_one_prefill_and_sample_as_if_alone(tiny_dir):
     model, tokenizer = models.load_policy(str(tiny_dir))
-    kwargs = dict(
-        max_new_tokens=12,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        temperature=1.0,
-        top_p=0.9,
-    )
+    kwargs = nucleus_settings(tokenizer)
     prompts = ["A much longer prompt goes first"] * 3 + ["Tell me"] * 3
     seeds = [1, 2, 3, 4, 5, 6]
     batch_ids, batch_mask = encode(tokenizer, prompts)
