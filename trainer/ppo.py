@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer import models
+from trainer import models, prefix
 from trainer.checkpoint import has_training_state, load_training_state, save_training_state
 from trainer.contract import (
     ADVANTAGES,
@@ -76,6 +76,10 @@ from trainer.runlog import (
 )
 from trainer.sampling import check_min_new_tokens, generate, make_generators, mask_early_eos
 
+# Run the layers below the adapters once per step (trainer/prefix.py); False: whole forward
+# passes every time (the same numbers, slower; benchmarks and tests compare the two).
+CACHE_FROZEN_PREFIX = True
+
 
 class ActorCritic(nn.Module):
     """Policy and value model as one module, so one DDP wrapper covers both."""
@@ -116,6 +120,34 @@ def policy_logits(model, input_ids, attention_mask, logits_to_keep: int = 0) -> 
         use_cache=False,
         **extra,
     ).logits
+
+
+class ResponseLogits:
+    """The policy's logits at the responses of one step's sequences (the last `keep`
+    positions): from the frozen prefix computed once here when `cut` > 0, else by whole
+    forward passes. Called inside the caller's autocast; `rows` picks rows of the batch."""
+
+    def __init__(self, actor_critic: ActorCritic, sequences, attention_mask, keep: int, cut: int):
+        self.actor_critic, self.keep, self.cut = actor_critic, keep, cut
+        self.sequences, self.attention_mask = sequences, attention_mask
+        self.states = (
+            prefix.prefix_states(actor_critic.policy, sequences, attention_mask, cut)
+            if cut
+            else None
+        )
+
+    def __call__(self, rows=slice(None)) -> torch.Tensor:
+        if self.states is None:
+            return self.actor_critic.lm_logits(
+                self.sequences[rows], self.attention_mask[rows], self.keep
+            )
+        return prefix.suffix_logits(
+            self.actor_critic.policy,
+            self.states[rows],
+            self.attention_mask[rows],
+            self.cut,
+            self.keep,
+        )
 
 
 def response_logprobs(
@@ -359,6 +391,13 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
     def precision():
         return models.autocast(device, config.precision)
 
+    # The layers below the adapters are run once per step (trainer/prefix.py) where nothing
+    # else reads them: LoRA with the adapters off as the reference, no value model, no ptx
+    # batch through the same call, one process (DDP must see the wrapped module's forward).
+    cut = 0
+    if CACHE_FROZEN_PREFIX and reference is None and not use_value and not ptx_encoded:
+        cut = prefix.frozen_layers(policy) if world == 1 else 0
+
     for step in range(start_step, last_step):
         rebalance_threads()
         started = time.perf_counter()
@@ -412,13 +451,14 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             sequences = torch.cat([queries, responses], 1)
             sequence_mask = torch.cat([query_mask, response_mask.long()], 1)
             keep = responses.size(1) + 1  # logits at the response only
+            policy_pass = ResponseLogits(unwrapped, sequences, sequence_mask, keep, cut)
             if config.precision == "fp32":
                 logprobs = sampled_logprobs
             else:
                 # rounding differs between the cached decoding and a full forward pass: the
                 # ratios of the update must start from the update's own computation
                 logprobs, _ = response_logprobs(
-                    unwrapped.lm_logits(sequences, sequence_mask, keep),
+                    policy_pass(),
                     responses,
                     temperature,
                     eos,
@@ -428,7 +468,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 ref_logits = policy_logits(reference, sequences, sequence_mask, keep)
             else:
                 with unwrapped.policy.disable_adapter():
-                    ref_logits = unwrapped.lm_logits(sequences, sequence_mask, keep)
+                    ref_logits = policy_pass()
             ref_logprobs, _ = response_logprobs(
                 ref_logits, responses, temperature, eos, config.min_new_tokens
             )
@@ -486,9 +526,12 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                     )
                     ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
                 with precision():
-                    new_logits, new_full_values, ptx_logits = actor_critic(
-                        sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask, keep
-                    )
+                    if policy_pass.states is None:
+                        new_logits, new_full_values, ptx_logits = actor_critic(
+                            sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask, keep
+                        )
+                    else:
+                        new_logits, new_full_values, ptx_logits = policy_pass(idx), None, None
                 new_logprobs, step_logits = response_logprobs(
                     new_logits, responses[idx], temperature, eos, config.min_new_tokens
                 )

@@ -1,0 +1,96 @@
+"""The frozen prefix of a policy with adapters on its last layers, computed once per PPO step.
+
+With LoRA on the last L of a decoder's N layers (the demo: 8 of SmolLM2's 30), the first N − L
+layers carry no adapter and no trainable weight. They compute the same function for the
+policy, for its reference (the adapters switched off) and in every update epoch of a step,
+since an update changes only the adapted layers. PPO ran them four times per step on the
+same sequences (the old log-probs, the reference, two epochs); `prefix_states` runs them once
+and `suffix_logits` runs the adapted layers on top, so each later pass costs L/N of a forward.
+The result is the same computation as a whole forward pass, in the same order
+(tests/trainer/test_prefix.py).
+
+This reaches into the decoder's `layers` and `norm` (Llama-style models: SmolLM2, the tiny
+test Llama); `frozen_layers` answers 0 for any model it cannot split, and PPO then runs whole
+forward passes as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from trainer.models import unwrap_peft
+from trainer.ops import position_ids_from_mask
+
+
+def _decoder(model: nn.Module) -> nn.Module | None:
+    """The module holding the decoder layers and the final norm, or None."""
+    inner = unwrap_peft(model)
+    decoder = getattr(inner, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, nn.ModuleList) and isinstance(getattr(decoder, "norm", None), nn.Module):
+        return decoder
+    return None
+
+
+def frozen_layers(model: nn.Module) -> int:
+    """How many leading decoder layers have no trainable weight (and so no adapter): 0 when
+    the first layer trains, when the model cannot be split, or when nothing trains at all."""
+    decoder = _decoder(model)
+    if decoder is None:
+        return 0
+    for index, layer in enumerate(decoder.layers):
+        if any(p.requires_grad for p in layer.parameters()):
+            return index
+    return 0
+
+
+@contextmanager
+def _running(decoder: nn.Module, part: slice, final_norm: bool = True) -> Iterator[None]:
+    """Inside: the decoder runs only `part` of its layers (the same modules), and without its
+    final norm unless `final_norm`."""
+    layers, norm = decoder.layers, decoder.norm
+    decoder.layers = nn.ModuleList(list(layers)[part])
+    if not final_norm:
+        decoder.norm = nn.Identity()
+    try:
+        yield
+    finally:
+        decoder.layers, decoder.norm = layers, norm
+
+
+def prefix_states(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, cut: int
+) -> torch.Tensor:
+    """The hidden states (B, T, H) that the first `cut` layers hand to layer `cut`."""
+    decoder = _decoder(model)
+    with torch.no_grad(), _running(decoder, slice(0, cut), final_norm=False):
+        return decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        ).last_hidden_state
+
+
+def suffix_logits(
+    model: nn.Module,
+    states: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cut: int,
+    logits_to_keep: int = 0,
+) -> torch.Tensor:
+    """The causal LM's logits from `prefix_states`: layers `cut`… the norm and the LM head,
+    at the last `logits_to_keep` positions (> 0) or all. Gradients reach the adapters."""
+    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
+    with _running(_decoder(model), slice(cut, None)):
+        return model(
+            inputs_embeds=states,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+            **extra,
+        ).logits
