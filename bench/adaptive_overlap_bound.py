@@ -297,6 +297,8 @@ def run(
     futility: float = 0.0,
     trace: list | None = None,
     warmup: int = 0,
+    recheck: bool = False,
+    refresh_every: int = REFRESH_EVERY,
 ):
     """One arm: (judgments per task, consensus accuracy against the rule). With `route`, a
     rater whose weight is below that quantile of the raters' weights gets only a task's
@@ -307,7 +309,9 @@ def run(
     that. With `warmup` > 0 the raters come measured: before the arm, they judged that
     many other pairs at fixed overlap 3 (the same pairs and raters in every arm of a seed),
     and those judgments count in every refit of the weights, not in the arm's cost or
-    accuracy."""
+    accuracy. With `recheck`, every refit of the weights looks again at the tasks completed
+    as sure enough: one that the new weights leave below the target reopens for one more
+    rater (up to the maximum). Weights are refitted every `refresh_every` judgments."""
     chosen = random.Random(seed).sample(range(len(pairs)), n_tasks)
     gap = gaps_all[chosen]
     prompts = [pairs[i].prompt for i in chosen]
@@ -354,10 +358,23 @@ def run(
     if refit is not None and history:
         weights = refit(history)
     done, idle = 0, set()
-    while len(idle) < RATERS:
+    closed_sure: set[int] = set()
+
+    def reopen_unsure() -> bool:
+        reopened = False
+        for task in sorted(closed_sure):
+            if 1 / (1 + np.exp(-abs(log_odds(task)))) < target and allowance[task] < high:
+                closed_sure.discard(task)
+                is_open[task] = True
+                allowance[task] += 1
+                reopened = True
+        return reopened
+
+    def step(done: int, idle: set) -> tuple[int, bool]:
+        """The next rater in turn takes a task: (judgments so far, whether one was cast)."""
         rater = turns.randrange(RATERS)
         if rater in idle:
-            continue
+            return done, False
         extra_ok = route is None or rater_weight(rater) >= np.quantile(
             [rater_weight(r) for r in range(RATERS)], route
         )
@@ -374,7 +391,7 @@ def run(
         )
         if task is None:
             idle.add(rater)
-            continue
+            return done, False
         vote, level = opinion(seed, rater, prompts[task], gap[task], noise[rater], sign[rater])
         votes[task].append((rater, vote, level))
         done += 1
@@ -398,15 +415,27 @@ def run(
             )
             if sure >= target or futile or allowance[task] >= high:
                 is_open[task] = False
+                if sure >= target:
+                    closed_sure.add(task)
                 if trace is not None:  # (judgments so far, votes, sureness, right?)
                     right = np.sign(log_odds(task)) == np.sign(gap[task])
                     trace.append((done, len(votes[task]), sure, bool(right), gap[task]))
             else:
                 allowance[task] += 1
-        if refit is not None and done % REFRESH_EVERY == 0:
+        return done, True
+
+    while True:
+        while len(idle) < RATERS:
+            done, more = step(done, idle)
+            if refit is not None and more and done % refresh_every == 0:
+                weights = refit(votes | history)
+                if recheck:
+                    reopen_unsure()
+        if refit is not None:
             weights = refit(votes | history)
-    if refit is not None:
-        weights = refit(votes | history)
+        if not (recheck and reopen_unsure()):
+            break
+        idle.clear()
     right = counted = 0.0
     for task in range(n_tasks):
         if gap[task] == 0:
@@ -456,6 +485,18 @@ def main(argv: list[str] | None = None) -> int:
         help="strength-bayes and graded: also complete a task when one more judgment is expected "
         "to raise the chance its order is right by less than this (e.g. 0.04)",
     )
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="each refit of the weights reopens, for one more rater, the tasks completed as "
+        "sure enough that the new weights leave below the target",
+    )
+    parser.add_argument(
+        "--refresh-every",
+        type=int,
+        default=REFRESH_EVERY,
+        help="refit the weights every this many judgments",
+    )
     args = parser.parse_args(argv)
     if args.route is not None:
         return routed(args)
@@ -488,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
                     how,
                     futility=args.futility,
                     warmup=args.warmup,
+                    recheck=args.recheck,
+                    refresh_every=args.refresh_every,
                 )
                 for s in seeds
             ]
@@ -519,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
                 "strength_thresholds": list(STRENGTH_THRESHOLDS),
                 "futility": args.futility,
                 "warmup": args.warmup,
+                "recheck": args.recheck,
+                "refresh_every": args.refresh_every,
                 "rows": rows,
             },
             indent=1,

@@ -65,6 +65,10 @@ def arm(cached: bool, args, prompts: Path, out: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", type=Path, default=SMOLLM2)
+    parser.add_argument(
+        "--prompts", type=Path, default=DEMO_PROMPTS, help="prompts JSONL (its train split)"
+    )
+    parser.add_argument("--arms", default="cached,whole", help="cached, whole or both")
     parser.add_argument("--reward-model", type=Path)
     parser.add_argument("--score-fn", default="hidden_rule")
     parser.add_argument("--steps", type=int, default=6)
@@ -81,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.policy.is_dir():
         print(f"no model at {args.policy}: run `.venv/bin/python -m trainer bootstrap`")
         return 1
-    rows = [json.loads(line) for line in DEMO_PROMPTS.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
+    arms = [
+        (n, c)
+        for n, c in (("cached prefix", True), ("whole passes", False))
+        if n.split()[0] in args.arms.split(",")
+    ]
     times: dict[str, list[float]] = {"cached prefix": [], "whole passes": []}
     scores: dict[str, list[list[float]]] = {"cached prefix": [], "whole passes": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
         for repeat in range(args.repeats):
-            for name, cached in (("cached prefix", True), ("whole passes", False)):
+            for name, cached in arms:
                 metrics = arm(cached, args, prompts, Path(tmp) / f"{name}-{repeat}")
                 seconds = [m["step_seconds"] for m in metrics[1:]]
                 times[name] += seconds
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{metrics[-1]['threads']}",
                     flush=True,
                 )
+    if len(arms) < 2:
+        return 0
     cached, whole = (statistics.median(times[k]) for k in ("cached prefix", "whole passes"))
     same = scores["cached prefix"] == scores["whole passes"]
     print(
