@@ -36,7 +36,7 @@ def arm(cached: bool, args, prompts: Path, out: Path) -> list[dict]:
     ppo.CACHE_FROZEN_PREFIX = cached
     config = PPOConfig(
         policy=str(args.policy),
-        reference=str(args.policy),
+        reference=str(args.reference or args.policy),
         prompts=str(prompts),
         out=str(out),
         reward_model=str(args.reward_model) if args.reward_model else None,
@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         "--prompts", type=Path, default=DEMO_PROMPTS, help="prompts JSONL (its train split)"
     )
     parser.add_argument("--arms", default="cached,whole", help="cached, whole or both")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="a separate reference model (round 2: the base, with --policy round 1's policy)",
+    )
     parser.add_argument("--reward-model", type=Path)
     parser.add_argument("--score-fn", default="hidden_rule")
     parser.add_argument("--steps", type=int, default=6)

@@ -392,11 +392,13 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
         return models.autocast(device, config.precision)
 
     # The layers below the adapters are run once per step (trainer/prefix.py) where nothing
-    # else reads them: LoRA with the adapters off as the reference, no value model, no ptx
-    # batch through the same call, one process (DDP must see the wrapped module's forward).
-    cut = 0
-    if CACHE_FROZEN_PREFIX and reference is None and not use_value and not ptx_encoded:
-        cut = prefix.frozen_layers(policy) if world == 1 else 0
+    # else reads them: LoRA, no value model, no ptx batch through the same call, one process
+    # (DDP must see the wrapped module's forward).
+    cut = reference_cut = 0
+    if CACHE_FROZEN_PREFIX and not use_value and not ptx_encoded and world == 1:
+        cut = prefix.frozen_layers(policy)
+        # a separate reference (round 2's base) shares them when its first layers are equal
+        reference_cut = cut if reference is None else prefix.shared_layers(policy, reference, cut)
 
     for step in range(start_step, last_step):
         rebalance_threads()
@@ -464,7 +466,11 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                     eos,
                     config.min_new_tokens,
                 )
-            if reference is not None:
+            if reference is not None and reference_cut and policy_pass.states is not None:
+                ref_logits = prefix.suffix_logits(
+                    reference, policy_pass.states, sequence_mask, reference_cut, keep
+                )
+            elif reference is not None:
                 ref_logits = policy_logits(reference, sequences, sequence_mask, keep)
             else:
                 with unwrapped.policy.disable_adapter():

@@ -27,11 +27,12 @@ from trainer.ops import position_ids_from_mask
 
 
 def _decoder(model: nn.Module) -> nn.Module | None:
-    """The module holding the decoder layers and the final norm, or None."""
+    """The module holding the embeddings, the decoder layers and the final norm, or None."""
     inner = unwrap_peft(model)
     decoder = getattr(inner, "model", None)
     layers = getattr(decoder, "layers", None)
-    if isinstance(layers, nn.ModuleList) and isinstance(getattr(decoder, "norm", None), nn.Module):
+    parts = (getattr(decoder, "norm", None), getattr(decoder, "embed_tokens", None))
+    if isinstance(layers, nn.ModuleList) and all(isinstance(m, nn.Module) for m in parts):
         return decoder
     return None
 
@@ -46,6 +47,26 @@ def frozen_layers(model: nn.Module) -> int:
         if any(p.requires_grad for p in layer.parameters()):
             return index
     return 0
+
+
+def shared_layers(model: nn.Module, other: nn.Module, cut: int) -> int:
+    """`cut` when `other` (a separate reference) has the same embeddings and the same first
+    `cut` decoder layers as `model`, compared in `other`'s dtype, so that `model`'s prefix
+    states serve it too; else 0. Round 2's policy is round 1's, whose LoRA changed only the
+    last layers: its first layers are still the base model's, its reference."""
+    mine, theirs = _decoder(model), _decoder(other)
+    if cut <= 0 or mine is None or theirs is None or len(theirs.layers) < cut:
+        return 0
+    pairs = [(mine.embed_tokens, theirs.embed_tokens)]
+    pairs += list(zip(list(mine.layers)[:cut], list(theirs.layers)[:cut], strict=True))
+    for a, b in pairs:
+        ours, others = dict(a.named_parameters()), dict(b.named_parameters())
+        if ours.keys() != others.keys():
+            return 0
+        for name, weight in others.items():
+            if not torch.equal(ours[name].detach().to(weight.dtype), weight):
+                return 0
+    return cut
 
 
 @contextmanager
@@ -84,11 +105,13 @@ def suffix_logits(
     logits_to_keep: int = 0,
 ) -> torch.Tensor:
     """The causal LM's logits from `prefix_states`: layers `cut`… the norm and the LM head,
-    at the last `logits_to_keep` positions (> 0) or all. Gradients reach the adapters."""
+    at the last `logits_to_keep` positions (> 0) or all, the states in the model's own dtype
+    (a bf16 reference reads a policy's fp32 states). Gradients reach the adapters."""
     extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
-    with _running(_decoder(model), slice(cut, None)):
+    decoder = _decoder(model)
+    with _running(decoder, slice(cut, None)):
         return model(
-            inputs_embeds=states,
+            inputs_embeds=states.to(decoder.embed_tokens.weight.dtype),
             attention_mask=attention_mask,
             position_ids=position_ids_from_mask(attention_mask),
             use_cache=False,
