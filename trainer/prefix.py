@@ -39,9 +39,10 @@ def _decoder(model: nn.Module) -> nn.Module | None:
 
 def frozen_layers(model: nn.Module) -> int:
     """How many leading decoder layers have no trainable weight (and so no adapter): 0 when
-    the first layer trains, when the model cannot be split, or when nothing trains at all."""
+    the embeddings or the first layer train, when the model cannot be split, or when nothing
+    trains at all."""
     decoder = _decoder(model)
-    if decoder is None:
+    if decoder is None or any(p.requires_grad for p in decoder.embed_tokens.parameters()):
         return 0
     for index, layer in enumerate(decoder.layers):
         if any(p.requires_grad for p in layer.parameters()):

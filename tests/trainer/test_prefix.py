@@ -42,6 +42,9 @@ def test_frozen_layers_are_those_below_the_first_adapter(tiny_dir):
     assert prefix.frozen_layers(lora_policy(tiny_dir, last_layers=1)) == 1
     assert prefix.frozen_layers(lora_policy(tiny_dir, last_layers=2)) == 0  # all adapted
     assert prefix.frozen_layers(models.load_policy(str(tiny_dir))[0]) == 0  # all train
+    embeddings_train = lora_policy(tiny_dir, last_layers=1)
+    models.unwrap_peft(embeddings_train).model.embed_tokens.requires_grad_(True)
+    assert prefix.frozen_layers(embeddings_train) == 0
     frozen = models.load_policy(str(tiny_dir))[0].requires_grad_(False)
     assert prefix.frozen_layers(frozen) == 0  # nothing trains: nothing to split
 
