@@ -61,7 +61,6 @@ from trainer.ops import (
     masked_mean,
     masked_whiten,
     pad_sequences,
-    position_ids_from_mask,
     truncate_after_eos,
 )
 from trainer.reward import encode_scored, rows_batch
@@ -112,14 +111,7 @@ def policy_logits(model, input_ids, attention_mask, logits_to_keep: int = 0) -> 
     """Causal-LM logits; with ``logits_to_keep`` > 0 at the last that many positions only
     (transformers' argument). PPO needs them at the response only: the LM head (a 49k x 576
     matrix for SmolLM2) at every prompt token was a fifth of a forward pass, for nothing."""
-    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
-    return model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
-        use_cache=False,
-        **extra,
-    ).logits
+    return prefix.causal_logits(model, attention_mask, logits_to_keep, input_ids=input_ids)
 
 
 class ResponseLogits:

@@ -108,13 +108,26 @@ def suffix_logits(
     """The causal LM's logits from `prefix_states`: layers `cut`… the norm and the LM head,
     at the last `logits_to_keep` positions (> 0) or all, the states in the model's own dtype
     (a bf16 reference reads a policy's fp32 states). Gradients reach the adapters."""
-    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
     decoder = _decoder(model)
     with _running(decoder, slice(cut, None)):
-        return model(
+        return causal_logits(
+            model,
+            attention_mask,
+            logits_to_keep,
             inputs_embeds=states.to(decoder.embed_tokens.weight.dtype),
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-            **extra,
-        ).logits
+        )
+
+
+def causal_logits(
+    model: nn.Module, attention_mask: torch.Tensor, logits_to_keep: int = 0, **inputs
+) -> torch.Tensor:
+    """A causal LM's logits from `input_ids` or `inputs_embeds`, positions from the mask (left
+    padding), no cache; with `logits_to_keep` > 0 at the last that many positions only."""
+    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
+    return model(
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+        **inputs,
+        **extra,
+    ).logits

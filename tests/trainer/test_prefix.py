@@ -98,9 +98,10 @@ def prompts_file(tmp_path):
     return path
 
 
-def ppo_run(tiny_dir, prompts_file, out, precision):
-    config = PPOConfig(
-        policy=str(tiny_dir),
+def lora_ppo_config(policy, prompts_file, out, **overrides) -> PPOConfig:
+    """RLOO on the tiny model, LoRA on its last layer: the frozen prefix is its first layer."""
+    settings = dict(
+        policy=str(policy),
         prompts=str(prompts_file),
         out=str(out),
         batch_size=8,
@@ -112,11 +113,16 @@ def ppo_run(tiny_dir, prompts_file, out, precision):
         max_new_tokens=10,
         lora_r=8,
         lora_layers=1,
-        total_steps=3,
-        precision=precision,
+        precision="fp32",
         device="cpu",
         save_every=0,
-        seed=3,
+    )
+    return PPOConfig(**(settings | overrides))
+
+
+def ppo_run(tiny_dir, prompts_file, out, precision):
+    config = lora_ppo_config(
+        tiny_dir, prompts_file, out, total_steps=3, precision=precision, seed=3
     )
     calls = []
     original = prefix.prefix_states
@@ -202,25 +208,8 @@ def test_round_two_ppo_against_the_base_reference_reads_the_shared_prefix(
     policy = round_one_policy(tiny_dir, tmp_path, layer=1)
 
     def run(out, cached):
-        config = PPOConfig(
-            policy=str(policy),
-            reference=str(tiny_dir),
-            prompts=str(prompts_file),
-            out=str(out),
-            batch_size=8,
-            mini_batch_size=4,
-            samples_per_prompt=4,
-            advantage="rloo",
-            ppo_epochs=2,
-            lr=1e-2,
-            max_new_tokens=10,
-            lora_r=8,
-            lora_layers=1,
-            total_steps=2,
-            precision="fp32",
-            device="cpu",
-            save_every=0,
-            seed=5,
+        config = lora_ppo_config(
+            policy, prompts_file, out, reference=str(tiny_dir), total_steps=2, seed=5
         )
         first_layer_calls = []
         original = models.load_policy
