@@ -118,8 +118,23 @@ def main() -> None:
     parser.add_argument("--train-tasks", type=int, nargs="+", default=[54, 72, 90])
     parser.add_argument("--overlaps", type=int, nargs="+", default=[3])
     parser.add_argument("--held-out", type=int, default=18)
+    parser.add_argument(
+        "--held-out-overlaps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="raters per held-out task (default: each --overlaps value): the yardstick's size",
+    )
+    parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="also let the head read two depths at once (each pair of depths, concatenated)",
+    )
     parser.add_argument("--draws", type=int, default=12)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="keep the trunk's features here between runs"
+    )
     args = parser.parse_args()
     from transformers.utils import logging
 
@@ -131,41 +146,62 @@ def main() -> None:
     row_of = {text: i for i, text in enumerate(texts)}
     truth = {text: score(*text) for text in texts}
     started = time.perf_counter()
-    model, tokenizer = models.load_scalar_model(args.model)
-    features = completion_features(model, tokenizer, texts, DEPTHS, "mean", 160, 16, "fp32")
+    if args.cache and args.cache.exists():
+        features = torch.load(args.cache)
+    else:
+        model, tokenizer = models.load_scalar_model(args.model)
+        features = completion_features(model, tokenizer, texts, DEPTHS, "mean", 160, 16, "fp32")
+        if args.cache:
+            torch.save(features, args.cache)
     feature_seconds = time.perf_counter() - started
+    if args.pairs:
+        features |= {
+            f"{a}+{b}": torch.cat([features[a], features[b]], dim=1)
+            for i, a in enumerate(DEPTHS)
+            for b in DEPTHS[i + 1 :]
+        }
     torch.set_num_threads(1)
     results = []
-    for overlap in args.overlaps:
-        for train_tasks in args.train_tasks:
-            consensus, rule = [], []
-            for draw in range(args.draws):
-                rated = weighted(rate(tasks, overlap, 1000 + draw), truth)
-                order = list(range(len(tasks)))
-                random.Random(draw).shuffle(order)
-                held = [r for t in order[: args.held_out] for r in rated[t]]
-                train = [r for t in order[args.held_out :][:train_tasks] for r in rated[t]]
-                index = index_rankings(train, row_of)
-                depth, l2, _ = choose_head(features, index, L2S, 3, draw)
-                scores = features[depth] @ fit_head(features[depth], index, l2)
+    settings = [
+        (overlap, held_overlap, train_tasks)
+        for overlap in args.overlaps
+        for held_overlap in args.held_out_overlaps or [overlap]
+        for train_tasks in args.train_tasks
+    ]
+    for overlap, held_overlap, train_tasks in settings:
+        consensus, rule, chosen = [], [], []
+        for draw in range(args.draws):
+            # each task's raters in a random order: the first `overlap` (or, on a
+            # held-out task, `held_overlap`) of them rate it
+            rated = weighted(rate(tasks, max(overlap, held_overlap), 1000 + draw), truth)
+            order = list(range(len(tasks)))
+            random.Random(draw).shuffle(order)
+            held = [r for t in order[: args.held_out] for r in rated[t][:held_overlap]]
+            train = [r for t in order[args.held_out :][:train_tasks] for r in rated[t][:overlap]]
+            index = index_rankings(train, row_of)
+            depth, l2, _ = choose_head(features, index, L2S, 3, draw)
+            chosen.append(str(depth))
+            scores = features[depth] @ fit_head(features[depth], index, l2)
 
-                def score_of(prompt, answer, scores=scores):
-                    return float(scores[row_of[(prompt, answer)]])
+            def score_of(prompt, answer, scores=scores):
+                return float(scores[row_of[(prompt, answer)]])
 
-                hits, counts = consensus_hits(held, score_of)
-                consensus.append(sum(hits) / sum(counts))
-                rule.append(rule_accuracy(held, score_of, truth))
-            row = {
-                "overlap": overlap,
-                "train_tasks": train_tasks,
-                "consensus_mean": round(statistics.mean(consensus), 4),
-                "consensus_se": round(statistics.stdev(consensus) / math.sqrt(len(consensus)), 4),
-                "consensus_at_least_0_70": sum(c >= 0.70 for c in consensus),
-                "rule_mean": round(statistics.mean(rule), 4),
-                "draws": len(consensus),
-            }
-            results.append(row)
-            print(json.dumps(row), flush=True)
+            hits, counts = consensus_hits(held, score_of)
+            consensus.append(sum(hits) / sum(counts))
+            rule.append(rule_accuracy(held, score_of, truth))
+        row = {
+            "overlap": overlap,
+            "held_out_overlap": held_overlap,
+            "train_tasks": train_tasks,
+            "consensus_mean": round(statistics.mean(consensus), 4),
+            "consensus_se": round(statistics.stdev(consensus) / math.sqrt(len(consensus)), 4),
+            "consensus_at_least_0_70": sum(c >= 0.70 for c in consensus),
+            "rule_mean": round(statistics.mean(rule), 4),
+            "draws": len(consensus),
+            "depths_chosen": chosen,
+        }
+        results.append(row)
+        print(json.dumps(row), flush=True)
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "round": str(args.round),

@@ -426,6 +426,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 ),
                 min_new_tokens=config.min_new_tokens,
             )
+            sampled_at = time.perf_counter()
             responses, lengths, contains_eos = truncate_after_eos(sampled, eos, pad)
             response_mask = lengths_to_mask(lengths, responses.size(1))
             texts = [
@@ -435,6 +436,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             scores = scorer(batch_prompts, query_rows, responses.cpu(), lengths.cpu(), texts).to(
                 device
             )
+            scored_at = time.perf_counter()
             raw_scores = scores.clone()
             if config.missing_eos_penalty is not None:
                 scores = scores - config.missing_eos_penalty * (~contains_eos).float()
@@ -494,6 +496,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             advantages = masked_whiten(advantages, response_mask)
 
         # 6. PPO epochs over shuffled minibatches
+        prepared_at = time.perf_counter()
         unwrapped.train()
         stats: dict[str, list[float]] = {
             k: []
@@ -581,6 +584,12 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                 float(masked_mean(returns - values, response_mask)) if use_value else None
             ),
             "step_seconds": time.perf_counter() - started,
+            # where the step's time went: rollout, scoring, log-probabilities and advantages
+            # (the prefix pass included), the epochs' updates
+            "rollout_seconds": sampled_at - started,
+            "score_seconds": scored_at - sampled_at,
+            "logprob_seconds": prepared_at - scored_at,
+            "update_seconds": time.perf_counter() - prepared_at,
             "threads": torch.get_num_threads(),
             **{k: (sum(v) / len(v) if v else None) for k, v in stats.items()},
         }
@@ -653,6 +662,10 @@ def _summarise(history: list[dict]) -> dict:
         "response_length_last": mean(last, "response_length"),
         "eos_fraction_last": mean(last, "eos_fraction"),
         "step_seconds_mean": mean(history, "step_seconds"),
+        **{
+            f"{phase}_seconds_mean": mean(history, f"{phase}_seconds")
+            for phase in ("rollout", "score", "logprob", "update")
+        },
     }
 
 

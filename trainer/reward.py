@@ -23,6 +23,7 @@ from trainer.contract import RewardConfig
 from trainer.data import DataError, Ranking, read_demonstrations, read_rankings
 from trainer.losses import pairwise_correct, ranking_loss
 from trainer.ops import pad_sequences, position_ids_from_mask
+from trainer.prompt_cache import shared_prompt_states
 from trainer.runlog import (
     MetricsLog,
     progress,
@@ -250,13 +251,23 @@ def fit_reward_bias(
 ) -> float:
     """Set config.reward_bias so the given (prompt, completion) pairs score 0 on average."""
     model.config.reward_bias = 0.0
-    scores = score_pairs(model, tokenizer, pairs, max_length, batch_size, precision)
+    return center_reward(
+        model, score_pairs(model, tokenizer, pairs, max_length, batch_size, precision)
+    )
+
+
+def center_reward(model, scores: list[float]) -> float:
+    """Set config.reward_bias to minus the mean of ``scores`` (rewards without a bias)."""
     mean = sum(scores) / len(scores) if scores else 0.0
     model.config.reward_bias = -mean
     return -mean
 
 
 # --------------------------------------------------------------------------- head fit
+
+#: Run each distinct prompt of a feature batch once (trainer/prompt_cache.py); off, every row
+#: runs whole (bench/rm_features_speed.py compares the two).
+SHARE_PROMPTS = True
 
 
 @torch.no_grad()
@@ -272,7 +283,9 @@ def completion_features(
 ) -> dict[int, torch.Tensor]:
     """Per trunk depth, the feature of each (prompt, completion) a head at that depth reads:
     the state after block ``depth`` (through the final norm, as a trunk cut there gives it),
-    mean-pooled over the completion or at its last token. One forward pass per row."""
+    mean-pooled over the completion or at its last token. One forward pass per batch, each
+    distinct prompt in it run once (``trainer.prompt_cache``): sorted texts put a prompt's
+    answers side by side."""
     device = next(model.parameters()).device
     trunk = models.unwrap_peft(model).base_model
     norm = models.final_norm(model)
@@ -283,18 +296,25 @@ def completion_features(
         encoded = [
             encode_scored(tokenizer, p, c, max_length) for p, c in texts[start : start + batch_size]
         ]
-        ids, mask, completion_mask = rows_batch(
-            [row for row, _ in encoded], [span for _, span in encoded], tokenizer.pad_token_id
-        )
-        ids, mask = ids.to(device), mask.to(device)
+        rows, spans = [row for row, _ in encoded], [span for _, span in encoded]
         with models.autocast(device, precision):
-            hidden = trunk(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=position_ids_from_mask(mask),
-                use_cache=False,
-                output_hidden_states=True,
-            ).hidden_states
+            shared = (
+                shared_prompt_states(trunk, rows, spans, tokenizer.pad_token_id, device)
+                if SHARE_PROMPTS
+                else None
+            )
+            if shared is None:
+                ids, mask, completion_mask = rows_batch(rows, spans, tokenizer.pad_token_id)
+                ids, mask = ids.to(device), mask.to(device)
+                hidden = trunk(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=position_ids_from_mask(mask),
+                    use_cache=False,
+                    output_hidden_states=True,
+                ).hidden_states
+            else:
+                hidden, mask, completion_mask = shared
             for depth in depths:
                 # the last entry already went through the final norm
                 states = hidden[depth] if depth == total else norm(hidden[depth])
@@ -401,9 +421,13 @@ def choose_head(
     return best[1], best[2], table
 
 
-def head_fit(model, tokenizer, train: list[Ranking], config: RewardConfig) -> dict:
+def head_fit(
+    model, tokenizer, train: list[Ranking], config: RewardConfig
+) -> tuple[dict, dict[tuple[str, str], float]]:
     """Fit the scalar head on frozen-trunk features (see RewardConfig.head_fit); cut the
-    trunk to the chosen depth. Returns what was chosen and measured."""
+    trunk to the chosen depth. Returns what was chosen and measured, and the fitted head's
+    reward (without a bias) of each training answer, read off the features it was fitted on:
+    what the cut model computes for them, without running it again."""
     started = time.perf_counter()
     texts = sorted({(r.prompt, c) for r in train for c in r.completions})
     row_of = {text: i for i, text in enumerate(texts)}
@@ -433,6 +457,7 @@ def head_fit(model, tokenizer, train: list[Ranking], config: RewardConfig) -> di
             head.bias.zero_()
     if depth < total:
         models.truncate_layers(model, depth)
+    rewards = dict(zip(texts, (features[depth] @ weights).tolist(), strict=True))
     return {
         "head_depth": depth,
         "head_l2": l2,
@@ -442,7 +467,7 @@ def head_fit(model, tokenizer, train: list[Ranking], config: RewardConfig) -> di
         "head_completions": len(texts),
         "head_feature_seconds": round(feature_seconds, 2),
         "head_seconds": round(time.perf_counter() - started, 2),
-    }
+    }, rewards
 
 
 def _cosine(step: int, total: int) -> float:
@@ -490,7 +515,9 @@ def train_reward_model(
     model.config.reward_pooling = config.pooling
     models.disable_dropout(model)
     log = MetricsLog(config.out) if accelerator.is_main_process else None
-    fitted = head_fit(model, tokenizer, train, config) if config.head_fit else {}
+    fitted, head_rewards = (
+        head_fit(model, tokenizer, train, config) if config.head_fit else ({}, {})
+    )
     if fitted and log:
         log.log(0, stage="head_fit", **{k: v for k, v in fitted.items() if k != "head_cv"})
     steps, trained_rankings = 0, sum(len(set(r.ranks)) > 1 for r in train)
@@ -504,9 +531,18 @@ def train_reward_model(
         reference = [(r.prompt, c) for r in train for c in r.completions]
     # each answer once: a task ranked by three raters would otherwise be scored three times
     reference = list(dict.fromkeys(reference))[: config.reference_limit]
-    bias = fit_reward_bias(
-        trained, tokenizer, reference, config.max_length, config.eval_batch_size, config.precision
-    )
+    if steps == 0 and all(text in head_rewards for text in reference):
+        # the head alone was fitted: its rewards of these answers are known already
+        bias = center_reward(trained, [head_rewards[text] for text in reference])
+    else:
+        bias = fit_reward_bias(
+            trained,
+            tokenizer,
+            reference,
+            config.max_length,
+            config.eval_batch_size,
+            config.precision,
+        )
     held_out = (
         evaluate_rankings(
             trained,

@@ -56,7 +56,7 @@ def generate(
     device = input_ids.device
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     positions = position_ids_from_mask(attention_mask)
-    cache_arg = _cache_argument(model)
+    cache_arg = cache_argument(model)
     past, logits = _prefill(model, input_ids, attention_mask, positions, cache_arg)
     next_position = positions[:, -1:] + 1
     tokens, logprobs = [], []
@@ -127,7 +127,7 @@ def mask_early_eos(
     return masked
 
 
-def _cache_argument(model) -> str:
+def cache_argument(model) -> str:
     """transformers >= 5.2x names the KV cache ``cache``; earlier releases ``past_key_values``."""
     import inspect
 

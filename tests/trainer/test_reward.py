@@ -16,6 +16,7 @@ from trainer.reward import (
     encode_scored,
     evaluate_rankings,
     fit_reward_bias,
+    score_pairs,
     train_reward_model,
 )
 
@@ -147,6 +148,14 @@ def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
     reloaded, tokenizer = models.load_scalar_model(str(tmp_path / "rm"))
     again = evaluate_rankings(reloaded, tokenizer, valid, 64)
     assert again["accuracy"] == pytest.approx(metrics["valid_accuracy"])
+    # the bias came from the head's features, without another pass: the saved model, run
+    # whole, gives the training answers (the first reference_limit of them) a mean reward of 0
+    answers = list(dict.fromkeys((r.prompt, c) for r in train for c in r.completions))
+    answers = answers[: config.reference_limit]
+    scores = score_pairs(reloaded, tokenizer, answers, 64, 16, "fp32")
+    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
+    assert metrics["reward_bias"] == pytest.approx(reloaded.config.reward_bias)
+    assert max(scores) - min(scores) > 0.1
     assert reloaded.config.reward_bias == pytest.approx(metrics["reward_bias"])
     saved_config = json.loads((tmp_path / "rm" / models.TRAINER_CONFIG_FILE).read_text())
     assert saved_config["lr"] == 3e-3
@@ -236,6 +245,14 @@ def test_head_fit_on_frozen_mean_features_learns_the_rule_without_fine_tuning(ti
     assert reloaded.config.reward_pooling == "mean"
     again = evaluate_rankings(reloaded, tokenizer, valid, 64)
     assert again["accuracy"] == pytest.approx(metrics["valid_accuracy"])
+    # the bias came from the head's features, without another pass: the saved model, run
+    # whole, gives the training answers (the first reference_limit of them) a mean reward of 0
+    answers = list(dict.fromkeys((r.prompt, c) for r in train for c in r.completions))
+    answers = answers[: config.reference_limit]
+    scores = score_pairs(reloaded, tokenizer, answers, 64, 16, "fp32")
+    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
+    assert metrics["reward_bias"] == pytest.approx(reloaded.config.reward_bias)
+    assert max(scores) - min(scores) > 0.1
 
 
 def test_mean_pooling_reads_the_completion_tokens_only(tiny_dir):
