@@ -1,13 +1,17 @@
-"""PPO steps on SmolLM2-135M-Instruct with the frozen prefix run once per step, against
-whole forward passes every time (trainer/prefix.py), in the same run, alternating.
+"""PPO steps on SmolLM2-135M-Instruct with the frozen prefix run once per step, with and
+without each prompt's K samples sharing its prompt's pass, against whole forward passes every
+time (trainer/prefix.py), in the same run, alternating.
 
 The demo round's PPO settings (`cpu-demo`: 16 rollouts of 4 prompts × 4 answers, 32 new tokens,
 LoRA r 8 on the last 8 of 30 layers, its adapters off as the reference, RLOO, 2 epochs of 2
 minibatches, precision `auto`) on the demo's training prompts. The reward is the hidden rule
 (`--score-fn`, a registered scorer) or a trained reward model (`--reward-model DIR`, e.g. a
-round's `rm/model`), the same in both arms. Reports each arm's median step time (the first step
-of a run left out: it pays for warm-up) and the ratio, and checks that both arms gave the same
-scores (the same rollouts).
+round's `rm/model`), the same in every arm. Arms (`--arms`): `shared` (the prefix once per
+step, each distinct prompt once per pass: what PPO runs), `cached` (the prefix once per step,
+every row whole above it) and `whole`. Reports each arm's median step time (the first step of a
+run left out: it pays for warm-up), its phases (rollout, scoring, log-probabilities, updates)
+and the ratios to `whole`, and checks that the arms gave the same first-step scores (the same
+rollouts).
 
     .venv/bin/python bench/ppo_frozen_prefix.py [--steps 6] [--repeats 2] [--reward-model DIR]
 """
@@ -32,8 +36,12 @@ DEMO_PROMPTS = ROOT / "apps/collection/demo/prompts.jsonl"
 SMOLLM2 = ROOT / "var/models/smollm2-135m-instruct"
 
 
-def arm(cached: bool, args, prompts: Path, out: Path) -> list[dict]:
-    ppo.CACHE_FROZEN_PREFIX = cached
+ARMS = {"shared": (True, True), "cached": (True, False), "whole": (False, False)}
+PHASES = ("rollout", "score", "logprob", "update")
+
+
+def arm(name: str, args, prompts: Path, out: Path) -> list[dict]:
+    ppo.CACHE_FROZEN_PREFIX, ppo.SHARE_PROMPTS = ARMS[name]
     config = PPOConfig(
         policy=str(args.policy),
         reference=str(args.reference or args.policy),
@@ -68,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prompts", type=Path, default=DEMO_PROMPTS, help="prompts JSONL (its train split)"
     )
-    parser.add_argument("--arms", default="cached,whole", help="cached, whole or both")
+    parser.add_argument(
+        "--arms", default="shared,cached,whole", help="a comma list of: " + ", ".join(ARMS)
+    )
     parser.add_argument(
         "--reference",
         type=Path,
@@ -91,13 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no model at {args.policy}: run `.venv/bin/python -m trainer bootstrap`")
         return 1
     rows = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
-    arms = [
-        (n, c)
-        for n, c in (("cached prefix", True), ("whole passes", False))
-        if n.split()[0] in args.arms.split(",")
-    ]
-    times: dict[str, list[float]] = {"cached prefix": [], "whole passes": []}
-    scores: dict[str, list[list[float]]] = {"cached prefix": [], "whole passes": []}
+    arms = [name for name in args.arms.split(",") if name in ARMS]
+    if not arms:
+        parser.error(f"--arms: choose among {', '.join(ARMS)}")
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    phases: dict[str, dict[str, list[float]]] = {name: {p: [] for p in PHASES} for name in arms}
+    scores: dict[str, list[list[float]]] = {name: [] for name in arms}
     with tempfile.TemporaryDirectory() as tmp:
         prompts = Path(tmp) / "prompts.jsonl"
         write_jsonl(
@@ -109,26 +118,30 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
         for repeat in range(args.repeats):
-            for name, cached in arms:
-                metrics = arm(cached, args, prompts, Path(tmp) / f"{name}-{repeat}")
+            for name in arms:
+                metrics = arm(name, args, prompts, Path(tmp) / f"{name}-{repeat}")
                 seconds = [m["step_seconds"] for m in metrics[1:]]
                 times[name] += seconds
+                for phase in PHASES:
+                    phases[name][phase] += [m[f"{phase}_seconds"] for m in metrics[1:]]
                 scores[name].append([round(m["score"], 4) for m in metrics])
                 print(
-                    f"{name:13} run {repeat + 1}: steps 2-{args.steps} "
+                    f"{name:7} run {repeat + 1}: steps 2-{args.steps} "
                     f"{statistics.median(seconds):.2f} s median "
                     f"({', '.join(f'{s:.1f}' for s in seconds)}); threads "
                     f"{metrics[-1]['threads']}",
                     flush=True,
                 )
-    if len(arms) < 2:
-        return 0
-    cached, whole = (statistics.median(times[k]) for k in ("cached prefix", "whole passes"))
-    same = scores["cached prefix"] == scores["whole passes"]
-    print(
-        f"median step: cached prefix {cached:.2f} s, whole passes {whole:.2f} s: "
-        f"{whole / cached:.2f}x; the same scores in both arms: {same}"
-    )
+    median = {name: statistics.median(times[name]) for name in arms}
+    phase_median = {
+        name: {p: round(statistics.median(v), 2) for p, v in phases[name].items()} for name in arms
+    }
+    for name in arms:
+        ratio = f", {median['whole'] / median[name]:.2f}x whole" if "whole" in median else ""
+        print(f"median step {name}: {median[name]:.2f} s{ratio}; phases {phase_median[name]}")
+    # the first step starts from the same weights in every arm: the same rollouts and scores
+    same = len({tuple(s[0][:1]) for s in scores.values()}) == 1
+    print(f"the same first-step scores in every arm: {same}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -136,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "step_seconds": times,
+                    "phases": phase_median,
                     "scores": scores,
-                    "median": {"cached prefix": cached, "whole passes": whole},
-                    "ratio": whole / cached,
-                    "same_scores": same,
+                    "median": median,
+                    "same_first_scores": same,
                 },
                 indent=1,
             )

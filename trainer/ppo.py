@@ -78,6 +78,9 @@ from trainer.sampling import check_min_new_tokens, generate, make_generators, ma
 # Run the layers below the adapters once per step (trainer/prefix.py); False: whole forward
 # passes every time (the same numbers, slower; benchmarks and tests compare the two).
 CACHE_FROZEN_PREFIX = True
+# With it, each distinct prompt of a step's K samples runs once in every cached pass
+# (prefix.split_states); False: every row whole from the prefix on.
+SHARE_PROMPTS = True
 
 
 class ActorCritic(nn.Module):
@@ -117,28 +120,49 @@ def policy_logits(model, input_ids, attention_mask, logits_to_keep: int = 0) -> 
 class ResponseLogits:
     """The policy's logits at the responses of one step's sequences (the last `keep`
     positions): from the frozen prefix computed once here when `cut` > 0, else by whole
-    forward passes. Called inside the caller's autocast; `rows` picks rows of the batch."""
+    forward passes. With `width` (the prompts' columns, shared by each prompt's samples) and
+    SHARE_PROMPTS, each distinct prompt runs once in every pass (prefix.split_states). Called
+    inside the caller's autocast; `rows` picks rows of the batch."""
 
-    def __init__(self, actor_critic: ActorCritic, sequences, attention_mask, keep: int, cut: int):
+    def __init__(
+        self,
+        actor_critic: ActorCritic,
+        sequences,
+        attention_mask,
+        keep: int,
+        cut: int,
+        width: int = 0,
+    ):
         self.actor_critic, self.keep, self.cut = actor_critic, keep, cut
         self.sequences, self.attention_mask = sequences, attention_mask
-        self.states = (
-            prefix.prefix_states(actor_critic.policy, sequences, attention_mask, cut)
-            if cut
-            else None
-        )
-
-    def __call__(self, rows=slice(None)) -> torch.Tensor:
-        if self.states is None:
-            return self.actor_critic.lm_logits(
-                self.sequences[rows], self.attention_mask[rows], self.keep
+        self.states = self.split = None
+        if cut and width and SHARE_PROMPTS:
+            self.split = prefix.split_states(
+                actor_critic.policy, sequences, attention_mask, cut, width
             )
+        elif cut:
+            self.states = prefix.prefix_states(actor_critic.policy, sequences, attention_mask, cut)
+
+    @property
+    def cached(self) -> bool:
+        return self.states is not None or self.split is not None
+
+    def __call__(self, rows=None) -> torch.Tensor:
+        if not self.cached:
+            picked = slice(None) if rows is None else rows
+            return self.actor_critic.lm_logits(
+                self.sequences[picked], self.attention_mask[picked], self.keep
+            )
+        return self.suffix(self.actor_critic.policy, self.cut, rows)
+
+    def suffix(self, model, cut: int, rows=None) -> torch.Tensor:
+        """`model`'s logits (the policy's, or a reference's that shares the first `cut`
+        layers) from the cached states."""
+        if self.split is not None:
+            return prefix.split_suffix_logits(model, self.split, cut, rows)
+        picked = slice(None) if rows is None else rows
         return prefix.suffix_logits(
-            self.actor_critic.policy,
-            self.states[rows],
-            self.attention_mask[rows],
-            self.cut,
-            self.keep,
+            model, self.states[picked], self.attention_mask[picked], cut, self.keep
         )
 
 
@@ -447,7 +471,9 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
             sequences = torch.cat([queries, responses], 1)
             sequence_mask = torch.cat([query_mask, response_mask.long()], 1)
             keep = responses.size(1) + 1  # logits at the response only
-            policy_pass = ResponseLogits(unwrapped, sequences, sequence_mask, keep, cut)
+            policy_pass = ResponseLogits(
+                unwrapped, sequences, sequence_mask, keep, cut, context_length if group > 1 else 0
+            )
             if config.precision == "fp32":
                 logprobs = sampled_logprobs
             else:
@@ -460,10 +486,8 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                     eos,
                     config.min_new_tokens,
                 )
-            if reference is not None and reference_cut and policy_pass.states is not None:
-                ref_logits = prefix.suffix_logits(
-                    reference, policy_pass.states, sequence_mask, reference_cut, keep
-                )
+            if reference is not None and reference_cut and policy_pass.cached:
+                ref_logits = policy_pass.suffix(reference, reference_cut)
             elif reference is not None:
                 ref_logits = policy_logits(reference, sequences, sequence_mask, keep)
             else:
@@ -527,7 +551,7 @@ def train_ppo(config: PPOConfig, score_fn: ScoreFn | None = None) -> dict:
                     )
                     ptx_ids, ptx_mask = ptx_ids.to(device), ptx_mask.to(device)
                 with precision():
-                    if policy_pass.states is None:
+                    if not policy_pass.cached:
                         new_logits, new_full_values, ptx_logits = actor_critic(
                             sequences[idx], sequence_mask[idx], ptx_ids, ptx_mask, keep
                         )

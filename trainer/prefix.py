@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from trainer.models import unwrap_peft
 from trainer.ops import position_ids_from_mask
+from trainer.sampling import cache_argument
 
 
 def _decoder(model: nn.Module) -> nn.Module | None:
@@ -72,16 +74,26 @@ def shared_layers(model: nn.Module, other: nn.Module, cut: int) -> int:
 
 @contextmanager
 def _running(decoder: nn.Module, part: slice, final_norm: bool = True) -> Iterator[None]:
-    """Inside: the decoder runs only `part` of its layers (the same modules), and without its
-    final norm unless `final_norm`."""
+    """Inside: the decoder runs only `part` of its layers (the same modules), numbered from 0
+    for a KV cache made inside (an attention module files its keys under its `layer_idx`,
+    and the decoder reads the cache's length from entry 0), and without its final norm unless
+    `final_norm`."""
     layers, norm = decoder.layers, decoder.norm
-    decoder.layers = nn.ModuleList(list(layers)[part])
+    running = list(layers)[part]
+    numbers = [getattr(getattr(layer, "self_attn", None), "layer_idx", None) for layer in running]
+    decoder.layers = nn.ModuleList(running)
+    for index, layer in enumerate(running):
+        if numbers[index] is not None:
+            layer.self_attn.layer_idx = index
     if not final_norm:
         decoder.norm = nn.Identity()
     try:
         yield
     finally:
         decoder.layers, decoder.norm = layers, norm
+        for layer, number in zip(running, numbers, strict=True):
+            if number is not None:
+                layer.self_attn.layer_idx = number
 
 
 def prefix_states(
@@ -116,6 +128,92 @@ def suffix_logits(
             logits_to_keep,
             inputs_embeds=states.to(decoder.embed_tokens.weight.dtype),
         )
+
+
+@dataclass
+class SplitStates:
+    """`prefix_states` of sequences whose first `width` positions are prompts that several
+    rows share (PPO's K samples of a prompt: left padded, so the same columns): each distinct
+    prompt's states once, and each row's response states."""
+
+    prompt_states: torch.Tensor  # (D, width, H), one row per distinct prompt
+    prompt_mask: torch.Tensor  # (D, width)
+    prompt_of: torch.Tensor  # (B,) each row's distinct prompt
+    response_states: torch.Tensor  # (B, N, H)
+    attention_mask: torch.Tensor  # (B, width + N), the whole rows'
+
+
+def split_states(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, cut: int, width: int
+) -> SplitStates:
+    """`prefix_states` with each distinct prompt (the first `width` columns) run once: its
+    KV cache is copied to the rows that share it, and only the responses run on top."""
+    decoder = _decoder(model)
+    prompts, prompt_mask = input_ids[:, :width], attention_mask[:, :width]
+    keys = torch.cat([prompts, prompt_mask.to(prompts.dtype)], 1)
+    distinct, prompt_of = torch.unique(keys, dim=0, return_inverse=True)
+    first = torch.full((distinct.size(0),), input_ids.size(0), device=input_ids.device)
+    first = first.scatter_reduce(
+        0, prompt_of, torch.arange(input_ids.size(0), device=input_ids.device), "amin"
+    )
+    cache_arg = cache_argument(decoder)
+    with torch.no_grad(), _running(decoder, slice(0, cut), final_norm=False):
+        before = decoder(
+            input_ids=prompts[first],
+            attention_mask=prompt_mask[first],
+            position_ids=position_ids_from_mask(prompt_mask[first]),
+            use_cache=True,
+        )
+        cache = before[cache_arg]
+        cache.batch_select_indices(prompt_of)
+        after = decoder(
+            input_ids=input_ids[:, width:],
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask)[:, width:],
+            use_cache=True,
+            **{cache_arg: cache},
+        )
+    return SplitStates(
+        before.last_hidden_state,
+        prompt_mask[first],
+        prompt_of,
+        after.last_hidden_state,
+        attention_mask,
+    )
+
+
+def split_suffix_logits(
+    model: nn.Module, split: SplitStates, cut: int, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`suffix_logits` of `split`'s rows (all, or `rows`) at the last prompt position and every
+    response position, (B, N + 1, V): layers `cut`… on each distinct prompt of those rows once
+    (with gradients to the adapters, through the copied KV cache too), then on the responses."""
+    decoder = _decoder(model)
+    if rows is None:
+        rows = torch.arange(split.prompt_of.size(0), device=split.prompt_of.device)
+    prompts, prompt_of = torch.unique(split.prompt_of[rows], return_inverse=True)
+    dtype = decoder.embed_tokens.weight.dtype
+    mask = split.attention_mask[rows]
+    width = split.prompt_mask.size(1)
+    cache_arg = cache_argument(model)
+    with _running(decoder, slice(cut, None)):
+        before = model(
+            inputs_embeds=split.prompt_states[prompts].to(dtype),
+            attention_mask=split.prompt_mask[prompts],
+            position_ids=position_ids_from_mask(split.prompt_mask[prompts]),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = before[cache_arg]
+        cache.batch_select_indices(prompt_of)
+        after = model(
+            inputs_embeds=split.response_states[rows].to(dtype),
+            attention_mask=mask,
+            position_ids=position_ids_from_mask(mask)[:, width:],
+            use_cache=True,
+            **{cache_arg: cache},
+        )
+    return torch.cat([before.logits[prompt_of], after.logits], 1)
 
 
 def causal_logits(

@@ -88,6 +88,77 @@ def test_the_adapters_get_the_same_gradient_through_the_suffix(tiny_dir):
     assert any(g.abs().sum() > 0 for g in split)
 
 
+def grouped_batch():
+    """Six rows as a PPO step has them: two prompts (the second 2 tokens shorter, so left
+    padded) with three sampled responses each, right padded to 5 tokens."""
+    generator = torch.Generator().manual_seed(2)
+    prompts = torch.randint(3, 90, (2, 7), generator=generator).repeat_interleave(3, 0)
+    prompt_mask = torch.ones_like(prompts)
+    prompt_mask[3:, :2] = 0
+    responses = torch.randint(3, 90, (6, 5), generator=generator)
+    response_mask = torch.ones_like(responses)
+    for row, length in enumerate([5, 3, 1, 4, 5, 2]):
+        response_mask[row, length:] = 0
+    ids = torch.cat([prompts, responses], 1)
+    mask = torch.cat([prompt_mask, response_mask], 1)
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def test_split_states_run_each_prompt_once_and_give_the_whole_pass_logits(tiny_dir):
+    policy = lora_policy(tiny_dir, last_layers=1)
+    ids, mask = grouped_batch()
+    keep = 6  # the last prompt position and the 5 response positions
+    split = prefix.split_states(policy, ids, mask, cut=1, width=7)
+    assert split.prompt_states.shape[:2] == (2, 7) and split.response_states.shape[:2] == (6, 5)
+    assert split.prompt_of.tolist() == [0, 0, 0, 1, 1, 1] or split.prompt_of.tolist() == [
+        1,
+        1,
+        1,
+        0,
+        0,
+        0,
+    ]
+    whole = policy_logits(policy, ids, mask, keep)
+    ours = prefix.split_suffix_logits(policy, split, 1)
+    assert ours.shape == whole.shape
+    real = mask[:, -keep:].bool()  # padding positions' logits are nobody's business
+    torch.testing.assert_close(ours[real], whole[real], rtol=0, atol=1e-5)
+    with policy.disable_adapter():
+        reference = policy_logits(policy, ids, mask, keep)
+        ours_off = prefix.split_suffix_logits(policy, split, 1)
+        torch.testing.assert_close(ours_off[real], reference[real], rtol=0, atol=1e-5)
+    assert (reference[real] - whole[real]).abs().max() > 1e-2
+    # a minibatch of rows, in any order, with one or both prompts
+    for rows in ([4, 0, 2], [5, 3]):
+        picked = torch.tensor(rows)
+        part = prefix.split_suffix_logits(policy, split, 1, picked)
+        torch.testing.assert_close(
+            part[real[picked]], whole[picked][real[picked]], atol=1e-5, rtol=0
+        )
+    # the decoder and its attention modules' numbering are as they were
+    decoder = models.unwrap_peft(policy).model
+    assert [layer.self_attn.layer_idx for layer in decoder.layers] == [0, 1]
+
+
+def test_the_adapters_get_the_same_gradient_through_shared_prompts(tiny_dir):
+    policy = lora_policy(tiny_dir, last_layers=1)
+    ids, mask = grouped_batch()
+    real = mask[:, -6:].bool()
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+
+    def gradients(logits):
+        policy.zero_grad()
+        logits.float().logsumexp(-1)[real].sum().backward()
+        return [p.grad.clone() for p in trainable]
+
+    whole = gradients(policy_logits(policy, ids, mask, 6))
+    split = prefix.split_states(policy, ids, mask, cut=1, width=7)
+    ours = gradients(prefix.split_suffix_logits(policy, split, 1))
+    for a, b in zip(whole, ours, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in ours)
+
+
 @pytest.fixture
 def prompts_file(tmp_path):
     path = tmp_path / "prompts.jsonl"
@@ -120,31 +191,39 @@ def lora_ppo_config(policy, prompts_file, out, **overrides) -> PPOConfig:
     return PPOConfig(**(settings | overrides))
 
 
-def ppo_run(tiny_dir, prompts_file, out, precision):
+def ppo_run(tiny_dir, prompts_file, out, precision, share_prompts=True):
     config = lora_ppo_config(
         tiny_dir, prompts_file, out, total_steps=3, precision=precision, seed=3
     )
     calls = []
-    original = prefix.prefix_states
+    prefix_states, split_states = prefix.prefix_states, prefix.split_states
 
-    def counted(*args, **kwargs):
-        calls.append(args[1].shape)
-        return original(*args, **kwargs)
+    def counted(original):
+        def run(*args, **kwargs):
+            calls.append((original.__name__, args[1].shape))
+            return original(*args, **kwargs)
+
+        return run
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prefix, "prefix_states", counted)
+        patch.setattr(ppo, "SHARE_PROMPTS", share_prompts)
+        patch.setattr(prefix, "prefix_states", counted(prefix_states))
+        patch.setattr(prefix, "split_states", counted(split_states))
         train_ppo(config, score_fn=digit_count)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return metrics, calls
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(
+    ("precision", "share_prompts"), [("fp32", True), ("bf16", True), ("fp32", False)]
+)
 def test_ppo_with_the_cached_prefix_learns_what_whole_passes_learn(
-    tiny_dir, prompts_file, tmp_path, precision
+    tiny_dir, prompts_file, tmp_path, precision, share_prompts
 ):
-    cached, calls = ppo_run(tiny_dir, prompts_file, tmp_path / "cached", precision)
-    assert len(calls) == 3  # once per step, on the step's whole batch
-    assert all(shape[0] == 8 for shape in calls)
+    cached, calls = ppo_run(tiny_dir, prompts_file, tmp_path / "cached", precision, share_prompts)
+    # once per step, on the step's whole batch; with shared prompts their K samples split
+    name = "split_states" if share_prompts else "prefix_states"
+    assert calls == [(name, torch.Size([8, calls[0][1][1]]))] * 3
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ppo, "CACHE_FROZEN_PREFIX", False)
         whole, none = ppo_run(tiny_dir, prompts_file, tmp_path / "whole", precision)

@@ -65,8 +65,9 @@ def test_each_distinct_prompt_runs_once(tiny_dir):
     # one pass of the 3 distinct prompts, one of the 8 answers; the prompt tokens of the
     # answers' rows are never run again
     assert [shape[0] for shape in seen] == [3, 8]
-    prompt_tokens = sum(len(r) - len(r[split_point(r, s) :]) for r, s in zip(rows, spans))
-    assert seen[1][1] < max(len(r) for r in rows) and prompt_tokens > 0
+    cuts = [split_point(r, s) for r, s in zip(rows, spans, strict=True)]
+    assert seen[0][1] == max(cuts)  # the longest distinct prompt part
+    assert seen[1][1] == max(len(r) - cut for r, cut in zip(rows, cuts, strict=True))
     # each row's real tokens, contiguous in the layout, are its own
     assert mask.sum(1).tolist() == [len(r) for r in rows]
     assert span_mask.sum(1).tolist() == [b - a for a, b in spans]
