@@ -179,7 +179,12 @@ class RaterReliability(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    weight = models.FloatField(help_text="Log-odds of agreeing with the other raters (≥ 0).")
+    weight = models.FloatField(
+        help_text=(
+            "Vote weight log(a / (1 − a)) of the rater's accuracy a, from their one-coin skill "
+            "against every co-rater (measures.skill_reliability); a clipped to [0.5, 0.98], so ≥ 0."
+        )
+    )
     updated_at = models.DateTimeField()
 
     class Meta:
