@@ -12,6 +12,12 @@ against the held-out tasks' skill-weighted consensus (``trainer.evaluate.consens
 and against the noiseless rule. Rankings are weighted by ``accuracy_weight`` of each rater's
 accuracy against the rule: a stand-in for the quality module's measured skill.
 
+Also: ``--held-out-overlaps`` (raters per held-out task: the yardstick's sharpness),
+``--pairs`` (heads that read two depths at once), ``--precision bf16`` and ``--whole-rows``
+(the feature pass as the RM stage runs it on a bf16 CPU, or every row whole: the same seeds
+draw the same raters and splits, so two runs compare draw by draw), ``--cache`` (features
+kept between runs of the same settings).
+
     .venv/bin/python bench/rm_data_curve.py --round /tmp/prefloop-demo-round-XXXX \\
         [--train-tasks 54 72 90] [--overlaps 3] [--draws 12]
 """
@@ -34,7 +40,7 @@ import torch  # noqa: E402
 from apps.loop.scoring import score  # noqa: E402
 from apps.loop.simulation import SimulatedRater  # noqa: E402
 from apps.quality.measures import accuracy_weight  # noqa: E402
-from trainer import models  # noqa: E402
+from trainer import models, reward  # noqa: E402
 from trainer.contract import Ranking  # noqa: E402
 from trainer.data import read_rankings  # noqa: E402
 from trainer.evaluate import consensus_hits  # noqa: E402
@@ -135,6 +141,12 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, default=None, help="keep the trunk's features here between runs"
     )
+    parser.add_argument("--precision", default="fp32", help="of the feature pass: fp32 or bf16")
+    parser.add_argument(
+        "--whole-rows",
+        action="store_true",
+        help="run every row whole in the feature pass (default: each prompt once, as the RM stage)",
+    )
     args = parser.parse_args()
     from transformers.utils import logging
 
@@ -150,7 +162,10 @@ def main() -> None:
         features = torch.load(args.cache)
     else:
         model, tokenizer = models.load_scalar_model(args.model)
-        features = completion_features(model, tokenizer, texts, DEPTHS, "mean", 160, 16, "fp32")
+        reward.SHARE_PROMPTS = not args.whole_rows
+        features = completion_features(
+            model, tokenizer, texts, DEPTHS, "mean", 160, 16, args.precision
+        )
         if args.cache:
             torch.save(features, args.cache)
     feature_seconds = time.perf_counter() - started
@@ -198,6 +213,7 @@ def main() -> None:
             "consensus_at_least_0_70": sum(c >= 0.70 for c in consensus),
             "rule_mean": round(statistics.mean(rule), 4),
             "draws": len(consensus),
+            "consensus_by_draw": [round(c, 4) for c in consensus],
             "depths_chosen": chosen,
         }
         results.append(row)

@@ -276,3 +276,51 @@ def test_a_trainer_error_is_the_stage_error(world, fake):
     with pytest.raises(StageError, match="trainer sample: prompts.jsonl:3: missing field"):
         sampling.execute(_run(training_round, Stage.SAMPLING))
     assert not Task.objects.exists()  # the stage made no task
+
+
+def _stage_done(training_round: TrainingRound, stage: Stage, handler) -> None:
+    run = _run(training_round, stage)
+    _finish(run, handler(run))
+    training_round.refresh_from_db()
+
+
+def _ready_for_ppo(project, training_round, demonstrations: int) -> None:
+    """Sampled, rated, exported (with `demonstrations` of train prompts) and an RM trained."""
+    _stage_done(training_round, Stage.SAMPLING, sampling.execute)
+    _rate_every_task(project)
+    rater = UserFactory(roles=[Role.LABELER])
+    for prompt in Prompt.objects.filter(project=project, split="train")[:demonstrations]:
+        Demonstration.objects.create(prompt=prompt, rater=rater, text=f"Ideal: {prompt.text}")
+    _stage_done(training_round, Stage.EXPORTING, exporting.execute)
+    _stage_done(training_round, Stage.RM, training.rm)
+
+
+def test_ppo_ptx_reads_the_snapshots_demonstrations(world, fake):
+    project, _, training_round = world
+    training_round.config["ppo"]["ptx_coef"] = 0.5
+    training_round.save(update_fields=["config"])
+    _ready_for_ppo(project, training_round, demonstrations=3)
+    training.ppo(_run(training_round, Stage.PPO))
+    (config,) = fake.configs("ppo")
+    assert config["ptx_coef"] == 0.5
+    rows = contract.read_demonstrations(config["ptx"])
+    assert sorted(d.completion for d in rows) == [f"Ideal: Question {i}?" for i in range(3)]
+
+
+def test_ppo_ptx_without_demonstrations_is_refused_before_training(world, fake):
+    project, _, training_round = world
+    training_round.config["ppo"]["ptx_coef"] = 0.5
+    training_round.save(update_fields=["config"])
+    _ready_for_ppo(project, training_round, demonstrations=0)
+    with pytest.raises(StageError, match=r"ptx_coef > 0 .* no demonstration of a train prompt"):
+        training.ppo(_run(training_round, Stage.PPO))
+    assert fake.configs("ppo") == []
+    assert not PolicyVersion.objects.filter(kind="ppo").exists()
+
+
+def test_ppo_without_ptx_sends_no_ptx_text(world, fake):
+    project, _, training_round = world
+    _ready_for_ppo(project, training_round, demonstrations=3)
+    training.ppo(_run(training_round, Stage.PPO))
+    (config,) = fake.configs("ppo")
+    assert "ptx" not in config

@@ -106,6 +106,20 @@ def rm(run: TrainingRun) -> StageResult:
     )
 
 
+def _ptx_text(run: TrainingRun, folder: Path) -> str:
+    """PPO-ptx's text (InstructGPT mixes pretraining text into PPO's loss; a round has none,
+    so it uses the snapshot's demonstrations of train prompts, the SFT data): their file."""
+    data = snapshot_split(
+        folder, contract.DEMONSTRATIONS, contract.Demonstration, into=stage_dir(run)
+    )
+    if not data.train_rows:
+        raise StageError(
+            "ptx_coef > 0 mixes an LM loss on demonstrations into PPO, and the snapshot has no "
+            "demonstration of a train prompt: collect some, or set ppo.ptx_coef to 0."
+        )
+    return str(data.train)
+
+
 def ppo(run: TrainingRun) -> StageResult:
     """PPO against the round's reward model on the snapshot's train prompts; resumes from its
     checkpoint when a lost worker's run is executed again; registers the new policy once."""
@@ -130,6 +144,8 @@ def ppo(run: TrainingRun) -> StageResult:
         seed=training_round.config["seed"],
         resume=True,  # a re-run after a lost worker continues from the last checkpoint
     )
+    if config.get("ptx_coef", 0) > 0:
+        config["ptx"] = _ptx_text(run, folder)
     if run.attempt == 1:  # nothing of an earlier run in this folder may be resumed
         for leftover in (contract.CHECKPOINT_DIR, *contract.CHECKPOINT_LEFTOVERS):
             shutil.rmtree(model_dir / leftover, ignore_errors=True)
