@@ -99,6 +99,15 @@ def pad_sequences(
     return ids, mask
 
 
+def distinct_rows(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the first row of each distinct row of ``keys`` (B, T), the distinct row of each row):
+    a batch's K samples of one prompt run its prompt once, then copy the result to each."""
+    distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    first = torch.full((distinct.size(0),), keys.size(0), device=keys.device)
+    rows = torch.arange(keys.size(0), device=keys.device)
+    return first.scatter_reduce(0, inverse, rows, "amin"), inverse
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that start at 0 on each row's first real token (left padding safe)."""
     positions = attention_mask.long().cumsum(-1) - 1

@@ -147,22 +147,20 @@ class ResponseLogits:
     def cached(self) -> bool:
         return self.states is not None or self.split is not None
 
-    def __call__(self, rows=None) -> torch.Tensor:
+    def __call__(self, rows=slice(None)) -> torch.Tensor:
         if not self.cached:
-            picked = slice(None) if rows is None else rows
             return self.actor_critic.lm_logits(
-                self.sequences[picked], self.attention_mask[picked], self.keep
+                self.sequences[rows], self.attention_mask[rows], self.keep
             )
         return self.suffix(self.actor_critic.policy, self.cut, rows)
 
-    def suffix(self, model, cut: int, rows=None) -> torch.Tensor:
+    def suffix(self, model, cut: int, rows=slice(None)) -> torch.Tensor:
         """`model`'s logits (the policy's, or a reference's that shares the first `cut`
         layers) from the cached states."""
         if self.split is not None:
             return prefix.split_suffix_logits(model, self.split, cut, rows)
-        picked = slice(None) if rows is None else rows
         return prefix.suffix_logits(
-            model, self.states[picked], self.attention_mask[picked], cut, self.keep
+            model, self.states[rows], self.attention_mask[rows], cut, self.keep
         )
 
 

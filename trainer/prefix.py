@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from trainer.models import unwrap_peft
-from trainer.ops import position_ids_from_mask
+from trainer.ops import distinct_rows, position_ids_from_mask
 from trainer.sampling import cache_argument
 
 
@@ -150,12 +150,7 @@ def split_states(
     KV cache is copied to the rows that share it, and only the responses run on top."""
     decoder = _decoder(model)
     prompts, prompt_mask = input_ids[:, :width], attention_mask[:, :width]
-    keys = torch.cat([prompts, prompt_mask.to(prompts.dtype)], 1)
-    distinct, prompt_of = torch.unique(keys, dim=0, return_inverse=True)
-    first = torch.full((distinct.size(0),), input_ids.size(0), device=input_ids.device)
-    first = first.scatter_reduce(
-        0, prompt_of, torch.arange(input_ids.size(0), device=input_ids.device), "amin"
-    )
+    first, prompt_of = distinct_rows(torch.cat([prompts, prompt_mask.to(prompts.dtype)], 1))
     cache_arg = cache_argument(decoder)
     with torch.no_grad(), _running(decoder, slice(0, cut), final_norm=False):
         before = decoder(
@@ -183,14 +178,12 @@ def split_states(
 
 
 def split_suffix_logits(
-    model: nn.Module, split: SplitStates, cut: int, rows: torch.Tensor | None = None
+    model: nn.Module, split: SplitStates, cut: int, rows: torch.Tensor | slice = slice(None)
 ) -> torch.Tensor:
     """`suffix_logits` of `split`'s rows (all, or `rows`) at the last prompt position and every
     response position, (B, N + 1, V): layers `cut`… on each distinct prompt of those rows once
     (with gradients to the adapters, through the copied KV cache too), then on the responses."""
     decoder = _decoder(model)
-    if rows is None:
-        rows = torch.arange(split.prompt_of.size(0), device=split.prompt_of.device)
     prompts, prompt_of = torch.unique(split.prompt_of[rows], return_inverse=True)
     dtype = decoder.embed_tokens.weight.dtype
     mask = split.attention_mask[rows]

@@ -19,7 +19,7 @@ import torch
 from trainer import models
 from trainer.contract import SampleConfig
 from trainer.data import DataError, Prompt, read_prompts, write_jsonl
-from trainer.ops import pad_sequences, position_ids_from_mask, sample_nucleus
+from trainer.ops import distinct_rows, pad_sequences, position_ids_from_mask, sample_nucleus
 from trainer.runlog import (
     METRICS_JSON,
     MetricsLog,
@@ -94,13 +94,10 @@ def _prefill(model, input_ids, attention_mask, positions, cache_arg: str):
     """The KV cache and next-token logits (float) of every row, running the forward pass once
     per distinct prompt: a sampler asks for K answers to each prompt (PPO's RLOO too), and on
     a 2-core CPU the prompts' forward pass was half of sampling 32 tokens."""
-    keys = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], 1)
-    distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
-    shared = distinct.size(0) < input_ids.size(0)
-    rows = torch.arange(input_ids.size(0), device=input_ids.device)
-    if shared:  # the first row of each distinct prompt
-        first = torch.full((distinct.size(0),), input_ids.size(0), device=input_ids.device)
-        rows = first.scatter_reduce(0, inverse, rows, "amin")
+    rows, inverse = distinct_rows(torch.cat([input_ids, attention_mask.to(input_ids.dtype)], 1))
+    shared = rows.size(0) < input_ids.size(0)
+    if not shared:  # every row its own prompt: run them in their order, nothing to copy
+        rows = torch.arange(input_ids.size(0), device=input_ids.device)
     out = model(
         input_ids=input_ids[rows],
         attention_mask=attention_mask[rows],

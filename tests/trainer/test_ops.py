@@ -3,6 +3,7 @@ import math
 import torch
 
 from trainer.ops import (
+    distinct_rows,
     first_true_indices,
     masked_mean,
     masked_var,
@@ -100,3 +101,12 @@ def test_nucleus_draws_do_not_depend_on_the_other_rows():
     together = sample_nucleus(logits, 0.9, make_generators([5, 11, 6]), candidates=4)
     assert together[1] == alone[0]
     assert sample_nucleus(logits, 1.0, make_generators([1, 2, 3])).shape == (3,)
+
+
+def test_distinct_rows_gives_each_first_occurrence_and_every_rows_distinct_row():
+    keys = torch.tensor([[5, 1], [2, 2], [5, 1], [2, 2], [7, 0]])
+    first, inverse = distinct_rows(keys)
+    # distinct rows sorted: [2, 2], [5, 1], [7, 0]; first seen at rows 1, 0 and 4
+    assert first.tolist() == [1, 0, 4]
+    assert inverse.tolist() == [1, 0, 1, 0, 2]
+    assert torch.equal(keys[first][inverse], keys)

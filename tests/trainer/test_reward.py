@@ -23,6 +23,16 @@ from trainer.reward import (
 HH_RLHF = Path(__file__).resolve().parents[3] / "shared/data/hh-rlhf/harmless-base-test.jsonl.gz"
 
 
+def assert_training_answers_centred(model, tokenizer, train, config, metrics):
+    """The saved reward model, run whole, gives the training answers (the first
+    reference_limit of them, the bias's reference) a mean reward of 0, and they differ."""
+    answers = list(dict.fromkeys((r.prompt, c) for r in train for c in r.completions))
+    scores = score_pairs(model, tokenizer, answers[: config.reference_limit], 64, 16, "fp32")
+    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
+    assert metrics["reward_bias"] == pytest.approx(model.config.reward_bias)
+    assert max(scores) - min(scores) > 0.1
+
+
 def test_k_way_batch_scores_each_completion_like_a_lone_pass(tiny_dir):
     model, tokenizer = models.load_scalar_model(str(tiny_dir))
     rankings = [
@@ -148,14 +158,8 @@ def test_reward_model_learns_synthetic_preference_rule(tiny_dir, tmp_path):
     reloaded, tokenizer = models.load_scalar_model(str(tmp_path / "rm"))
     again = evaluate_rankings(reloaded, tokenizer, valid, 64)
     assert again["accuracy"] == pytest.approx(metrics["valid_accuracy"])
-    # the bias came from the head's features, without another pass: the saved model, run
-    # whole, gives the training answers (the first reference_limit of them) a mean reward of 0
-    answers = list(dict.fromkeys((r.prompt, c) for r in train for c in r.completions))
-    answers = answers[: config.reference_limit]
-    scores = score_pairs(reloaded, tokenizer, answers, 64, 16, "fp32")
-    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
-    assert metrics["reward_bias"] == pytest.approx(reloaded.config.reward_bias)
-    assert max(scores) - min(scores) > 0.1
+    # fine-tuned: the bias came from scoring the training answers with the trained model
+    assert_training_answers_centred(reloaded, tokenizer, train, config, metrics)
     assert reloaded.config.reward_bias == pytest.approx(metrics["reward_bias"])
     saved_config = json.loads((tmp_path / "rm" / models.TRAINER_CONFIG_FILE).read_text())
     assert saved_config["lr"] == 3e-3
@@ -245,14 +249,8 @@ def test_head_fit_on_frozen_mean_features_learns_the_rule_without_fine_tuning(ti
     assert reloaded.config.reward_pooling == "mean"
     again = evaluate_rankings(reloaded, tokenizer, valid, 64)
     assert again["accuracy"] == pytest.approx(metrics["valid_accuracy"])
-    # the bias came from the head's features, without another pass: the saved model, run
-    # whole, gives the training answers (the first reference_limit of them) a mean reward of 0
-    answers = list(dict.fromkeys((r.prompt, c) for r in train for c in r.completions))
-    answers = answers[: config.reference_limit]
-    scores = score_pairs(reloaded, tokenizer, answers, 64, 16, "fp32")
-    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
-    assert metrics["reward_bias"] == pytest.approx(reloaded.config.reward_bias)
-    assert max(scores) - min(scores) > 0.1
+    # the head alone: the bias came from its features, without another pass
+    assert_training_answers_centred(reloaded, tokenizer, train, config, metrics)
 
 
 def test_mean_pooling_reads_the_completion_tokens_only(tiny_dir):
